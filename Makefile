@@ -1,0 +1,50 @@
+# The front door: README and CI use these same targets.
+# Each target installs what it needs into .venv/ on first use (from the pinned requirements.lock).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+UV_VERSION := 0.13.9
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+
+.PHONY: install run demo test lint format dev bench lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+run: install  ## fetch the last 7 days from the six exchanges, derive, render
+	$(BIN)/lsr run
+
+demo: install  ## the same against the built-in exchange simulator (no internet)
+	$(BIN)/lsr demo
+
+test: install lint  ## lint, type-check, then the test suite (network blocked but loopback)
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+dev: install  ## the Dagster UI on http://127.0.0.1:3000 (with the daemon: schedules, sensors)
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+bench: install  ## benchmarks against the simulator; figures printed, never asserted
+	$(BIN)/python -m bench
+
+lock:  ## re-resolve requirements.lock from pyproject.toml
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf warehouse/*.duckdb warehouse/*.wal warehouse/*.lock warehouse/landing warehouse/images warehouse/exports

@@ -1,0 +1,168 @@
+"""Ingestion: one run per UTC day x exchange fetches every coin, metric and period."""
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import date
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetObservation,
+    AssetSpec,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
+
+from pipelines.ingest import KLINES, OPEN_INTEREST, PartitionFetch, fetch_partition
+from pipelines.partitions import DAY_X_EXCHANGE
+from pipelines.resources import PipelineSettings
+from pipelines.universe import load_universe
+from pipelines.warehouse import WriteSummary, connect, land_raw, write_partition
+
+GROUP = "ingest"
+LS_DESCRIPTION = (
+    "Long/short ratios of every universe coin, metric kind and period for one exchange and UTC "
+    "day, validated with pandera and upserted into DuckDB table `ls_ratio` (rejected rows go to "
+    "`ls_ratio_rejected`). Raw responses are landed as Parquet first."
+)
+
+
+@multi_asset(
+    name="ingest_exchange_day",
+    specs=[
+        AssetSpec("ls_ratio", description=LS_DESCRIPTION, group_name=GROUP, skippable=True),
+        AssetSpec(
+            "klines",
+            description="Candles per coin and period (price panel, candle flow), table `klines`.",
+            group_name=GROUP,
+            skippable=True,
+        ),
+        AssetSpec(
+            "open_interest",
+            description="Open-interest history per coin and period, table `open_interest`.",
+            group_name=GROUP,
+            skippable=True,
+        ),
+    ],
+    check_specs=[
+        AssetCheckSpec(
+            "rows_valid",
+            asset="ls_ratio",
+            description="Every fetched row passed the pandera schema (the count and reasons of "
+            "rejected rows otherwise; they are kept in ls_ratio_rejected).",
+        )
+    ],
+    partitions_def=DAY_X_EXCHANGE,
+    can_subset=False,
+)
+async def ingest_exchange_day(context: AssetExecutionContext, settings: PipelineSettings):  # type: ignore[no-untyped-def]  # Dagster reads outputs from the return annotation
+    keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
+    exchange, day = keys["exchange"], date.fromisoformat(keys["date"])
+    step = _ProgressLog(context, f"{exchange} {day}")
+    fetched = await fetch_partition(
+        exchange,
+        day,
+        universe=load_universe(),
+        periods=settings.period_list(),
+        rate_limit_scale=settings.limit_scale(),
+        progress=step,
+    )
+    landed = land_raw(
+        fetched.responses, exchange, day, settings.warehouse_file().parent / "landing"
+    )
+    with connect(settings.warehouse_file()) as conn:
+        summary = write_partition(conn, fetched, load_universe())
+    partition = str(context.partition_key)
+    for result in _results(fetched, summary, partition, str(landed) if landed else None):
+        yield result
+    if fetched.failures:
+        raise Failure(
+            description=_failure_text(fetched),
+            metadata={"failed_fetches": len(fetched.failures), "banned": fetched.banned or ""},
+        )
+
+
+def _results(
+    fetched: PartitionFetch, summary: WriteSummary, partition: str, landed: str | None
+) -> Iterator[object]:
+    rows = {"ls_ratio": summary.ls_rows, KLINES: summary.kline_rows, OPEN_INTEREST: summary.oi_rows}
+    common = {
+        "exchange": fetched.exchange,
+        "requests": int(fetched.http_stats.get("requests", 0)),
+        "retries": int(fetched.http_stats.get("retries", 0)),
+        "raw_responses": MetadataValue.path(landed) if landed else "none",
+        "simulated": fetched.simulated,
+    }
+    for asset, datasets in (("ls_ratio", None), (KLINES, KLINES), (OPEN_INTEREST, OPEN_INTEREST)):
+        outcomes = [
+            o
+            for o in fetched.outcomes
+            if (
+                o.task.dataset == datasets
+                if datasets
+                else o.task.dataset not in (KLINES, OPEN_INTEREST)
+            )
+        ]
+        status = Counter(o.status for o in outcomes)
+        if rows[asset] == 0 and status and set(status) <= {"unavailable", "empty"}:
+            # Not faked as materialised-with-no-data: say why and skip.
+            reasons = sorted({o.detail or o.status for o in outcomes})
+            yield AssetObservation(
+                asset_key=asset,
+                partition=partition,
+                metadata={"unavailable": "; ".join(reasons)[:500], **common},
+            )
+            continue
+        yield MaterializeResult(
+            asset_key=asset,
+            metadata={
+                "rows": rows[asset],
+                "coins": len({o.task.coin for o in outcomes if o.status == "ok"}),
+                "fetch_status": MetadataValue.json(dict(status)),
+                **common,
+                **(
+                    {"rows_outside_window_dropped": fetched.out_of_window_rows}
+                    if asset == "ls_ratio"
+                    else {}
+                ),
+            },
+        )
+    yield AssetCheckResult(
+        check_name="rows_valid",
+        asset_key="ls_ratio",
+        passed=summary.rejected_rows == 0,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "rejected_rows": summary.rejected_rows,
+            "reasons": MetadataValue.json(summary.rejected_reasons),
+        },
+    )
+
+
+def _failure_text(fetched: PartitionFetch) -> str:
+    first = "\n".join(f"- {o.detail}" for o in fetched.failures[:10])
+    more = len(fetched.failures) - 10
+    tail = f"\n... and {more} more" if more > 0 else ""
+    return (
+        f"{len(fetched.failures)} fetches failed for {fetched.exchange} {fetched.day}; what "
+        f"succeeded is stored, rerun the partition to retry the rest:\n{first}{tail}"
+    )
+
+
+class _ProgressLog:
+    """Logs progress at every tenth of the partition's fetches."""
+
+    def __init__(self, context: AssetExecutionContext, label: str) -> None:
+        self.context = context
+        self.label = label
+        self.reported = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        tenth = done * 10 // max(total, 1)
+        if tenth != self.reported:
+            self.reported = tenth
+            self.context.log.info(f"{self.label}: {done}/{total} fetches")

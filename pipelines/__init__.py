@@ -1,0 +1,1 @@
+"""L/S ratio heatmap pipeline: the Dagster code location and everything it runs."""

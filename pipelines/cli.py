@@ -1,0 +1,169 @@
+"""`lsr`: a thin command line over the Dagster pipeline, for people who don't open the UI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipelines.config import METRICS, PERIOD_MS, warehouse_path
+from pipelines.exchanges import EXCHANGES
+
+if TYPE_CHECKING:
+    from pipelines.runner import RunReport
+
+# The demo compresses every rate-limit window 20x (in the simulator and the client alike), so
+# seven days of 50 coins load in about a minute instead of Binance's real 5-minute windows.
+DEMO_RATE_LIMIT_SCALE = 0.05
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("lsr: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # one clear line, not a traceback
+        print(f"lsr: error: {error}", file=sys.stderr)
+        if os.environ.get("LSR_DEBUG"):
+            raise
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lsr", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="command")
+
+    run = sub.add_parser("run", help="fetch the last N days from the exchanges, derive, render")
+    _add_run_arguments(run)
+    run.set_defaults(handler=_run)
+
+    demo = sub.add_parser("demo", help="the same as run, against the built-in simulator")
+    _add_run_arguments(demo)
+    demo.add_argument(
+        "--faults",
+        type=float,
+        default=0.0,
+        help="share of simulator requests that get a fault (0..1)",
+    )
+    demo.set_defaults(handler=_demo)
+
+    render = sub.add_parser("render", help="render one image from the warehouse (no fetching)")
+    render.add_argument("--exchange", required=True, choices=EXCHANGES)
+    render.add_argument("--metric", required=True, choices=METRICS)
+    render.add_argument("--period", required=True, choices=list(PERIOD_MS))
+    render.add_argument("--range", required=True, help="7d .. 365d", type=_range_days)
+    render.add_argument("--theme", default=None)
+    render.add_argument("--color-by", choices=("ln_ratio", "zscore"), default="ln_ratio")
+    render.add_argument("--out", type=Path, default=None, help="PNG file (default: images/...)")
+    render.set_defaults(handler=_render)
+
+    themes = sub.add_parser("themes", help="list colour themes, one per line")
+    themes.set_defaults(handler=_themes)
+
+    simulate = sub.add_parser("simulate", help="serve the exchange simulator on 127.0.0.1")
+    simulate.add_argument("--port", type=int, default=8765)
+    simulate.add_argument("--faults", type=float, default=0.0)
+    simulate.add_argument("--rate-limit-scale", type=float, default=1.0)
+    simulate.set_defaults(handler=_simulate)
+    return parser
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--days", type=int, default=7, help="full UTC days before today")
+    parser.add_argument(
+        "--exchange",
+        action="append",
+        choices=EXCHANGES,
+        dest="exchanges",
+        help="repeat for several (default: all)",
+    )
+
+
+def _range_days(text: str) -> int:
+    days = int(text.lower().removesuffix("d"))
+    if not 7 <= days <= 365:
+        raise argparse.ArgumentTypeError("range must be between 7d and 365d")
+    return days
+
+
+def _run(args: argparse.Namespace, *, simulated: bool = False) -> int:
+    from pipelines.resources import PipelineSettings
+    from pipelines.runner import days_back, run_pipeline
+    from pipelines.summary import ensure_warehouse_kind
+
+    ensure_warehouse_kind(warehouse_path(), simulated=simulated)
+    exchanges = args.exchanges or list(EXCHANGES)
+    days = days_back(args.days)
+    print(
+        f"Fetching {days[0]} .. {days[-1]} (UTC) for {', '.join(exchanges)}"
+        f"{' from the simulator' if simulated else ''}"
+    )
+    report = run_pipeline(days, exchanges, PipelineSettings())
+    return _print_report(report)
+
+
+def _print_report(report: RunReport) -> int:
+    from pipelines.summary import describe_warehouse
+
+    for key, error in report.partitions_failed.items():
+        print(f"partition {key} failed: {error.splitlines()[0]}", file=sys.stderr)
+    if report.outputs_error:
+        print(f"derived tables / images failed: {report.outputs_error}", file=sys.stderr)
+    print(describe_warehouse(warehouse_path()))
+    ok = not report.partitions_failed and report.outputs_ok
+    return 0 if ok else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pipelines.simulator import FaultConfig, SimulatorThread
+
+    faults = FaultConfig(rate=args.faults) if args.faults else None
+    with SimulatorThread(port=0, rate_limit_scale=DEMO_RATE_LIMIT_SCALE, faults=faults) as sim:
+        for exchange, url in sim.base_urls.items():
+            os.environ[f"LSR_{exchange.upper()}_BASE_URL"] = url
+        os.environ["LSR_RATE_LIMIT_SCALE"] = str(DEMO_RATE_LIMIT_SCALE)
+        print(f"Simulator listening on {next(iter(sim.base_urls.values())).rsplit('/', 1)[0]}")
+        return _run(args, simulated=True)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from pipelines.images import is_simulated, render_and_record
+    from pipelines.render import RenderRequest
+    from pipelines.themes import DEFAULT_THEME, get_theme
+    from pipelines.warehouse import connect
+
+    theme = args.theme or DEFAULT_THEME
+    get_theme(theme)  # fail early, with close matches, before opening the warehouse
+    with connect() as conn:
+        request = RenderRequest(
+            exchange=args.exchange,
+            metric=args.metric,
+            period=args.period,
+            range_days=args.range,
+            theme=theme,
+            color_by=args.color_by,
+            simulated=is_simulated(conn, args.exchange),
+        )
+        result = render_and_record(conn, request, warehouse_path().parent / "images", args.out)
+    print(result.path)
+    return 0
+
+
+def _themes(args: argparse.Namespace) -> int:
+    from pipelines.themes import theme_names
+
+    print("\n".join(theme_names()))
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from pipelines.simulator import FaultConfig, serve
+
+    faults = FaultConfig(rate=args.faults) if args.faults else None
+    serve(port=args.port, faults=faults, rate_limit_scale=args.rate_limit_scale)
+    return 0

@@ -1,0 +1,48 @@
+"""Settings read from the environment, in one place, and never at import time of Dagster code."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WAREHOUSE_DIR = REPO_ROOT / "warehouse"
+SQL_DIR = WAREHOUSE_DIR / "sql"
+
+METRICS: tuple[str, ...] = ("global_account", "top_account", "top_position", "taker_volume")
+PERIODS: tuple[str, ...] = ("1h", "4h", "1d")
+PERIOD_MS: dict[str, int] = {
+    "5m": 5 * 60_000,
+    "15m": 15 * 60_000,
+    "1h": 3_600_000,
+    "4h": 4 * 3_600_000,
+    "1d": 24 * 3_600_000,
+}
+DEFAULT_RANGE_DAYS: dict[str, int] = {"1h": 7, "4h": 30, "1d": 90}
+
+
+def warehouse_path() -> Path:
+    """The DuckDB file: `LSR_WAREHOUSE` or `warehouse/lsr.duckdb`."""
+    return Path(os.environ.get("LSR_WAREHOUSE", WAREHOUSE_DIR / "lsr.duckdb"))
+
+
+def output_dir() -> Path:
+    """Folder for the landing zone, images and exports: beside the DuckDB file."""
+    return warehouse_path().parent
+
+
+def configured_periods() -> tuple[str, ...]:
+    """`1h, 4h, 1d`, plus `5m` when `LSR_PERIODS` asks for it (comma separated)."""
+    raw = os.environ.get("LSR_PERIODS")
+    if not raw:
+        return PERIODS
+    periods = tuple(p.strip() for p in raw.split(",") if p.strip())
+    unknown = [p for p in periods if p not in PERIOD_MS]
+    if unknown:
+        raise ValueError(f"LSR_PERIODS names unknown periods {unknown}; known: {list(PERIOD_MS)}")
+    return periods
+
+
+def base_url(exchange: str, default: str) -> str:
+    """An exchange's base URL, overridable by `LSR_<EXCHANGE>_BASE_URL` (proxies, simulator)."""
+    return os.environ.get(f"LSR_{exchange.upper()}_BASE_URL", default).rstrip("/")

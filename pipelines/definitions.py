@@ -1,0 +1,25 @@
+"""The Dagster code location: everything wired in one place. Read this file first."""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from assets.analytics import alt_average, btc_ls, coverage, heatmap_matrix
+from assets.checks import CHECKS
+from assets.images import heatmap_images
+from assets.ingest import ingest_exchange_day
+from pipelines.jobs import ingest_job, refresh_job
+from pipelines.resources import PipelineSettings
+from pipelines.schedules import hourly_poll
+from pipelines.sensors import downstream_automation
+
+ASSETS = [ingest_exchange_day, coverage, btc_ls, alt_average, heatmap_matrix, heatmap_images]
+
+defs = Definitions(
+    assets=ASSETS,
+    asset_checks=CHECKS,
+    jobs=[ingest_job, refresh_job],
+    schedules=[hourly_poll],
+    sensors=[downstream_automation],
+    resources={"settings": PipelineSettings()},
+)

@@ -1,0 +1,224 @@
+"""What every exchange connector shares: the normalised frame, time handling, the interface.
+
+Each exchange module (binance.py, bybit.py, ...) states its differences as data (endpoints,
+period names, field names, limits) and implements the `Connector` protocol below; the ingestion
+code in `pipelines.ingest` only ever talks to that protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from pipelines.errors import PayloadError
+from pipelines.http import ExchangeProfile, HttpClient
+from pipelines.universe import Listing, split_multiplier
+
+LS_COLUMNS = [
+    "exchange",
+    "coin",
+    "instrument",
+    "metric",
+    "period",
+    "ts",
+    "long_share",
+    "short_share",
+    "ratio",
+    "source_ratio",
+    "source_ts",
+]
+KLINE_COLUMNS = [
+    "exchange",
+    "coin",
+    "instrument",
+    "period",
+    "ts",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "taker_buy_volume",
+]
+OI_COLUMNS = [
+    "exchange",
+    "coin",
+    "instrument",
+    "period",
+    "ts",
+    "open_interest",
+    "open_interest_value",
+]
+
+# Millisecond epochs have 13 digits until the year 2286; second epochs have 10.
+_MS_THRESHOLD = 100_000_000_000
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open UTC time window [start, end) in epoch milliseconds."""
+
+    start_ms: int
+    end_ms: int
+
+    @classmethod
+    def of(cls, start: datetime, end: datetime) -> Window:
+        return cls(to_epoch_ms(start), to_epoch_ms(end))
+
+    def contains(self, ts_ms: int) -> bool:
+        return self.start_ms <= ts_ms < self.end_ms
+
+
+def to_epoch_ms(moment: datetime) -> int:
+    """Naive datetimes are taken as UTC (the warehouse's convention), aware ones converted."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def epoch_ms(value: Any) -> int:
+    """An exchange timestamp (int, float or string; seconds or ms) as epoch milliseconds.
+
+    The unit is read from the magnitude, never assumed: Gate sends seconds and Bybit has been
+    seen to send seconds on some rows of endpoints that otherwise send milliseconds.
+    """
+    number = int(float(value))
+    return number * 1000 if abs(number) < _MS_THRESHOLD else number
+
+
+def coin_of(base_asset: str) -> str:
+    return split_multiplier(base_asset)[0]
+
+
+def to_float(value: Any) -> float:
+    """A published number (JSON number or string) as float; blanks become NaN."""
+    if value is None or value == "":
+        return float("nan")
+    return float(value)
+
+
+def ls_frame(
+    exchange: str,
+    *,
+    coin: str,
+    instrument: str,
+    metric: str,
+    period: str,
+    source_ts: Iterable[int],
+    long_share: Iterable[float],
+    short_share: Iterable[float],
+    source_ratio: Iterable[float] | None = None,
+) -> pd.DataFrame:
+    """Build the normalised L/S frame, ascending by time, ratio recomputed from the shares.
+
+    `ratio` is NULL (never 0 or inf) where a share is missing or the short share is not positive.
+    """
+    frame = pd.DataFrame(
+        {
+            "source_ts": np.asarray(list(source_ts), dtype="int64"),
+            "long_share": np.asarray(list(long_share), dtype="float64"),
+            "short_share": np.asarray(list(short_share), dtype="float64"),
+        }
+    )
+    frame["source_ratio"] = (
+        np.asarray(list(source_ratio), dtype="float64") if source_ratio is not None else np.nan
+    )
+    defined = (frame["short_share"] > 0) & (frame["long_share"] >= 0)
+    frame["ratio"] = (frame["long_share"] / frame["short_share"]).where(defined)
+    frame["ts"] = pd.to_datetime(frame["source_ts"], unit="ms")
+    frame = frame.assign(
+        exchange=exchange, coin=coin, instrument=instrument, metric=metric, period=period
+    )
+    return frame.sort_values("ts", kind="stable").reset_index(drop=True)[LS_COLUMNS]
+
+
+def empty_ls_frame() -> pd.DataFrame:
+    return ls_frame(
+        "",
+        coin="",
+        instrument="",
+        metric="",
+        period="1h",
+        source_ts=[],
+        long_share=[],
+        short_share=[],
+    )
+
+
+def rows_of(
+    payload: Any, path: tuple[str, ...], exchange: str, endpoint: str, symbol: str | None
+) -> list[Any]:
+    """Walk `path` into a decoded body and return the list there, or raise a clear PayloadError."""
+    node = payload
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            raise PayloadError(exchange, endpoint, f"expected key {key!r} in body", symbol=symbol)
+        node = node[key]
+    if not isinstance(node, list):
+        shape = type(node).__name__
+        raise PayloadError(
+            exchange, endpoint, f"expected a list of rows, got {shape}", symbol=symbol
+        )
+    return node
+
+
+def pick(row: Any, keys: tuple[str, ...], exchange: str, endpoint: str, symbol: str) -> Any:
+    """The first of `keys` present in a row; a row that has none of them is an unknown shape."""
+    if isinstance(row, Mapping):
+        for key in keys:
+            if key in row:
+                return row[key]
+    raise PayloadError(
+        exchange, endpoint, f"row lacks field {' / '.join(keys)}: {str(row)[:120]}", symbol=symbol
+    )
+
+
+def keep_inside(frame: pd.DataFrame, window: Window) -> tuple[pd.DataFrame, int]:
+    """Rows whose `ts` lies in the window, and how many were outside it.
+
+    Binance has answered requests for a window it no longer serves with its latest rows: those
+    are real observations, but not of the window asked for, and must not be stored as if they were.
+    """
+    inside = frame["ts"].between(
+        pd.Timestamp(window.start_ms, unit="ms"), pd.Timestamp(window.end_ms - 1, unit="ms")
+    )
+    return frame[inside], int((~inside).sum())
+
+
+class Connector(Protocol):
+    """The interface every exchange module implements (as module-level names)."""
+
+    NAME: str
+    METRICS: tuple[str, ...]
+    # How far back the L/S endpoints reach; None when history is deep (paged).
+    LS_RETENTION_DAYS: int | None
+
+    def profile(self) -> ExchangeProfile: ...
+
+    async def fetch_instruments(self, client: HttpClient) -> list[Listing]: ...
+
+    async def fetch_ls(
+        self, client: HttpClient, instrument: str, metric: str, period: str, window: Window
+    ) -> list[Any]: ...
+
+    def parse(self, metric: str, payload: Any, *, instrument: str, period: str) -> pd.DataFrame: ...
+
+    async def fetch_klines(
+        self, client: HttpClient, instrument: str, period: str, window: Window
+    ) -> list[Any]: ...
+
+    def parse_klines(self, payload: Any, *, instrument: str, period: str) -> pd.DataFrame: ...
+
+    async def fetch_open_interest(
+        self, client: HttpClient, instrument: str, period: str, window: Window
+    ) -> list[Any]: ...
+
+    def parse_open_interest(
+        self, payload: Any, *, instrument: str, period: str
+    ) -> pd.DataFrame: ...

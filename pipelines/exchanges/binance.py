@@ -1,0 +1,261 @@
+"""Binance USD-M futures: four L/S kinds, 30 days deep, time-window paging, oldest first.
+
+Quirks handled here (REFERENCE.md section 1): the position endpoint names its shares
+`longAccount`/`shortAccount`; `timestamp` is a JSON integer (docs print a string: both parse);
+the published `longShortRatio` is rounded on its own, so it is kept as `source_ratio` only; a
+window outside the 30 days is refused with -1130 (2026) or answered with the latest rows (2020),
+so rows are always filtered to the window asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from pipelines.config import PERIOD_MS, base_url
+from pipelines.errors import PayloadError
+from pipelines.exchanges.base import (
+    KLINE_COLUMNS,
+    OI_COLUMNS,
+    Window,
+    coin_of,
+    epoch_ms,
+    ls_frame,
+    pick,
+    rows_of,
+    to_float,
+)
+from pipelines.http import ApiError, ExchangeProfile, HttpClient, RateLimit
+from pipelines.universe import Listing
+
+NAME = "binance"
+DEFAULT_BASE_URL = "https://fapi.binance.com"
+LS_RETENTION_DAYS: int | None = 30
+PAGE_LIMIT = 500
+KLINE_LIMIT = 1500
+
+# metric -> (endpoint, long field aliases, short field aliases)
+LS_ENDPOINTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "global_account": (
+        "/futures/data/globalLongShortAccountRatio",
+        ("longAccount",),
+        ("shortAccount",),
+    ),
+    "top_account": ("/futures/data/topLongShortAccountRatio", ("longAccount",), ("shortAccount",)),
+    # USD-M reuses the account field names for position shares; COIN-M says longPosition.
+    "top_position": (
+        "/futures/data/topLongShortPositionRatio",
+        ("longAccount", "longPosition"),
+        ("shortAccount", "shortPosition"),
+    ),
+    "taker_volume": ("/futures/data/takerlongshortRatio", ("buyVol",), ("sellVol",)),
+}
+METRICS: tuple[str, ...] = tuple(LS_ENDPOINTS)
+RATIO_FIELD = {"taker_volume": "buySellRatio"}
+OI_ENDPOINT = "/futures/data/openInterestHist"
+KLINES_ENDPOINT = "/fapi/v1/klines"
+INSTRUMENTS_ENDPOINT = "/fapi/v1/exchangeInfo"
+PERIODS = {"5m": "5m", "15m": "15m", "1h": "1h", "4h": "4h", "1d": "1d"}
+
+# Each /futures/data endpoint has its own 1,000 requests / 5 min per IP; /fapi is weight-based.
+LIMITS = {path: RateLimit(1000, 300) for path, *_ in LS_ENDPOINTS.values()} | {
+    OI_ENDPOINT: RateLimit(1000, 300),
+    "fapi_weight": RateLimit(2400, 60),
+}
+
+
+def _error_of(status: int, body: Any) -> ApiError | None:
+    if isinstance(body, dict) and "code" in body and "msg" in body and body.get("code") != 200:
+        code, message = str(body["code"]), str(body["msg"])
+        if code == "-1003":
+            return ApiError(code, message, "rate_limit")
+        # 2026: a startTime older than the 30-day window is refused outright.
+        if code == "-1130" and "startTime" in message:
+            return ApiError(code, message, "unavailable")
+        return ApiError(code, message)
+    return None
+
+
+def profile() -> ExchangeProfile:
+    return ExchangeProfile(
+        name=NAME,
+        base_url=base_url(NAME, DEFAULT_BASE_URL),
+        limits=LIMITS,
+        error_of=_error_of,
+        ban_statuses=frozenset({418}),
+    )
+
+
+def coin_from_instrument(instrument: str) -> str:
+    return coin_of(instrument.removesuffix("USDT"))
+
+
+def _kline_weight(limit: int) -> int:
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+
+
+async def fetch_instruments(client: HttpClient) -> list[Listing]:
+    body = await client.get_json(profile(), INSTRUMENTS_ENDPOINT, {}, buckets={"fapi_weight": 1})
+    return parse_instruments(body)
+
+
+def parse_instruments(payload: Any) -> list[Listing]:
+    rows = rows_of(payload, ("symbols",), NAME, INSTRUMENTS_ENDPOINT, None)
+    return [
+        Listing(row["symbol"], row["baseAsset"], row.get("onboardDate"))
+        for row in rows
+        if row.get("contractType") == "PERPETUAL"
+        and row.get("quoteAsset") == "USDT"
+        and row.get("status") == "TRADING"
+    ]
+
+
+async def _paged(
+    client: HttpClient,
+    endpoint: str,
+    params: dict[str, str | int],
+    window: Window,
+    period: str,
+    *,
+    limit: int,
+    buckets: dict[str, int],
+    ts_of: Any,
+) -> list[Any]:
+    """Step startTime forward through the window; rows come oldest first."""
+    pages: list[Any] = []
+    start = window.start_ms
+    while start < window.end_ms:
+        query = params | {"startTime": start, "endTime": window.end_ms - 1, "limit": limit}
+        page = await client.get_json(
+            profile(), endpoint, query, buckets=buckets, symbol=str(params["symbol"])
+        )
+        pages.append(page)
+        if not isinstance(page, list) or len(page) < limit:
+            break
+        last = max(ts_of(row) for row in page)
+        if last < start:  # an out-of-window answer: paging further would loop
+            break
+        start = last + PERIOD_MS[period]
+    return pages
+
+
+async def fetch_ls(
+    client: HttpClient, instrument: str, metric: str, period: str, window: Window
+) -> list[Any]:
+    endpoint = LS_ENDPOINTS[metric][0]
+    return await _paged(
+        client,
+        endpoint,
+        {"symbol": instrument, "period": PERIODS[period]},
+        window,
+        period,
+        limit=PAGE_LIMIT,
+        buckets={endpoint: 1},
+        ts_of=lambda row: epoch_ms(row["timestamp"]),
+    )
+
+
+def parse(metric: str, payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
+    """One Binance L/S response -> the normalised frame (SPEC section 3)."""
+    if metric not in LS_ENDPOINTS:
+        raise ValueError(f"binance does not publish metric {metric!r}; it has {list(METRICS)}")
+    endpoint, long_keys, short_keys = LS_ENDPOINTS[metric]
+    if isinstance(payload, dict):
+        error = _error_of(400, payload)
+        detail = f"error code={error.code}: {error.message}" if error else "expected a list"
+        raise PayloadError(NAME, endpoint, detail, symbol=instrument)
+    rows = rows_of({"rows": payload}, ("rows",), NAME, endpoint, instrument)
+    ratio_key = RATIO_FIELD.get(metric, "longShortRatio")
+    longs = [to_float(pick(r, long_keys, NAME, endpoint, instrument)) for r in rows]
+    shorts = [to_float(pick(r, short_keys, NAME, endpoint, instrument)) for r in rows]
+    if metric == "taker_volume":
+        # Volumes, not shares: the buy share is buy / (buy + sell).
+        totals = [b + s for b, s in zip(longs, shorts, strict=True)]
+        longs, shorts = (
+            [b / t if t > 0 else float("nan") for b, t in zip(longs, totals, strict=True)],
+            [s / t if t > 0 else float("nan") for s, t in zip(shorts, totals, strict=True)],
+        )
+    return ls_frame(
+        NAME,
+        coin=coin_from_instrument(instrument),
+        instrument=instrument,
+        metric=metric,
+        period=period,
+        source_ts=[epoch_ms(pick(r, ("timestamp",), NAME, endpoint, instrument)) for r in rows],
+        long_share=longs,
+        short_share=shorts,
+        source_ratio=[to_float(r.get(ratio_key)) for r in rows],
+    )
+
+
+async def fetch_klines(
+    client: HttpClient, instrument: str, period: str, window: Window
+) -> list[Any]:
+    return await _paged(
+        client,
+        KLINES_ENDPOINT,
+        {"symbol": instrument, "interval": PERIODS[period]},
+        window,
+        period,
+        limit=KLINE_LIMIT,
+        buckets={"fapi_weight": _kline_weight(KLINE_LIMIT)},
+        ts_of=lambda row: epoch_ms(row[0]),
+    )
+
+
+def parse_klines(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
+    rows = rows_of({"rows": payload}, ("rows",), NAME, KLINES_ENDPOINT, instrument)
+    if any(not isinstance(r, list) or len(r) < 11 for r in rows):
+        raise PayloadError(
+            NAME, KLINES_ENDPOINT, "kline rows must be 12-element arrays", symbol=instrument
+        )
+    frame = pd.DataFrame(
+        {
+            "ts": pd.to_datetime([epoch_ms(r[0]) for r in rows], unit="ms"),
+            "open": [float(r[1]) for r in rows],
+            "high": [float(r[2]) for r in rows],
+            "low": [float(r[3]) for r in rows],
+            "close": [float(r[4]) for r in rows],
+            "volume": [float(r[5]) for r in rows],
+            "quote_volume": [float(r[7]) for r in rows],
+            "taker_buy_volume": [float(r[9]) for r in rows],
+        }
+    )
+    return frame.assign(
+        exchange=NAME, coin=coin_from_instrument(instrument), instrument=instrument, period=period
+    )[KLINE_COLUMNS]
+
+
+async def fetch_open_interest(
+    client: HttpClient, instrument: str, period: str, window: Window
+) -> list[Any]:
+    return await _paged(
+        client,
+        OI_ENDPOINT,
+        {"symbol": instrument, "period": PERIODS[period]},
+        window,
+        period,
+        limit=PAGE_LIMIT,
+        buckets={OI_ENDPOINT: 1},
+        ts_of=lambda row: epoch_ms(row["timestamp"]),
+    )
+
+
+def parse_open_interest(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
+    rows = rows_of({"rows": payload}, ("rows",), NAME, OI_ENDPOINT, instrument)
+    frame = pd.DataFrame(
+        {
+            "ts": pd.to_datetime(
+                [epoch_ms(pick(r, ("timestamp",), NAME, OI_ENDPOINT, instrument)) for r in rows],
+                unit="ms",
+            ),
+            "open_interest": [
+                to_float(pick(r, ("sumOpenInterest",), NAME, OI_ENDPOINT, instrument)) for r in rows
+            ],
+            "open_interest_value": [to_float(r.get("sumOpenInterestValue")) for r in rows],
+        }
+    )
+    return frame.assign(
+        exchange=NAME, coin=coin_from_instrument(instrument), instrument=instrument, period=period
+    )[OI_COLUMNS]

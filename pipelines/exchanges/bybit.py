@@ -1,0 +1,240 @@
+"""Bybit v5 linear: the all-accounts ratio only, shares only, newest first, cursor paging.
+
+Quirks handled here (REFERENCE.md section 2): periods are `5min`/`1h`/`4h`/`1d`; every value is
+a string; business errors come back as HTTP 200 with `retCode` != 0; an IP flood is answered with
+HTTP 403 and a ban of at least ten minutes; some rows have been seen with second timestamps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from pipelines.config import base_url
+from pipelines.errors import PayloadError
+from pipelines.exchanges.base import (
+    KLINE_COLUMNS,
+    OI_COLUMNS,
+    Window,
+    coin_of,
+    epoch_ms,
+    ls_frame,
+    pick,
+    rows_of,
+    to_float,
+)
+from pipelines.http import ApiError, ExchangeProfile, HttpClient, RateLimit
+from pipelines.universe import Listing
+
+NAME = "bybit"
+DEFAULT_BASE_URL = "https://api.bybit.com"
+LS_RETENTION_DAYS: int | None = None  # back to 2020-07-20, reached by paging
+LS_ENDPOINT = "/v5/market/account-ratio"
+KLINES_ENDPOINT = "/v5/market/kline"
+OI_ENDPOINT = "/v5/market/open-interest"
+INSTRUMENTS_ENDPOINT = "/v5/market/instruments-info"
+METRICS: tuple[str, ...] = ("global_account",)
+PERIODS = {"5m": "5min", "15m": "15min", "1h": "1h", "4h": "4h", "1d": "1d"}
+KLINE_INTERVALS = {"5m": "5", "15m": "15", "1h": "60", "4h": "240", "1d": "D"}
+PAGE_LIMITS = {
+    LS_ENDPOINT: 500,
+    OI_ENDPOINT: 200,
+    KLINES_ENDPOINT: 1000,
+    INSTRUMENTS_ENDPOINT: 1000,
+}
+LIMITS = {"ip": RateLimit(600, 5)}  # all endpoints together
+_RATE_CODES = {"10006", "10429"}
+
+
+def _error_of(status: int, body: Any) -> ApiError | None:
+    if isinstance(body, dict) and "retCode" in body and str(body["retCode"]) != "0":
+        code = str(body["retCode"])
+        kind = "rate_limit" if code in _RATE_CODES else "error"
+        return ApiError(code, str(body.get("retMsg", "")), kind)
+    return None
+
+
+def profile() -> ExchangeProfile:
+    return ExchangeProfile(
+        name=NAME,
+        base_url=base_url(NAME, DEFAULT_BASE_URL),
+        limits=LIMITS,
+        error_of=_error_of,
+        ban_statuses=frozenset({403}),
+    )
+
+
+def coin_from_instrument(instrument: str) -> str:
+    return coin_of(instrument.removesuffix("USDT"))
+
+
+async def _cursor_pages(
+    client: HttpClient, endpoint: str, params: dict[str, str | int], symbol: str | None
+) -> list[Any]:
+    """Follow `nextPageCursor` until it runs out."""
+    pages: list[Any] = []
+    cursor = ""
+    while True:
+        query = params | ({"cursor": cursor} if cursor else {})
+        page = await client.get_json(profile(), endpoint, query, buckets={"ip": 1}, symbol=symbol)
+        pages.append(page)
+        cursor = str((page.get("result") or {}).get("nextPageCursor") or "")
+        if not cursor or not (page.get("result") or {}).get("list"):
+            return pages
+
+
+async def fetch_instruments(client: HttpClient) -> list[Listing]:
+    params: dict[str, str | int] = {
+        "category": "linear",
+        "limit": PAGE_LIMITS[INSTRUMENTS_ENDPOINT],
+    }
+    pages = await _cursor_pages(client, INSTRUMENTS_ENDPOINT, params, None)
+    return [listing for page in pages for listing in parse_instruments(page)]
+
+
+def parse_instruments(payload: Any) -> list[Listing]:
+    _raise_on_error(payload, INSTRUMENTS_ENDPOINT, None)
+    rows = rows_of(payload, ("result", "list"), NAME, INSTRUMENTS_ENDPOINT, None)
+    return [
+        Listing(
+            row["symbol"],
+            row["baseCoin"],
+            int(row["launchTime"]) if row.get("launchTime") else None,
+        )
+        for row in rows
+        if row.get("contractType") == "LinearPerpetual"
+        and row.get("quoteCoin") == "USDT"
+        and row.get("status") == "Trading"
+    ]
+
+
+def _window_params(window: Window, endpoint: str) -> dict[str, str | int]:
+    return {
+        "startTime": window.start_ms,
+        "endTime": window.end_ms - 1,
+        "limit": PAGE_LIMITS[endpoint],
+    }
+
+
+async def fetch_ls(
+    client: HttpClient, instrument: str, metric: str, period: str, window: Window
+) -> list[Any]:
+    if metric not in METRICS:
+        raise ValueError(f"bybit does not publish metric {metric!r}")
+    params = {"category": "linear", "symbol": instrument, "period": PERIODS[period]}
+    return await _cursor_pages(
+        client, LS_ENDPOINT, params | _window_params(window, LS_ENDPOINT), instrument
+    )
+
+
+def _raise_on_error(payload: Any, endpoint: str, symbol: str | None) -> None:
+    error = _error_of(200, payload)
+    if error is not None:
+        raise PayloadError(
+            NAME, endpoint, f"error retCode={error.code}: {error.message}", symbol=symbol
+        )
+
+
+def parse(metric: str, payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
+    """One Bybit account-ratio response -> the normalised frame (SPEC section 3)."""
+    if metric not in METRICS:
+        raise ValueError(f"bybit publishes only {list(METRICS)}, not {metric!r}")
+    _raise_on_error(payload, LS_ENDPOINT, instrument)
+    rows = rows_of(payload, ("result", "list"), NAME, LS_ENDPOINT, instrument)
+
+    def field(keys: tuple[str, ...]) -> list[Any]:
+        return [pick(r, keys, NAME, LS_ENDPOINT, instrument) for r in rows]
+
+    return ls_frame(
+        NAME,
+        coin=coin_from_instrument(instrument),
+        instrument=instrument,
+        metric=metric,
+        period=period,
+        source_ts=[epoch_ms(v) for v in field(("timestamp",))],
+        long_share=[to_float(v) for v in field(("buyRatio",))],
+        short_share=[to_float(v) for v in field(("sellRatio",))],
+    )
+
+
+async def fetch_klines(
+    client: HttpClient, instrument: str, period: str, window: Window
+) -> list[Any]:
+    params: dict[str, str | int] = {
+        "category": "linear",
+        "symbol": instrument,
+        "interval": KLINE_INTERVALS[period],
+        "start": window.start_ms,
+        "end": window.end_ms - 1,
+        "limit": PAGE_LIMITS[KLINES_ENDPOINT],
+    }
+    # Newest first, no cursor: step `end` back below the oldest row until the window is covered.
+    pages: list[Any] = []
+    while True:
+        page = await client.get_json(
+            profile(), KLINES_ENDPOINT, params, buckets={"ip": 1}, symbol=instrument
+        )
+        pages.append(page)
+        rows = (page.get("result") or {}).get("list") or []
+        if len(rows) < PAGE_LIMITS[KLINES_ENDPOINT]:
+            return pages
+        oldest = min(epoch_ms(r[0]) for r in rows)
+        if oldest <= window.start_ms:
+            return pages
+        params = params | {"end": oldest - 1}
+
+
+def parse_klines(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
+    _raise_on_error(payload, KLINES_ENDPOINT, instrument)
+    rows = rows_of(payload, ("result", "list"), NAME, KLINES_ENDPOINT, instrument)
+    if any(not isinstance(r, list) or len(r) < 7 for r in rows):
+        raise PayloadError(
+            NAME, KLINES_ENDPOINT, "kline rows must be 7-element arrays", symbol=instrument
+        )
+    frame = pd.DataFrame(
+        {
+            "ts": pd.to_datetime([epoch_ms(r[0]) for r in rows], unit="ms"),
+            "open": [float(r[1]) for r in rows],
+            "high": [float(r[2]) for r in rows],
+            "low": [float(r[3]) for r in rows],
+            "close": [float(r[4]) for r in rows],
+            "volume": [float(r[5]) for r in rows],
+            "quote_volume": [float(r[6]) for r in rows],
+            "taker_buy_volume": float("nan"),  # Bybit klines do not split taker buys out
+        }
+    )
+    frame = frame.assign(
+        exchange=NAME, coin=coin_from_instrument(instrument), instrument=instrument, period=period
+    )
+    return frame.sort_values("ts").reset_index(drop=True)[KLINE_COLUMNS]
+
+
+async def fetch_open_interest(
+    client: HttpClient, instrument: str, period: str, window: Window
+) -> list[Any]:
+    params = {"category": "linear", "symbol": instrument, "intervalTime": PERIODS[period]}
+    return await _cursor_pages(
+        client, OI_ENDPOINT, params | _window_params(window, OI_ENDPOINT), instrument
+    )
+
+
+def parse_open_interest(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
+    _raise_on_error(payload, OI_ENDPOINT, instrument)
+    rows = rows_of(payload, ("result", "list"), NAME, OI_ENDPOINT, instrument)
+    frame = pd.DataFrame(
+        {
+            "ts": pd.to_datetime(
+                [epoch_ms(pick(r, ("timestamp",), NAME, OI_ENDPOINT, instrument)) for r in rows],
+                unit="ms",
+            ),
+            "open_interest": [
+                to_float(pick(r, ("openInterest",), NAME, OI_ENDPOINT, instrument)) for r in rows
+            ],
+            "open_interest_value": float("nan"),
+        }
+    )
+    frame = frame.assign(
+        exchange=NAME, coin=coin_from_instrument(instrument), instrument=instrument, period=period
+    )
+    return frame.sort_values("ts").reset_index(drop=True)[OI_COLUMNS]

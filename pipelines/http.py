@@ -1,0 +1,315 @@
+"""The one HTTP layer every exchange connector goes through.
+
+One `aiohttp.ClientSession` per run (connection reuse), a sliding-window limiter per exchange
+rate-limit bucket, retries with exponential backoff that honour `Retry-After`, ban detection that
+stops the exchange, request timeouts, and errors that name exchange, endpoint, symbol and the
+body's own code and message. Every response body, good or bad, is kept in `responses` so the run
+can land it in the raw zone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import aiohttp
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from pipelines.errors import (
+    DataUnavailable,
+    ExchangeApiError,
+    ExchangeBanned,
+    ExchangeError,
+    RetryableError,
+)
+
+ErrorKind = Literal["rate_limit", "unavailable", "error"]
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `requests` (or weight units) in any `seconds`-long window."""
+
+    requests: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ApiError:
+    """An error envelope found in a response body."""
+
+    code: str | None
+    message: str
+    kind: ErrorKind = "error"
+
+
+@dataclass(frozen=True)
+class ExchangeProfile:
+    """What the HTTP layer needs to know about one exchange; each connector builds its own."""
+
+    name: str
+    base_url: str
+    limits: Mapping[str, RateLimit]
+    # Reads an error envelope out of (HTTP status, decoded body); None when the body is data.
+    error_of: Callable[[int, Any], ApiError | None]
+    ban_statuses: frozenset[int] = frozenset()
+    concurrency: int = 16
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    """One response exactly as received, for the append-only landing zone."""
+
+    exchange: str
+    endpoint: str
+    params: str
+    symbol: str | None
+    status: int
+    body: str
+    fetched_at: datetime
+    simulated: bool
+
+
+class SlidingWindowLimiter:
+    """Admits at most `limit.requests` units in any window of `limit.seconds`.
+
+    A leaky bucket (aiolimiter) admits a full burst plus the refill inside one window, up to
+    twice the limit, which trips exchanges that count requests per window; this never does.
+    """
+
+    # Arrival order at the server can differ from send order by network jitter: keep a margin.
+    SLACK = 0.01
+
+    def __init__(self, limit: RateLimit, scale: float = 1.0) -> None:
+        self.capacity = limit.requests
+        self.window = limit.seconds * scale * (1 + self.SLACK) + 0.02
+        self._stamps: deque[float] = deque()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, cost: int = 1) -> None:
+        cost = min(cost, self.capacity)
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                while self._stamps and now - self._stamps[0] >= self.window:
+                    self._stamps.popleft()
+                if len(self._stamps) + cost <= self.capacity:
+                    self._stamps.extend([now] * cost)
+                    return
+                await asyncio.sleep(self._stamps[0] + self.window - now)
+
+
+@dataclass
+class _ExchangeState:
+    limiters: dict[str, SlidingWindowLimiter]
+    semaphore: asyncio.Semaphore
+    banned: ExchangeBanned | None = None
+    requests: int = 0
+    retries: int = 0
+    per_bucket: dict[str, int] = field(default_factory=dict)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+_backoff = wait_exponential_jitter(multiplier=0.25, max=20.0, jitter=0.25)
+
+
+def _wait(state: RetryCallState) -> float:
+    """Exponential backoff with jitter, never shorter than the server's Retry-After."""
+    base = _backoff(state)
+    error = state.outcome.exception() if state.outcome else None
+    if isinstance(error, RetryableError) and error.retry_after is not None:
+        return max(base, error.retry_after)
+    return base
+
+
+class HttpClient:
+    """Async client for one run. Use as `async with HttpClient() as client:`."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 15.0,
+        max_attempts: int = 6,
+        rate_limit_scale: float = 1.0,
+    ) -> None:
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.max_attempts = max_attempts
+        self.rate_limit_scale = rate_limit_scale
+        self.responses: list[RawResponse] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._states: dict[str, _ExchangeState] = {}
+
+    async def __aenter__(self) -> HttpClient:
+        # Created here, inside the running loop, never at construction time.
+        self._session = aiohttp.ClientSession(
+            timeout=self.timeout,
+            connector=aiohttp.TCPConnector(limit=64, ttl_dns_cache=300),
+            headers={"User-Agent": "lsr-heatmap/0.1", "Accept": "application/json"},
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Requests and retries made per exchange, and per rate-limit bucket."""
+        return {
+            name: {"requests": s.requests, "retries": s.retries, "per_bucket": dict(s.per_bucket)}
+            for name, s in self._states.items()
+        }
+
+    def _state(self, profile: ExchangeProfile) -> _ExchangeState:
+        state = self._states.get(profile.name)
+        if state is None:
+            limiters = {
+                bucket: SlidingWindowLimiter(limit, self.rate_limit_scale)
+                for bucket, limit in profile.limits.items()
+            }
+            state = _ExchangeState(limiters, asyncio.Semaphore(profile.concurrency))
+            self._states[profile.name] = state
+        return state
+
+    async def get_json(
+        self,
+        profile: ExchangeProfile,
+        endpoint: str,
+        params: Mapping[str, str | int],
+        *,
+        buckets: Mapping[str, int],
+        symbol: str | None = None,
+    ) -> Any:
+        """GET `endpoint`, returning the decoded body of a good answer.
+
+        `buckets` names the rate-limit buckets this request counts against, with its cost in each.
+        Raises `ExchangeBanned`, `DataUnavailable`, `ExchangeApiError`, or, once retries are spent,
+        `RetryableError`.
+        """
+        state = self._state(profile)
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(RetryableError),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=_wait,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    state.retries += 1
+                return await self._attempt(profile, state, endpoint, params, buckets, symbol)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _attempt(
+        self,
+        profile: ExchangeProfile,
+        state: _ExchangeState,
+        endpoint: str,
+        params: Mapping[str, str | int],
+        buckets: Mapping[str, int],
+        symbol: str | None,
+    ) -> Any:
+        if state.banned is not None:
+            raise state.banned
+        async with state.semaphore:
+            for bucket, cost in buckets.items():
+                await state.limiters[bucket].acquire(cost)
+                state.per_bucket[bucket] = state.per_bucket.get(bucket, 0) + 1
+            state.requests += 1
+            status, text, headers = await self._send(profile, endpoint, params, symbol)
+        self.responses.append(
+            RawResponse(
+                exchange=profile.name,
+                endpoint=endpoint,
+                params=json.dumps(dict(params), sort_keys=True),
+                symbol=symbol,
+                status=status,
+                body=text,
+                fetched_at=datetime.now(UTC).replace(tzinfo=None),
+                simulated=headers.get("X-LSR-Simulated") == "1",
+            )
+        )
+        try:
+            return _interpret(profile, endpoint, symbol, status, text, headers)
+        except ExchangeBanned as banned:
+            state.banned = banned
+            raise
+
+    async def _send(
+        self,
+        profile: ExchangeProfile,
+        endpoint: str,
+        params: Mapping[str, str | int],
+        symbol: str | None,
+    ) -> tuple[int, str, Mapping[str, str]]:
+        assert self._session is not None, "HttpClient used outside `async with`"
+        url = profile.base_url + endpoint
+        try:
+            async with self._session.get(url, params={k: str(v) for k, v in params.items()}) as r:
+                return r.status, await r.text(), r.headers
+        except TimeoutError as error:
+            raise RetryableError(
+                profile.name, endpoint, "request timed out", symbol=symbol
+            ) from error
+        except aiohttp.ClientError as error:
+            raise RetryableError(
+                profile.name, endpoint, f"connection failed: {error}", symbol=symbol
+            ) from error
+
+
+def _interpret(
+    profile: ExchangeProfile,
+    endpoint: str,
+    symbol: str | None,
+    status: int,
+    text: str,
+    headers: Mapping[str, str],
+) -> Any:
+    """Turn one HTTP answer into data or the right error."""
+    where: dict[str, Any] = {"symbol": symbol, "status": status}
+    snippet = text[:200]
+    if status in profile.ban_statuses:
+        raise ExchangeBanned(profile.name, endpoint, f"IP banned: {snippet}", **where)
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    envelope = profile.error_of(status, body) if body is not None else None
+    if status == 429 or (envelope is not None and envelope.kind == "rate_limit"):
+        detail = envelope.message if envelope else f"rate limited: {snippet}"
+        raise RetryableError(
+            profile.name, endpoint, detail, retry_after=_retry_after(headers), **where
+        )
+    if status >= 500:
+        raise RetryableError(profile.name, endpoint, f"server error: {snippet}", **where)
+    if envelope is not None:
+        error_type: type[ExchangeError] = (
+            DataUnavailable if envelope.kind == "unavailable" else ExchangeApiError
+        )
+        raise error_type(profile.name, endpoint, envelope.message, code=envelope.code, **where)
+    if body is None:
+        if status == 200:
+            # A cut-off body: the exchange (or a proxy) dropped the connection mid-answer.
+            raise RetryableError(profile.name, endpoint, f"invalid JSON body: {snippet}", **where)
+        raise ExchangeApiError(profile.name, endpoint, f"unexpected body: {snippet}", **where)
+    if status >= 400:
+        raise ExchangeApiError(profile.name, endpoint, f"unexpected body: {snippet}", **where)
+    return body

@@ -1,0 +1,91 @@
+"""Which heatmaps to render by default, and the `heatmap_images` catalogue of rendered files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from pipelines.config import DEFAULT_RANGE_DAYS
+from pipelines.exchanges import CONNECTORS
+from pipelines.render import RenderRequest, RenderResult, image_path, render_heatmap
+from pipelines.themes import DEFAULT_THEME
+
+DEFAULT_METRIC = "global_account"
+
+
+@dataclass(frozen=True)
+class RenderedImage:
+    result: RenderResult
+    request: RenderRequest
+
+
+def default_metric(exchange: str) -> str:
+    """All-accounts where the exchange publishes it, else its own first kind."""
+    metrics = CONNECTORS[exchange].METRICS
+    return DEFAULT_METRIC if DEFAULT_METRIC in metrics else metrics[0]
+
+
+def default_requests(conn: duckdb.DuckDBPyConnection) -> list[RenderRequest]:
+    """One request per exchange with data and period, at the period's default range."""
+    present = conn.execute(
+        "SELECT DISTINCT exchange, metric, period FROM heatmap_matrix ORDER BY ALL"
+    ).fetchall()
+    requests = []
+    for exchange, metric, period in present:
+        wanted = exchange in CONNECTORS and metric == default_metric(exchange)
+        if not wanted or period not in DEFAULT_RANGE_DAYS:
+            continue
+        requests.append(
+            RenderRequest(
+                exchange=exchange,
+                metric=metric,
+                period=period,
+                range_days=DEFAULT_RANGE_DAYS[period],
+                theme=DEFAULT_THEME,
+                simulated=is_simulated(conn, exchange),
+            )
+        )
+    return requests
+
+
+def is_simulated(conn: duckdb.DuckDBPyConnection, exchange: str) -> bool:
+    """True when the exchange's latest fetched data came from the simulator."""
+    row = conn.execute(
+        "SELECT arg_max(simulated, updated_at) FROM partition_log WHERE exchange = ?",
+        [exchange],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def render_and_record(
+    conn: duckdb.DuckDBPyConnection,
+    request: RenderRequest,
+    images_root: Path,
+    out: Path | None = None,
+) -> RenderResult:
+    out = out or image_path(
+        images_root, request.exchange, request.metric, request.period, request.range_days
+    )
+    result = render_heatmap(conn, request, out)
+    conn.execute(
+        "INSERT OR REPLACE INTO heatmap_images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            str(result.path),
+            request.exchange,
+            request.metric,
+            request.period,
+            result.range_label,
+            request.theme,
+            request.color_by,
+            result.data_end,
+            result.n_coins,
+            result.n_buckets,
+            request.simulated,
+            result.path.stat().st_size,
+            datetime.now(UTC).replace(tzinfo=None),
+        ],
+    )
+    return result

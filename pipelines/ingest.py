@@ -1,0 +1,255 @@
+"""Fetch one day x exchange partition: every coin, metric and period, plus klines and OI.
+
+No database connection is open while fetching (the DuckDB file has one writer at a time); the
+result is a plain `PartitionFetch` that `pipelines.warehouse.write_partition` stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from pipelines.errors import (
+    DataUnavailable,
+    ExchangeBanned,
+    ExchangeError,
+    PayloadError,
+)
+from pipelines.exchanges import connector
+from pipelines.exchanges.base import (
+    KLINE_COLUMNS,
+    LS_COLUMNS,
+    OI_COLUMNS,
+    Connector,
+    Window,
+    keep_inside,
+)
+from pipelines.http import HttpClient, RawResponse
+from pipelines.universe import Listing, Universe, resolve
+
+log = logging.getLogger(__name__)
+
+KLINES = "klines"
+OPEN_INTEREST = "open_interest"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One (dataset, coin, period) to fetch; a dataset is a metric kind, klines or OI."""
+
+    dataset: str
+    coin: str
+    instrument: str
+    period: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    task: Task
+    status: str  # ok | empty | unavailable | failed
+    rows: int = 0
+    detail: str | None = None
+    endpoint: str | None = None
+    raw: str | None = None  # the body a parser could not read (the landing zone has them all)
+
+
+@dataclass
+class PartitionFetch:
+    exchange: str
+    day: date
+    window: Window
+    listings: list[Listing]
+    mapping: dict[str, str]  # coin -> instrument
+    ls: pd.DataFrame
+    klines: pd.DataFrame
+    open_interest: pd.DataFrame
+    outcomes: list[Outcome]
+    responses: list[RawResponse]
+    out_of_window_rows: int
+    http_stats: dict[str, Any] = field(default_factory=dict)
+    banned: str | None = None
+
+    @property
+    def simulated(self) -> bool:
+        return any(r.simulated for r in self.responses)
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    @property
+    def unavailable(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "unavailable"]
+
+
+def day_window(day: date, now: datetime) -> Window | None:
+    """The UTC day, cut at `now` for today; None for a day that has not begun."""
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    end = min(start + timedelta(days=1), now)
+    return Window.of(start, end) if end > start else None
+
+
+def _out_of_reach(retention_days: int | None, window: Window, now: datetime) -> bool:
+    if retention_days is None:
+        return False
+    oldest = now - timedelta(days=retention_days)
+    return window.start_ms < int(oldest.timestamp() * 1000)
+
+
+def plan(conn: Connector, mapping: dict[str, str], periods: tuple[str, ...]) -> list[Task]:
+    datasets = (*conn.METRICS, KLINES, OPEN_INTEREST)
+    return [
+        Task(dataset, coin, instrument, period)
+        for coin, instrument in mapping.items()
+        for dataset in datasets
+        for period in periods
+    ]
+
+
+async def fetch_partition(
+    exchange: str,
+    day: date,
+    *,
+    universe: Universe,
+    periods: tuple[str, ...],
+    now: datetime | None = None,
+    rate_limit_scale: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> PartitionFetch:
+    """Fetch everything configured for one exchange and one UTC day."""
+    conn = connector(exchange)
+    now = now or datetime.now(UTC)
+    window = day_window(day, now)
+    if window is None:
+        raise ValueError(f"{exchange} {day}: the day has not begun yet (now {now:%Y-%m-%d %H:%M})")
+    async with HttpClient(rate_limit_scale=rate_limit_scale) as client:
+        listings = await conn.fetch_instruments(client)
+        mapping = resolve(exchange, listings, universe)
+        tasks = plan(conn, mapping, periods)
+        runner = _Runner(conn, client, window, now, len(tasks), progress)
+        results = await asyncio.gather(*(runner.run(task) for task in tasks))
+        frames = {
+            table: [f for f, o in results if o.task.dataset in datasets and f is not None]
+            for table, datasets in _datasets_by_table(conn).items()
+        }
+        return PartitionFetch(
+            exchange=exchange,
+            day=day,
+            window=window,
+            listings=listings,
+            mapping=mapping,
+            ls=_concat(frames["ls"], LS_COLUMNS),
+            klines=_concat(frames[KLINES], KLINE_COLUMNS),
+            open_interest=_concat(frames[OPEN_INTEREST], OI_COLUMNS),
+            outcomes=[o for _, o in results],
+            responses=list(client.responses),
+            out_of_window_rows=runner.out_of_window,
+            http_stats=client.stats().get(exchange, {}),
+            banned=str(runner.banned) if runner.banned else None,
+        )
+
+
+def _datasets_by_table(conn: Connector) -> dict[str, tuple[str, ...]]:
+    return {"ls": conn.METRICS, KLINES: (KLINES,), OPEN_INTEREST: (OPEN_INTEREST,)}
+
+
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    return pd.concat(frames, ignore_index=True)
+
+
+class _Runner:
+    """Runs tasks against one exchange, turning each into a frame and an outcome."""
+
+    def __init__(
+        self,
+        conn: Connector,
+        client: HttpClient,
+        window: Window,
+        now: datetime,
+        total: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self.conn = conn
+        self.client = client
+        self.window = window
+        self.now = now
+        self.total = total
+        self.done = 0
+        self.progress = progress
+        self.out_of_window = 0
+        self.banned: ExchangeBanned | None = None
+
+    def _steps(self, task: Task) -> tuple[Callable[[], Awaitable[list[Any]]], Any, int | None]:
+        c, t, w = self.conn, task, self.window
+        if t.dataset == KLINES:
+            return (
+                lambda: c.fetch_klines(self.client, t.instrument, t.period, w),
+                lambda p: c.parse_klines(p, instrument=t.instrument, period=t.period),
+                None,
+            )
+        if t.dataset == OPEN_INTEREST:
+            return (
+                lambda: c.fetch_open_interest(self.client, t.instrument, t.period, w),
+                lambda p: c.parse_open_interest(p, instrument=t.instrument, period=t.period),
+                getattr(c, "OI_RETENTION_DAYS", None),
+            )
+        return (
+            lambda: c.fetch_ls(self.client, t.instrument, t.dataset, t.period, w),
+            lambda p: c.parse(t.dataset, p, instrument=t.instrument, period=t.period),
+            c.LS_RETENTION_DAYS,
+        )
+
+    async def run(self, task: Task) -> tuple[pd.DataFrame | None, Outcome]:
+        try:
+            return await self._run(task)
+        finally:
+            self.done += 1
+            if self.progress:
+                self.progress(self.done, self.total)
+
+    async def _run(self, task: Task) -> tuple[pd.DataFrame | None, Outcome]:
+        fetch, parse, retention = self._steps(task)
+        if _out_of_reach(retention, self.window, self.now):
+            reason = f"{self.conn.NAME} serves only the last {retention} days"
+            return None, Outcome(task, "unavailable", detail=reason)
+        if self.banned is not None:
+            return None, Outcome(task, "failed", detail=f"not fetched: {self.banned}")
+        pages: list[Any] = []
+        try:
+            pages = await fetch()
+            frame = _concat([parse(page) for page in pages], [])
+        except PayloadError as error:
+            log.warning("%s", error)
+            raw = json.dumps(pages)[:4000]
+            return None, Outcome(
+                task, "failed", detail=str(error), endpoint=error.endpoint, raw=raw
+            )
+        except DataUnavailable as error:
+            return None, Outcome(task, "unavailable", detail=str(error), endpoint=error.endpoint)
+        except ExchangeBanned as error:
+            self.banned = error
+            return None, Outcome(task, "failed", detail=str(error), endpoint=error.endpoint)
+        except ExchangeError as error:
+            log.warning("%s", error)
+            return None, Outcome(task, "failed", detail=str(error), endpoint=error.endpoint)
+        if frame.empty:
+            return None, Outcome(task, "empty")
+        frame, outside = keep_inside(frame, self.window)
+        self.out_of_window += outside
+        if frame.empty:
+            return None, Outcome(
+                task,
+                "unavailable",
+                detail="the exchange returned no rows inside the requested window",
+            )
+        return frame, Outcome(task, "ok", rows=len(frame))

@@ -1,0 +1,38 @@
+"""Resources: where the warehouse is and how the pipeline talks to exchanges, as configuration."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from pipelines.config import configured_periods, warehouse_path
+
+
+class PipelineSettings(ConfigurableResource):
+    """Warehouse location, fetch pacing and periods. Empty values fall back to the environment."""
+
+    warehouse: str = Field(
+        default="", description="DuckDB file; empty = LSR_WAREHOUSE or warehouse/lsr.duckdb"
+    )
+    rate_limit_scale: float = Field(
+        default=0.0,
+        description="Multiplies every rate-limit window; 0 = LSR_RATE_LIMIT_SCALE or 1 (real "
+        "limits). Only the simulator honours shorter windows.",
+    )
+    periods: list[str] = Field(
+        default_factory=list, description="Periods to fetch; empty = LSR_PERIODS or 1h,4h,1d"
+    )
+
+    def warehouse_file(self) -> Path:
+        return Path(self.warehouse) if self.warehouse else warehouse_path()
+
+    def limit_scale(self) -> float:
+        if self.rate_limit_scale > 0:
+            return self.rate_limit_scale
+        return float(os.environ.get("LSR_RATE_LIMIT_SCALE", "1"))
+
+    def period_list(self) -> tuple[str, ...]:
+        return tuple(self.periods) if self.periods else configured_periods()

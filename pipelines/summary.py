@@ -1,0 +1,64 @@
+"""What the command line says at the end of a run, and the guard against mixing data sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.warehouse import connect
+
+TABLES = (
+    "ls_ratio",
+    "ls_ratio_rejected",
+    "klines",
+    "open_interest",
+    "coverage",
+    "btc_ls",
+    "alt_average",
+    "heatmap_matrix",
+    "heatmap_images",
+)
+
+
+def ensure_warehouse_kind(path: Path, *, simulated: bool) -> None:
+    """Refuse to mix simulated and real exchange data in one warehouse file."""
+    if not path.exists():
+        return
+    with connect(path) as conn:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE simulated), count(*) FILTER (WHERE NOT simulated) "
+            "FROM partition_log"
+        ).fetchone()
+    sim_rows, real_rows = row if row else (0, 0)
+    if simulated and real_rows:
+        raise RuntimeError(
+            f"{path} holds real exchange data; run the demo into another file "
+            "with LSR_WAREHOUSE=warehouse/demo.duckdb"
+        )
+    if not simulated and sim_rows:
+        raise RuntimeError(
+            f"{path} holds simulated data from `make demo`; delete it or set "
+            "LSR_WAREHOUSE to another file"
+        )
+
+
+def describe_warehouse(path: Path) -> str:
+    """Row counts per table and where the images are: the last thing a run prints."""
+    lines = [f"\nWarehouse: {path}"]
+    with connect(path) as conn:
+        present = {r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        for table in TABLES:
+            if table in present:
+                count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+                lines.append(f"  {table:<18} {count[0] if count else 0:>10,} rows")
+        per_exchange = conn.execute(
+            """SELECT exchange, count(DISTINCT coin),
+                      string_agg(DISTINCT metric, ', ' ORDER BY metric)
+               FROM ls_ratio GROUP BY 1 ORDER BY 1"""
+        ).fetchall()
+        images = conn.execute("SELECT path FROM heatmap_images ORDER BY path").fetchall()
+    for exchange, coins, metrics in per_exchange:
+        lines.append(f"  {exchange}: {coins} coins; {metrics}")
+    lines.append(f"Images ({len(images)}):")
+    lines += [f"  {p}" for (p,) in images]
+    lines.append(f'Query it: duckdb {path} "SELECT * FROM alt_average LIMIT 5"')
+    return "\n".join(lines)

@@ -1,0 +1,322 @@
+"""The DuckDB warehouse: connecting (one writer at a time), DDL, idempotent upserts, landing zone.
+
+Nothing here opens the database at import time. Writers open the file only for the write
+transaction and close it at once, so fetches never hold the lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
+
+from pipelines.config import WAREHOUSE_DIR, output_dir, warehouse_path
+from pipelines.http import RawResponse
+from pipelines.ingest import PartitionFetch
+from pipelines.universe import Universe
+from schemas.ls_ratio import KEY as LS_KEY
+from schemas.ls_ratio import split_valid
+
+DDL_FILE = WAREHOUSE_DIR / "ddl.sql"
+LOCK_WAIT_SECONDS = 120.0
+
+
+class WarehouseLocked(RuntimeError):
+    """Another process holds the DuckDB file for longer than we are willing to wait."""
+
+
+@contextmanager
+def connect(
+    path: Path | None = None, *, read_only: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse for one unit of work, then close it.
+
+    DuckDB allows one process at a time on a file (even read-only opens fail while a writer has
+    it), so every opener in this pipeline queues on a lock file beside it; a holder outside the
+    pipeline (a notebook) is waited out by retrying. A writable open creates missing tables.
+    """
+    path = path or warehouse_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(f"{path}.lock", timeout=LOCK_WAIT_SECONDS):
+            conn = _open_with_retry(path, read_only)
+            try:
+                conn.execute("SET TimeZone='UTC'")
+                if not read_only:
+                    conn.execute(DDL_FILE.read_text())
+                yield conn
+            finally:
+                conn.close()
+    except Timeout as error:
+        raise WarehouseLocked(f"{path} stayed busy for {LOCK_WAIT_SECONDS:.0f} s") from error
+
+
+def _open_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower() or time.monotonic() > deadline:
+                raise WarehouseLocked(
+                    f"{path} is held by another process ({error}); stop it or wait"
+                ) from error
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """All or nothing: a killed run leaves the warehouse as it was before the write."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def upsert(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    frame: pd.DataFrame,
+    key: list[str],
+    *,
+    order_by: str = "fetched_at",
+) -> int:
+    """Insert rows, replacing stored rows with the same key only where a value changed.
+
+    Rows not in `frame` are never touched, so a shorter refetch deletes nothing. An unchanged
+    value keeps its original `fetched_at`, so rerunning a partition changes nothing.
+    """
+    if frame.empty:
+        return 0
+    columns = list(frame.columns)
+    values = [c for c in columns if c not in key and c != "fetched_at"]
+    conn.register("_batch", frame)
+    try:
+        changed = " OR ".join(f"{table}.{c} IS DISTINCT FROM excluded.{c}" for c in values)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in [*values, "fetched_at"] if c in columns)
+        column_list = ", ".join(columns)
+        partition = ", ".join(key)
+        conn.execute(
+            f"""
+            INSERT INTO {table} ({column_list})
+            SELECT {column_list} FROM _batch
+            QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {order_by} DESC) = 1
+            ON CONFLICT DO UPDATE SET {updates} WHERE {changed or "false"}
+            """
+        )
+    finally:
+        conn.unregister("_batch")
+    return len(frame)
+
+
+def land_raw(
+    responses: list[RawResponse], exchange: str, day: date, root: Path | None = None
+) -> Path | None:
+    """Append the run's raw responses as one new Parquet file (never rewriting an old one)."""
+    if not responses:
+        return None
+    root = root or output_dir() / "landing"
+    folder = root / f"exchange={_safe(exchange)}" / f"date={day.isoformat()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    path = folder / f"{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+    table = pa.Table.from_pylist([r.__dict__ for r in responses])
+    pq.write_table(table, path, compression="zstd")
+    return path
+
+
+def _safe(name: str) -> str:
+    if not name.isalnum():
+        raise ValueError(f"refusing a path component built from {name!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class WriteSummary:
+    ls_rows: int
+    rejected_rows: int
+    kline_rows: int
+    oi_rows: int
+    rejected_reasons: dict[str, int]
+
+
+def write_partition(
+    conn: duckdb.DuckDBPyConnection, fetched: PartitionFetch, universe: Universe
+) -> WriteSummary:
+    """Validate and store one partition in a single transaction."""
+    fetched_at = datetime.now(UTC).replace(tzinfo=None)
+    kept, rejected = split_valid(fetched.ls)
+    rejections = _rejections(fetched, rejected, fetched_at)
+    with transaction(conn):
+        ls_rows = upsert(
+            conn, "ls_ratio", kept[[*_LS_STORED]].assign(fetched_at=fetched_at), LS_KEY
+        )
+        kline_rows = upsert(conn, "klines", _dedupe(fetched.klines, fetched_at), _PRICE_KEY)
+        oi_rows = upsert(
+            conn, "open_interest", _dedupe(fetched.open_interest, fetched_at), _PRICE_KEY
+        )
+        upsert(conn, "ls_ratio_rejected", rejections, ["rejection_id"])
+        _store_instruments(conn, fetched, universe, fetched_at)
+        _store_log(conn, fetched, fetched_at)
+    reasons = rejections["reason"].value_counts().to_dict() if len(rejections) else {}
+    return WriteSummary(ls_rows, len(rejections), kline_rows, oi_rows, reasons)
+
+
+_LS_STORED = [
+    "exchange",
+    "coin",
+    "instrument",
+    "metric",
+    "period",
+    "ts",
+    "long_share",
+    "short_share",
+    "ratio",
+    "source_ratio",
+    "source_ts",
+]
+_PRICE_KEY = ["exchange", "instrument", "period", "ts"]
+
+
+def _dedupe(frame: pd.DataFrame, fetched_at: datetime) -> pd.DataFrame:
+    return frame.drop_duplicates(subset=_PRICE_KEY, keep="last").assign(fetched_at=fetched_at)
+
+
+def _rejections(
+    fetched: PartitionFetch, rejected: pd.DataFrame, fetched_at: datetime
+) -> pd.DataFrame:
+    rows = [
+        {
+            "exchange": r["exchange"],
+            "endpoint": None,
+            "instrument": r["instrument"],
+            "coin": r["coin"],
+            "metric": r["metric"],
+            "period": r["period"],
+            "ts": r["ts"],
+            "reason": r["reason"],
+            "raw": json.dumps({k: _plain(r[k]) for k in _LS_STORED}, default=str),
+        }
+        for r in rejected.to_dict("records")
+    ]
+    rows += [
+        {
+            "exchange": fetched.exchange,
+            "endpoint": o.endpoint,
+            "instrument": o.task.instrument,
+            "coin": o.task.coin,
+            "metric": o.task.dataset,
+            "period": o.task.period,
+            "ts": None,
+            "reason": o.detail or "failed",
+            "raw": o.raw or "",
+        }
+        for o in fetched.failures
+        if o.raw is not None  # a body that arrived but could not be read
+    ]
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "exchange",
+            "endpoint",
+            "instrument",
+            "coin",
+            "metric",
+            "period",
+            "ts",
+            "reason",
+            "raw",
+        ],
+    )
+    frame["rejection_id"] = [
+        hashlib.sha256("|".join(map(str, row)).encode()).hexdigest()[:32]
+        for row in frame[
+            ["exchange", "instrument", "metric", "period", "reason", "raw"]
+        ].itertuples(index=False)
+    ]
+    frame["ts"] = pd.to_datetime(frame["ts"])
+    return frame.assign(fetched_at=fetched_at, partition_day=pd.Timestamp(fetched.day))
+
+
+def _plain(value: object) -> object:
+    return None if isinstance(value, float) and value != value else value
+
+
+def _store_instruments(
+    conn: duckdb.DuckDBPyConnection, fetched: PartitionFetch, universe: Universe, seen: datetime
+) -> None:
+    chosen = set(fetched.mapping.values())
+    frame = pd.DataFrame(
+        [
+            {
+                "exchange": fetched.exchange,
+                "instrument": item.instrument,
+                "coin": item.coin,
+                "base_asset": item.base_asset,
+                "multiplier": item.multiplier,
+                "onboard_at": pd.Timestamp(item.onboard_ms, unit="ms") if item.onboard_ms else None,
+                "in_universe": item.instrument in chosen,
+                "first_seen": seen,
+                "last_seen": seen,
+            }
+            for item in fetched.listings
+        ]
+    )
+    if frame.empty:
+        return
+    conn.register("_listed", frame)
+    try:
+        conn.execute(
+            """
+            INSERT INTO instruments SELECT * FROM _listed
+            ON CONFLICT DO UPDATE SET coin = excluded.coin, base_asset = excluded.base_asset,
+                multiplier = excluded.multiplier, onboard_at = excluded.onboard_at,
+                in_universe = excluded.in_universe, last_seen = excluded.last_seen
+            """
+        )
+    finally:
+        conn.unregister("_listed")
+
+
+def _store_log(conn: duckdb.DuckDBPyConnection, fetched: PartitionFetch, at: datetime) -> None:
+    frame = pd.DataFrame(
+        [
+            {
+                "exchange": fetched.exchange,
+                "day": fetched.day,
+                "dataset": o.task.dataset,
+                "coin": o.task.coin,
+                "period": o.task.period,
+                "status": o.status,
+                "rows": o.rows,
+                "detail": o.detail,
+                "simulated": fetched.simulated,
+                "updated_at": at,
+            }
+            for o in fetched.outcomes
+        ]
+    )
+    if frame.empty:
+        return
+    conn.register("_log", frame)
+    try:
+        conn.execute("INSERT OR REPLACE INTO partition_log SELECT * FROM _log")
+    finally:
+        conn.unregister("_log")

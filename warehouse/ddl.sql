@@ -1,0 +1,120 @@
+-- The warehouse's stored tables. Derived tables live in warehouse/sql/<table>.sql.
+-- All timestamps are UTC (TIMESTAMP without zone; the connection runs SET TimeZone='UTC').
+
+CREATE TABLE IF NOT EXISTS ls_ratio (
+    exchange     VARCHAR   NOT NULL,
+    coin         VARCHAR   NOT NULL,
+    instrument   VARCHAR   NOT NULL,
+    metric       VARCHAR   NOT NULL,
+    period       VARCHAR   NOT NULL,
+    ts           TIMESTAMP NOT NULL,
+    long_share   DOUBLE,
+    short_share  DOUBLE,
+    ratio        DOUBLE,
+    source_ratio DOUBLE,
+    fetched_at   TIMESTAMP NOT NULL,
+    source_ts    BIGINT,
+    PRIMARY KEY (exchange, instrument, metric, period, ts)
+);
+COMMENT ON TABLE ls_ratio IS 'One long/short observation per exchange, instrument, metric kind, period and UTC bucket start. Never deleted by a later fetch; a refetch that changes a value overwrites it.';
+COMMENT ON COLUMN ls_ratio.metric IS 'global_account (all accounts, by count), top_account (top traders, by count), top_position (top traders, by position size), taker_volume (taker buy vs sell volume)';
+COMMENT ON COLUMN ls_ratio.long_share IS 'Share of longs 0..1 (accounts, position size or taker buy volume)';
+COMMENT ON COLUMN ls_ratio.ratio IS 'long_share / short_share recomputed from the shares; NULL when undefined (never 0 or inf)';
+COMMENT ON COLUMN ls_ratio.source_ratio IS 'The ratio exactly as the exchange published it, if it published one';
+COMMENT ON COLUMN ls_ratio.fetched_at IS 'When this value was first fetched (UTC); unchanged by refetches that return the same value';
+COMMENT ON COLUMN ls_ratio.source_ts IS 'The exchange''s own timestamp of the row, epoch milliseconds';
+
+CREATE TABLE IF NOT EXISTS ls_ratio_rejected (
+    rejection_id VARCHAR PRIMARY KEY,
+    exchange     VARCHAR NOT NULL,
+    endpoint     VARCHAR,
+    instrument   VARCHAR,
+    coin         VARCHAR,
+    metric       VARCHAR,
+    period       VARCHAR,
+    ts           TIMESTAMP,
+    reason       VARCHAR NOT NULL,
+    raw          VARCHAR NOT NULL,
+    fetched_at   TIMESTAMP NOT NULL,
+    partition_day DATE
+);
+COMMENT ON TABLE ls_ratio_rejected IS 'Rows (or whole responses) that failed validation or parsing, with the reason and the raw value; the full body is in the landing zone.';
+
+CREATE TABLE IF NOT EXISTS klines (
+    exchange         VARCHAR   NOT NULL,
+    coin             VARCHAR   NOT NULL,
+    instrument       VARCHAR   NOT NULL,
+    period           VARCHAR   NOT NULL,
+    ts               TIMESTAMP NOT NULL,
+    open             DOUBLE,
+    high             DOUBLE,
+    low              DOUBLE,
+    close            DOUBLE,
+    volume           DOUBLE,
+    quote_volume     DOUBLE,
+    taker_buy_volume DOUBLE,
+    fetched_at       TIMESTAMP NOT NULL,
+    PRIMARY KEY (exchange, instrument, period, ts)
+);
+COMMENT ON TABLE klines IS 'Candles per exchange-native instrument (prices in the instrument''s own units: 1000PEPEUSDT quotes 1,000 PEPE). ts = candle open time (UTC).';
+COMMENT ON COLUMN klines.taker_buy_volume IS 'Base volume bought by takers, where the exchange publishes it (Binance), else NULL';
+
+CREATE TABLE IF NOT EXISTS open_interest (
+    exchange            VARCHAR   NOT NULL,
+    coin                VARCHAR   NOT NULL,
+    instrument          VARCHAR   NOT NULL,
+    period              VARCHAR   NOT NULL,
+    ts                  TIMESTAMP NOT NULL,
+    open_interest       DOUBLE,
+    open_interest_value DOUBLE,
+    fetched_at          TIMESTAMP NOT NULL,
+    PRIMARY KEY (exchange, instrument, period, ts)
+);
+COMMENT ON COLUMN open_interest.open_interest IS 'Open interest in the instrument''s base units (Binance sumOpenInterest, Bybit openInterest)';
+COMMENT ON COLUMN open_interest.open_interest_value IS 'Open interest in USDT where published (Binance sumOpenInterestValue), else NULL';
+
+CREATE TABLE IF NOT EXISTS instruments (
+    exchange    VARCHAR NOT NULL,
+    instrument  VARCHAR NOT NULL,
+    coin        VARCHAR NOT NULL,
+    base_asset  VARCHAR NOT NULL,
+    multiplier  INTEGER NOT NULL,
+    onboard_at  TIMESTAMP,
+    in_universe BOOLEAN NOT NULL,
+    first_seen  TIMESTAMP NOT NULL,
+    last_seen   TIMESTAMP NOT NULL,
+    PRIMARY KEY (exchange, instrument)
+);
+COMMENT ON TABLE instruments IS 'USDT perpetuals each exchange lists (from its instrument endpoint); in_universe marks the instrument chosen for a universe coin.';
+
+CREATE TABLE IF NOT EXISTS partition_log (
+    exchange  VARCHAR NOT NULL,
+    day       DATE    NOT NULL,
+    dataset   VARCHAR NOT NULL,
+    coin      VARCHAR NOT NULL,
+    period    VARCHAR NOT NULL,
+    status    VARCHAR NOT NULL,
+    rows      INTEGER NOT NULL,
+    detail    VARCHAR,
+    simulated BOOLEAN NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (exchange, day, dataset, coin, period)
+);
+COMMENT ON TABLE partition_log IS 'What the last fetch of each exchange/day/dataset/coin/period found: ok, empty, unavailable (out of the exchange''s reach), failed (see detail).';
+
+CREATE TABLE IF NOT EXISTS heatmap_images (
+    path         VARCHAR PRIMARY KEY,
+    exchange     VARCHAR NOT NULL,
+    metric       VARCHAR NOT NULL,
+    period       VARCHAR NOT NULL,
+    range        VARCHAR NOT NULL,
+    theme        VARCHAR NOT NULL,
+    color_by     VARCHAR NOT NULL,
+    data_end     TIMESTAMP,
+    n_coins      INTEGER NOT NULL,
+    n_buckets    INTEGER NOT NULL,
+    simulated    BOOLEAN NOT NULL,
+    bytes        BIGINT NOT NULL,
+    generated_at TIMESTAMP NOT NULL
+);
+COMMENT ON TABLE heatmap_images IS 'PNG heatmaps written under warehouse/images/<exchange>/<metric>/<period>_<range>.png, one row per file (the latest render).';
