@@ -12,7 +12,7 @@ from dagster import (
 from pipelines.analytics import refresh, refresh_coverage
 from pipelines.resources import PipelineSettings
 from pipelines.universe import load_universe
-from pipelines.warehouse import connect
+from pipelines.warehouse import connect, one_row
 
 INGESTED = [AssetKey("ls_ratio"), AssetKey("klines"), AssetKey("open_interest")]
 
@@ -39,7 +39,7 @@ def _derived_table(name: str) -> AssetsDefinition:
     def _table(context: AssetExecutionContext, settings: PipelineSettings) -> MaterializeResult:
         with connect(settings.warehouse_file()) as conn:
             rows = refresh(conn, name, load_universe())
-            span = conn.execute(f"SELECT min(ts), max(ts) FROM {name}").fetchone()
+            span = one_row(conn, f"SELECT min(ts), max(ts) FROM {name}")
         context.log.info(f"{name}: {rows} rows")
         return MaterializeResult(
             metadata={
@@ -67,10 +67,10 @@ btc_ls, alt_average, heatmap_matrix = (_derived_table(n) for n in DESCRIPTIONS)
 def coverage(context: AssetExecutionContext, settings: PipelineSettings) -> MaterializeResult:
     with connect(settings.warehouse_file()) as conn:
         rows = refresh_coverage(conn, load_universe(), settings.period_list())
-        gaps = conn.execute("SELECT count(*) FROM coverage WHERE listed AND n_rows = 0").fetchone()
-        unlisted = conn.execute(
-            "SELECT count(DISTINCT exchange || coin) FROM coverage WHERE NOT listed"
-        ).fetchone()
+        gaps = one_row(conn, "SELECT count(*) FROM coverage WHERE listed AND n_rows = 0")
+        unlisted = one_row(
+            conn, "SELECT count(DISTINCT exchange || coin) FROM coverage WHERE NOT listed"
+        )
     return MaterializeResult(
         metadata={
             "rows": rows,

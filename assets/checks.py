@@ -11,7 +11,7 @@ from dagster import (
 )
 
 from pipelines.resources import PipelineSettings
-from pipelines.warehouse import connect
+from pipelines.warehouse import connect, one_row
 
 LS_RATIO = AssetKey("ls_ratio")
 STALE_AFTER = timedelta(hours=3)
@@ -108,7 +108,8 @@ def ls_ratio_rejected_rows(settings: PipelineSettings) -> AssetCheckResult:
 )
 def ls_ratio_shares_consistent(settings: PipelineSettings) -> AssetCheckResult:
     with connect(settings.warehouse_file()) as conn:
-        row = conn.execute(
+        row = one_row(
+            conn,
             """
             SELECT
                 count(*) FILTER (WHERE abs(long_share + short_share - 1) > 0.005),
@@ -117,8 +118,8 @@ def ls_ratio_shares_consistent(settings: PipelineSettings) -> AssetCheckResult:
                 count(*) FILTER (WHERE abs(ratio - long_share / short_share) > 1e-9 * ratio),
                 count(*) FILTER (WHERE ratio <= 0 OR isinf(ratio))
             FROM ls_ratio
-            """
-        ).fetchone()
+            """,
+        )
     bad_sum, bad_range, bad_ratio, bad_value = row if row else (0, 0, 0, 0)
     return AssetCheckResult(
         passed=not any((bad_sum, bad_range, bad_ratio, bad_value)),

@@ -1,6 +1,7 @@
 """Images: the two-panel heatmap PNGs, one per exchange and period at the default range."""
 
 import base64
+from typing import Any
 
 from dagster import (
     AssetExecutionContext,
@@ -34,7 +35,7 @@ def heatmap_images(context: AssetExecutionContext, settings: PipelineSettings) -
         ]
     for result in rendered:
         context.log.info(f"wrote {result.path}")
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "images": len(rendered),
         "paths": MetadataValue.md("\n".join(f"- `{r.path}`" for r in rendered) or "none"),
     }

@@ -3,6 +3,7 @@
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date
+from typing import Any
 
 from dagster import (
     AssetCheckResult,
@@ -17,6 +18,7 @@ from dagster import (
     multi_asset,
 )
 
+from pipelines.errors import ExchangeError
 from pipelines.ingest import KLINES, OPEN_INTEREST, PartitionFetch, fetch_partition
 from pipelines.partitions import DAY_X_EXCHANGE
 from pipelines.resources import PipelineSettings
@@ -63,14 +65,17 @@ async def ingest_exchange_day(context: AssetExecutionContext, settings: Pipeline
     keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
     exchange, day = keys["exchange"], date.fromisoformat(keys["date"])
     step = _ProgressLog(context, f"{exchange} {day}")
-    fetched = await fetch_partition(
-        exchange,
-        day,
-        universe=load_universe(),
-        periods=settings.period_list(),
-        rate_limit_scale=settings.limit_scale(),
-        progress=step,
-    )
+    try:
+        fetched = await fetch_partition(
+            exchange,
+            day,
+            universe=load_universe(),
+            periods=settings.period_list(),
+            rate_limit_scale=settings.limit_scale(),
+            progress=step,
+        )
+    except ExchangeError as error:  # the instrument list itself could not be fetched
+        raise Failure(description=f"{exchange} {day}: nothing fetched: {error}") from error
     landed = land_raw(
         fetched.responses, exchange, day, settings.warehouse_file().parent / "landing"
     )
@@ -90,7 +95,7 @@ def _results(
     fetched: PartitionFetch, summary: WriteSummary, partition: str, landed: str | None
 ) -> Iterator[object]:
     rows = {"ls_ratio": summary.ls_rows, KLINES: summary.kline_rows, OPEN_INTEREST: summary.oi_rows}
-    common = {
+    common: dict[str, Any] = {
         "exchange": fetched.exchange,
         "requests": int(fetched.http_stats.get("requests", 0)),
         "retries": int(fetched.http_stats.get("retries", 0)),

@@ -10,7 +10,7 @@ import pandas as pd
 from pipelines.config import SQL_DIR
 from pipelines.exchanges import CONNECTORS
 from pipelines.universe import Universe
-from pipelines.warehouse import transaction
+from pipelines.warehouse import one_row, transaction
 
 DERIVED_TABLES = ("btc_ls", "alt_average", "heatmap_matrix")
 
@@ -25,15 +25,27 @@ def _sql(table: str) -> str:
     return (SQL_DIR / f"{table}.sql").read_text()
 
 
-def parameters(table: str, universe: Universe, settings: AnalyticsSettings) -> dict[str, object]:
-    """The named parameters a table's SQL file uses (and only those: DuckDB rejects extras)."""
+def statements(table: str) -> list[str]:
+    """The SQL file's statements (the table, then its comments), split on line-ending `;`.
+
+    Whole-line `--` comments are dropped first: they may hold a `;` or a `$name` of their own.
+    """
+    code = "\n".join(
+        line for line in _sql(table).splitlines() if not line.lstrip().startswith("--")
+    )
+    return [s.strip().rstrip(";") for s in code.split(";\n") if s.strip().rstrip(";").strip()]
+
+
+def parameters(
+    statement: str, universe: Universe, settings: AnalyticsSettings
+) -> dict[str, object]:
+    """The named parameters a statement uses (and only those: DuckDB rejects extras)."""
     available: dict[str, object] = {
         "alt_exclusions": list(universe.alt_exclusions),
         "lookback_days": settings.lookback_days,
         "min_history": settings.min_history,
     }
-    text = _sql(table)
-    return {name: value for name, value in available.items() if f"${name}" in text}
+    return {name: value for name, value in available.items() if f"${name}" in statement}
 
 
 def refresh(
@@ -45,9 +57,9 @@ def refresh(
     """Recompute one derived table in a transaction; return its row count."""
     settings = settings or AnalyticsSettings()
     with transaction(conn):
-        conn.execute(_sql(table), parameters(table, universe, settings))
-    count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-    return int(count[0]) if count else 0
+        for statement in statements(table):
+            conn.execute(statement, parameters(statement, universe, settings))
+    return int(one_row(conn, f"SELECT count(*) FROM {table}")[0])
 
 
 def expected_coverage(universe: Universe, periods: tuple[str, ...]) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from pipelines.config import DEFAULT_RANGE_DAYS
 from pipelines.exchanges import CONNECTORS
 from pipelines.render import RenderRequest, RenderResult, image_path, render_heatmap
 from pipelines.themes import DEFAULT_THEME
+from pipelines.warehouse import one_row
 
 DEFAULT_METRIC = "global_account"
 
@@ -53,10 +54,11 @@ def default_requests(conn: duckdb.DuckDBPyConnection) -> list[RenderRequest]:
 
 def is_simulated(conn: duckdb.DuckDBPyConnection, exchange: str) -> bool:
     """True when the exchange's latest fetched data came from the simulator."""
-    row = conn.execute(
+    row = one_row(
+        conn,
         "SELECT arg_max(simulated, updated_at) FROM partition_log WHERE exchange = ?",
         [exchange],
-    ).fetchone()
+    )
     return bool(row and row[0])
 
 

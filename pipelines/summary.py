@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.warehouse import connect
+from pipelines.warehouse import connect, one_row
 
 TABLES = (
     "ls_ratio",
@@ -24,10 +24,11 @@ def ensure_warehouse_kind(path: Path, *, simulated: bool) -> None:
     if not path.exists():
         return
     with connect(path) as conn:
-        row = conn.execute(
+        row = one_row(
+            conn,
             "SELECT count(*) FILTER (WHERE simulated), count(*) FILTER (WHERE NOT simulated) "
-            "FROM partition_log"
-        ).fetchone()
+            "FROM partition_log",
+        )
     sim_rows, real_rows = row if row else (0, 0)
     if simulated and real_rows:
         raise RuntimeError(
@@ -48,7 +49,7 @@ def describe_warehouse(path: Path) -> str:
         present = {r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         for table in TABLES:
             if table in present:
-                count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+                count = one_row(conn, f"SELECT count(*) FROM {table}")
                 lines.append(f"  {table:<18} {count[0] if count else 0:>10,} rows")
         per_exchange = conn.execute(
             """SELECT exchange, count(DISTINCT coin),

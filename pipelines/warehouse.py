@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -76,6 +77,14 @@ def _open_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
                 ) from error
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def one_row(
+    conn: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None
+) -> tuple[Any, ...]:
+    """The first row of a query, draining the result (an undrained one blocks the connection)."""
+    rows = conn.execute(sql, params or []).fetchall()
+    return tuple(rows[0]) if rows else ()
 
 
 @contextmanager
@@ -175,7 +184,7 @@ def write_partition(
         upsert(conn, "ls_ratio_rejected", rejections, ["rejection_id"])
         _store_instruments(conn, fetched, universe, fetched_at)
         _store_log(conn, fetched, fetched_at)
-    reasons = rejections["reason"].value_counts().to_dict() if len(rejections) else {}
+    reasons = {str(k): int(v) for k, v in rejections["reason"].value_counts().items()}
     return WriteSummary(ls_rows, len(rejections), kline_rows, oi_rows, reasons)
 
 

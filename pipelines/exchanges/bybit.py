@@ -50,8 +50,10 @@ _RATE_CODES = {"10006", "10429"}
 def _error_of(status: int, body: Any) -> ApiError | None:
     if isinstance(body, dict) and "retCode" in body and str(body["retCode"]) != "0":
         code = str(body["retCode"])
-        kind = "rate_limit" if code in _RATE_CODES else "error"
-        return ApiError(code, str(body.get("retMsg", "")), kind)
+        message = str(body.get("retMsg", ""))
+        if code in _RATE_CODES:
+            return ApiError(code, message, "rate_limit")
+        return ApiError(code, message)
     return None
 
 
@@ -122,7 +124,11 @@ async def fetch_ls(
 ) -> list[Any]:
     if metric not in METRICS:
         raise ValueError(f"bybit does not publish metric {metric!r}")
-    params = {"category": "linear", "symbol": instrument, "period": PERIODS[period]}
+    params: dict[str, str | int] = {
+        "category": "linear",
+        "symbol": instrument,
+        "period": PERIODS[period],
+    }
     return await _cursor_pages(
         client, LS_ENDPOINT, params | _window_params(window, LS_ENDPOINT), instrument
     )
@@ -213,7 +219,11 @@ def parse_klines(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
 async def fetch_open_interest(
     client: HttpClient, instrument: str, period: str, window: Window
 ) -> list[Any]:
-    params = {"category": "linear", "symbol": instrument, "intervalTime": PERIODS[period]}
+    params: dict[str, str | int] = {
+        "category": "linear",
+        "symbol": instrument,
+        "intervalTime": PERIODS[period],
+    }
     return await _cursor_pages(
         client, OI_ENDPOINT, params | _window_params(window, OI_ENDPOINT), instrument
     )

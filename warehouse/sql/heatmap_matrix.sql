@@ -18,11 +18,11 @@ WITH cells AS (
 history AS (
     SELECT
         *,
-        avg(ln_ratio)         OVER trailing AS history_mean,
-        stddev_samp(ln_ratio) OVER trailing AS history_sd,
-        count(ln_ratio)       OVER trailing AS history_n
+        avg(ln_ratio)         OVER earlier AS history_mean,
+        stddev_samp(ln_ratio) OVER earlier AS history_sd,
+        count(ln_ratio)       OVER earlier AS history_n
     FROM cells
-    WINDOW trailing AS (
+    WINDOW earlier AS (
         PARTITION BY exchange, metric, period, coin
         ORDER BY ts
         RANGE BETWEEN to_days(CAST($lookback_days AS INTEGER)) PRECEDING

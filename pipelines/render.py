@@ -1,0 +1,789 @@
+"""Heatmap PNGs: BTC and altcoin-average L/S over a coin x time heatmap (SPEC section 6).
+
+Reads the derived tables `btc_ls`, `alt_average`, `heatmap_matrix` and, when it exists,
+`signal_zones`; writes one PNG per (exchange, metric, period, range). Figures are built with
+`matplotlib.figure.Figure` on an Agg canvas, never through pyplot, so nothing global is touched and
+nothing leaks between renders (safe in long-running Dagster processes).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final, NamedTuple
+
+import duckdb
+import matplotlib.dates as mdates
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colorbar import Colorbar
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import StrMethodFormatter
+
+from pipelines.themes import DEFAULT_THEME, Theme, get_theme
+from pipelines.warehouse import one_row
+
+__all__ = [
+    "COLOR_BY",
+    "MAX_RANGE_DAYS",
+    "MIN_RANGE_DAYS",
+    "PERIODS",
+    "HeatmapGrid",
+    "NoDataError",
+    "RenderRequest",
+    "RenderResult",
+    "RenderedFigure",
+    "build_figure",
+    "heatmap_grid",
+    "image_path",
+    "render_heatmap",
+    "thumbnail_png",
+]
+
+PERIODS: Final = ("5m", "1h", "4h", "1d")
+COLOR_BY: Final = ("ln_ratio", "zscore")
+MIN_RANGE_DAYS: Final = 7
+MAX_RANGE_DAYS: Final = 365
+_PERIOD_DELTA: Final = {
+    "5m": pd.Timedelta(minutes=5),
+    "1h": pd.Timedelta(hours=1),
+    "4h": pd.Timedelta(hours=4),
+    "1d": pd.Timedelta(days=1),
+}
+
+FIGSIZE_IN: Final = (16.0, 10.0)
+DPI: Final = 120  # 1920 x 1200 px: sharp on a laptop screen, ~250-300 KB per file
+# Above this many buckets the heatmap columns are averaged in groups before drawing. The axes are
+# ~1650 px wide, so each drawn column keeps >= ~2.5 px; drawing more columns would make matplotlib
+# resample the image, which (with mixed up/down sampling) smears neighbouring coin rows together.
+_MAX_DRAWN_COLUMNS: Final = 640
+_MIN_LN_VMAX: Final = math.log(1.1)  # a calm market must not look dramatic: scale >= ratio 1.1
+_LN_VMAX_PERCENTILE: Final = 98.0  # robust: one broken print should not wash out every colour
+_ZSCORE_VMAX: Final = 3.0  # fixed, so z-score images compare across coins, venues and days
+_RATIO_TICK_STEPS: Final = (1.1, 1.25, 1.5, 2.0, 3.0, 5.0)  # then 10, 20, 50, 100, ...
+_SIMULATED_COLOR: Final = "#D55E00"  # Okabe-Ito vermillion: alarming on light and dark pages
+_PATH_PART: Final = re.compile(r"[a-z0-9_-]{1,64}")
+
+_Rect = tuple[float, float, float, float]
+
+
+class NoDataError(ValueError):
+    """The warehouse holds nothing to draw for the requested selection."""
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """One image to draw. Invalid values fail here, before any query runs."""
+
+    exchange: str
+    metric: str
+    period: str
+    range_days: int  # 7..365
+    theme: str = DEFAULT_THEME
+    color_by: str = "ln_ratio"  # or "zscore"
+    simulated: bool = False
+    end: datetime | None = None  # last bucket to show; default: newest bucket in heatmap_matrix
+
+    def __post_init__(self) -> None:
+        if isinstance(self.range_days, bool) or not isinstance(self.range_days, int):
+            raise ValueError(f"range_days must be a whole number of days, got {self.range_days!r}")
+        if not MIN_RANGE_DAYS <= self.range_days <= MAX_RANGE_DAYS:
+            raise ValueError(
+                f"range_days must be between {MIN_RANGE_DAYS} and {MAX_RANGE_DAYS}, "
+                f"got {self.range_days}"
+            )
+        if self.period not in PERIODS:
+            raise ValueError(f"unknown period {self.period!r}; expected one of {list(PERIODS)}")
+        if self.color_by not in COLOR_BY:
+            raise ValueError(
+                f"unknown color_by {self.color_by!r}; expected one of {list(COLOR_BY)}"
+            )
+        get_theme(self.theme)  # UnknownThemeError (a ValueError) with close matches
+
+    @property
+    def range_label(self) -> str:
+        return f"{self.range_days}d"
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What was written, for asset metadata and the `heatmap_images` table."""
+
+    path: Path
+    exchange: str
+    metric: str
+    period: str
+    range_label: str
+    theme: str
+    data_end: datetime | None  # newest bucket (UTC, tz-aware) with a ratio; None if none
+    n_coins: int
+    n_buckets: int
+    width_px: int
+    height_px: int
+    color_by: str = "ln_ratio"
+    simulated: bool = False
+    title: str = ""
+
+
+class HeatmapGrid(NamedTuple):
+    """The heatmap exactly as drawn (before any display-only column averaging)."""
+
+    coins: list[str]  # row order: BTC first, then alphabetical
+    ts_index: pd.DatetimeIndex  # bucket starts, naive UTC, one per column, no gaps
+    values: np.ma.MaskedArray  # (coins, buckets) of ln_ratio or zscore; masked = no data
+    data_end: pd.Timestamp | None  # newest bucket in the window with any ratio (naive UTC)
+
+
+@dataclass
+class RenderedFigure:
+    """A built, unsaved figure and the parts tests and callers may want to inspect."""
+
+    figure: Figure
+    top_ax: Axes
+    price_ax: Axes
+    heat_ax: Axes
+    colorbar: Colorbar
+    grid: HeatmapGrid
+    theme: Theme
+    norm: Normalize
+    title: str
+    columns_per_cell: int = 1  # >1 when long ranges are averaged for drawing
+    legend_labels: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------- paths
+
+
+def image_path(images_root: Path, exchange: str, metric: str, period: str, range_days: int) -> Path:
+    """`<images_root>/<exchange>/<metric>/<period>_<range>d.png`, provably inside `images_root`.
+
+    Each component must be plain `[a-z0-9_-]` (no separators, dots, drive letters or absolute
+    paths), and the resolved result (symlinks followed) must still lie under the resolved root.
+    """
+    for label, part in (("exchange", exchange), ("metric", metric), ("period", period)):
+        if not isinstance(part, str) or not _PATH_PART.fullmatch(part):
+            raise ValueError(
+                f"{label} {part!r} is not a safe path component (allowed: a-z 0-9 _ -)"
+            )
+    if isinstance(range_days, bool) or not isinstance(range_days, int):
+        raise ValueError(f"range_days must be an integer, got {range_days!r}")
+    if not MIN_RANGE_DAYS <= range_days <= MAX_RANGE_DAYS:
+        raise ValueError(f"range_days must be between {MIN_RANGE_DAYS} and {MAX_RANGE_DAYS}")
+    root = Path(images_root).resolve()
+    candidate = (root / exchange / metric / f"{period}_{range_days}d.png").resolve()
+    if not candidate.is_relative_to(root):
+        raise ValueError(f"image path {candidate} escapes the images folder {root}")
+    return candidate
+
+
+# ---------------------------------------------------------------------------------------- data
+
+
+def _selection(request: RenderRequest) -> list[object]:
+    return [request.exchange, request.metric, request.period]
+
+
+def _describe(request: RenderRequest) -> str:
+    return f"exchange={request.exchange} metric={request.metric} period={request.period}"
+
+
+def _table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
+    row = one_row(
+        conn,
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_name = ? AND table_schema = current_schema()",
+        [name],
+    )
+    return bool(row and row[0])
+
+
+_WHERE: Final = "WHERE exchange = ? AND metric = ? AND period = ? AND ts BETWEEN ? AND ?"
+
+
+def _to_naive_utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
+
+
+def _window(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> pd.DatetimeIndex:
+    """Every bucket start of the requested range, ending at the requested (or newest) bucket."""
+    if not _table_exists(conn, "heatmap_matrix"):
+        raise NoDataError(
+            f"no table heatmap_matrix in the warehouse; nothing to render for {_describe(request)}"
+        )
+    step = _PERIOD_DELTA[request.period]
+    if request.end is None:
+        row = one_row(
+            conn,
+            "SELECT max(ts) FROM heatmap_matrix WHERE exchange = ? AND metric = ? AND period = ?",
+            _selection(request),
+        )
+        if not row or row[0] is None:
+            raise NoDataError(f"no heatmap data for {_describe(request)}")
+        end = _to_naive_utc(row[0]).floor(step)
+    else:
+        end = _to_naive_utc(request.end).floor(step)
+    n_buckets = int(pd.Timedelta(days=request.range_days) / step)
+    return pd.date_range(end=end, periods=n_buckets, freq=step)
+
+
+def _window_params(request: RenderRequest, index: pd.DatetimeIndex) -> list[object]:
+    """Parameters for `_WHERE`: the selection, then the first and last bucket start."""
+    return [*_selection(request), index[0].to_pydatetime(), index[-1].to_pydatetime()]
+
+
+def _fetch_columns(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    select: str,
+    request: RenderRequest,
+    index: pd.DatetimeIndex,
+    select_params: tuple[object, ...] = (),
+    extra_where: str = "",
+) -> dict[str, np.ndarray]:
+    """Rows of `table` in the window as numpy arrays, with `col_no` = bucket column number.
+
+    DuckDB computes the column number (and any row number in `select`) so that only numbers cross
+    into Python: turning 400k timestamps and coin names into Python objects would cost more than
+    drawing the image. `table`, `select` and `extra_where` are constants of this module; every
+    value goes in as a parameter.
+    """
+    start_ms = int(index[0].value // 1_000_000)  # naive UTC ns -> epoch ms
+    step_ms = int(_PERIOD_DELTA[request.period].value // 1_000_000)
+    sql = f"SELECT (epoch_ms(ts) - ?) // ? AS col_no, {select} FROM {table} {_WHERE}{extra_where}"
+    params = [start_ms, step_ms, *select_params, *_window_params(request, index)]
+    raw = conn.execute(sql, params).fetchnumpy()
+    # Masked arrays (columns with NULLs) are ndarrays too and keep their mask.
+    return {name: column for name, column in raw.items() if isinstance(column, np.ndarray)}
+
+
+def _floats(values: np.ndarray) -> np.ndarray:
+    """A numeric column with SQL NULLs (numpy masked values) as float NaN."""
+    return np.ma.filled(np.ma.asarray(values, dtype=float), np.nan)
+
+
+def _order_coins(coins: list[str]) -> list[str]:
+    # BTC first (the panel above is about it), then alphabetical: a coin keeps the same place in
+    # every image whatever its coverage, so readers find it quickly across venues and dates.
+    rest = sorted(c for c in set(coins) if c != "BTC")
+    return (["BTC"] if "BTC" in coins else []) + rest
+
+
+def heatmap_grid(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> HeatmapGrid:
+    """The coin x bucket matrix the bottom panel draws; absent rows and NULLs are masked."""
+    index = _window(conn, request)
+    found = conn.execute(
+        f"SELECT DISTINCT coin FROM heatmap_matrix {_WHERE}", _window_params(request, index)
+    ).fetchall()
+    if not found:
+        raise NoDataError(
+            f"no heatmap data for {_describe(request)} in the {request.range_days} days "
+            f"up to {index[-1]:%Y-%m-%d %H:%M} UTC"
+        )
+    coins = _order_coins([str(row[0]) for row in found])
+    data = _fetch_columns(
+        conn,
+        "heatmap_matrix",
+        "list_position(?, coin) - 1 AS row_no, ratio IS NOT NULL AS has_ratio, ln_ratio, zscore",
+        request,
+        index,
+        select_params=(coins,),
+    )
+    values = np.full((len(coins), len(index)), np.nan)
+    cols = data["col_no"]
+    values[data["row_no"], cols] = _floats(data[request.color_by])
+    has_ratio = np.ma.filled(data["has_ratio"], False).astype(bool)
+    data_end = index[int(cols[has_ratio].max())] if has_ratio.any() else None
+    return HeatmapGrid(coins, index, np.ma.masked_invalid(values), data_end)
+
+
+@dataclass(frozen=True)
+class _TopData:
+    btc_ratio: np.ndarray
+    price: np.ndarray
+    alt_ratio: np.ndarray
+    alt_coins: float  # typical number of coins in the alt average (NaN if unknown)
+    upper: np.ndarray  # bool per bucket: BTC or alt average in its upper zone
+    lower: np.ndarray
+    market_wide: np.ndarray  # bool per bucket: both in the same zone
+
+
+def _series(data: dict[str, np.ndarray], column: str, n: int) -> np.ndarray:
+    """One value per bucket (NaN where the table has no row or a NULL): gaps stay gaps."""
+    out = np.full(n, np.nan)
+    out[data["col_no"]] = _floats(data[column])
+    return out
+
+
+def _top_data(
+    conn: duckdb.DuckDBPyConnection, request: RenderRequest, index: pd.DatetimeIndex
+) -> _TopData:
+    n = len(index)
+    nothing = np.full(n, np.nan)
+    btc_ratio, price, alt_ratio, alt_coins = nothing, nothing, nothing, math.nan
+    # The top panel is context for the heatmap: a missing table leaves its lines out (the panel
+    # then says there is no data) rather than failing the whole image.
+    if _table_exists(conn, "btc_ls"):
+        btc = _fetch_columns(conn, "btc_ls", "ratio, price_close", request, index)
+        btc_ratio, price = _series(btc, "ratio", n), _series(btc, "price_close", n)
+    if _table_exists(conn, "alt_average"):
+        alt = _fetch_columns(conn, "alt_average", "alt_mean_ratio, n_coins", request, index)
+        alt_ratio = _series(alt, "alt_mean_ratio", n)
+        counts = _floats(alt["n_coins"])
+        if np.isfinite(counts).any():
+            alt_coins = float(np.nanmedian(counts))
+    upper, lower, wide = _zones(conn, request, index)
+    return _TopData(btc_ratio, price, alt_ratio, alt_coins, upper, lower, wide)
+
+
+def _zones(
+    conn: duckdb.DuckDBPyConnection, request: RenderRequest, index: pd.DatetimeIndex
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = len(index)
+    upper, lower, wide = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
+    if not _table_exists(conn, "signal_zones"):
+        return upper, lower, wide  # optional table: the image simply has no shading
+    data = _fetch_columns(
+        conn,
+        "signal_zones",
+        "zone = 'upper' AS is_upper, zone = 'lower' AS is_lower, "
+        "coalesce(market_wide, false) AS market_wide",
+        request,
+        index,
+        extra_where=" AND zone IS NOT NULL",
+    )
+    cols = data["col_no"]
+    upper[cols[np.ma.filled(data["is_upper"], False).astype(bool)]] = True
+    lower[cols[np.ma.filled(data["is_lower"], False).astype(bool)]] = True
+    wide[cols[np.ma.filled(data["market_wide"], False).astype(bool)]] = True
+    return upper, lower, wide
+
+
+# ------------------------------------------------------------------------------------- drawing
+
+
+def _title(request: RenderRequest, data_end: pd.Timestamp | None) -> str:
+    end = f"latest bucket {data_end:%Y-%m-%d %H:%M} UTC" if data_end is not None else "no data"
+    parts = [request.exchange, request.metric, request.period, f"last {request.range_label}", end]
+    title = "  ·  ".join(parts)
+    return f"SIMULATED DATA  ·  {title}" if request.simulated else title
+
+
+def _edges(index: pd.DatetimeIndex) -> np.ndarray:
+    """Matplotlib date numbers of every bucket edge (len = buckets + 1), UTC."""
+    step_days = (index[1] - index[0]) / pd.Timedelta(days=1) if len(index) > 1 else 1.0
+    return mdates.date2num(index[0].to_pydatetime()) + step_days * np.arange(len(index) + 1)
+
+
+def _style_axes(ax: Axes, theme: Theme) -> None:
+    """Page colours by hand rather than rcParams: rc_context is process-global state."""
+    ax.set_facecolor(theme.background)
+    ax.tick_params(which="both", colors=theme.foreground, labelcolor=theme.foreground)
+    for spine in ax.spines.values():
+        spine.set_color(theme.foreground)
+        spine.set_alpha(0.5)
+    for text in (ax.xaxis.label, ax.yaxis.label, ax.title, ax.xaxis.get_offset_text()):
+        text.set_color(theme.foreground)
+
+
+def _ratio_ticks(vmax: float) -> tuple[list[float], list[str]]:
+    """Colour-bar ticks at ln(r) for 'nice' ratios r and 1/r, labelled as ratios."""
+    candidates = list(_RATIO_TICK_STEPS)
+    while math.log(candidates[-1]) < vmax:  # absurd data still gets a readable scale
+        candidates += [m * candidates[-1] * 2 for m in (1.0, 2.0, 5.0)]
+    fitting = [r for r in candidates if math.log(r) <= vmax * 1.0001]
+    min_gap = vmax / 3.5  # keep labels apart: at most ~3 per side
+    chosen: list[float] = []
+    for r in reversed(fitting):
+        last = math.log(chosen[-1]) if chosen else math.inf
+        if last - math.log(r) >= min_gap and math.log(r) >= min_gap / 2:
+            chosen.append(r)
+    ups = sorted(chosen)
+    ratios = [1 / r for r in reversed(ups)] + [1.0] + ups
+    return [math.log(r) for r in ratios], [_fmt_ratio(r) for r in ratios]
+
+
+def _fmt_ratio(r: float) -> str:
+    return f"{r:g}" if r >= 1 else f"{r:.2g}"
+
+
+def _vmax(grid: HeatmapGrid, color_by: str) -> float:
+    """Half-width of the symmetric colour scale around 0 (ratio 1, or z-score 0)."""
+    if color_by == "zscore":
+        return _ZSCORE_VMAX
+    valid = np.abs(grid.values.compressed())
+    vmax = float(np.percentile(valid, _LN_VMAX_PERCENTILE)) if valid.size else math.log(2.0)
+    return max(vmax, _MIN_LN_VMAX)
+
+
+def _drawn_values(values: np.ma.MaskedArray) -> tuple[np.ma.MaskedArray, int]:
+    """Average groups of k neighbouring buckets when there are too many to draw one by one.
+
+    Averaging ln(ratio) is the geometric mean of the ratios; a group with no data stays masked.
+    """
+    n_rows, n_cols = values.shape
+    k = max(1, math.ceil(n_cols / _MAX_DRAWN_COLUMNS))
+    if k == 1:
+        return values, 1
+    padded = np.ma.masked_all((n_rows, math.ceil(n_cols / k) * k))
+    padded[:, :n_cols] = values
+    return padded.reshape(n_rows, -1, k).mean(axis=2), k
+
+
+def _draw_heatmap(
+    fig: Figure, heat_ax: Axes, cax: Axes, grid: HeatmapGrid, request: RenderRequest, theme: Theme
+) -> tuple[Colorbar, Normalize, int]:
+    edges = _edges(grid.ts_index)
+    vmax = _vmax(grid, request.color_by)
+    norm = Normalize(-vmax, vmax)
+    drawn, k = _drawn_values(grid.values)
+    step = edges[1] - edges[0]
+    # Missing cells are transparent in the image; the axes behind them is hatched grey, so "no
+    # data" can never be mistaken for the neutral centre colour (or any other value).
+    cmap = theme.cmap.with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
+    heat_ax.patch.set_facecolor(theme.no_data_color)
+    heat_ax.patch.set_hatch("////")
+    heat_ax.patch.set_hatchcolor(theme.no_data_hatch_color)
+    image = heat_ax.imshow(
+        drawn,
+        cmap=cmap,
+        norm=norm,
+        aspect="auto",
+        interpolation="nearest",  # real cell edges; long ranges were averaged, not resampled
+        origin="upper",
+        extent=(edges[0], edges[0] + step * k * drawn.shape[1], len(grid.coins), 0),
+    )
+    heat_ax.set_xlim(edges[0], edges[-1])
+    _label_coins(heat_ax, grid.coins, theme)
+    colorbar = fig.colorbar(image, cax=cax, extend="both")
+    _style_colorbar(colorbar, vmax, request.color_by, theme)
+    return colorbar, norm, k
+
+
+def _label_coins(heat_ax: Axes, coins: list[str], theme: Theme) -> None:
+    n = len(coins)
+    every = max(1, math.ceil(n / 110))  # beyond ~110 rows labels would overlap: label every k-th
+    rows = np.arange(0, n, every)
+    heat_ax.set_yticks(rows + 0.5, [coins[i] for i in rows])
+    heat_ax.tick_params(axis="y", labelsize=float(np.clip(420 / max(n, 1) * 0.75, 4.5, 9)))
+    if coins and coins[0] == "BTC":
+        heat_ax.get_yticklabels()[0].set_fontweight("bold")
+        heat_ax.axhline(1, color=theme.foreground, linewidth=0.9)  # BTC apart from the alts
+    heat_ax.set_ylabel("coin")
+
+
+def _style_colorbar(colorbar: Colorbar, vmax: float, color_by: str, theme: Theme) -> None:
+    if color_by == "zscore":
+        ticks = list(range(-int(_ZSCORE_VMAX), int(_ZSCORE_VMAX) + 1))
+        colorbar.set_ticks(ticks, labels=[f"{t:+d}" if t else "0" for t in ticks])
+        colorbar.set_label("z-score vs the coin's own history")
+    else:
+        values, labels = _ratio_ticks(vmax)
+        colorbar.set_ticks(values, labels=labels)
+        colorbar.set_label("L/S ratio (log scale, 1 = balanced)")
+    colorbar.ax.yaxis.label.set_color(theme.foreground)
+    colorbar.ax.tick_params(colors=theme.foreground, labelcolor=theme.foreground)
+    colorbar.outline.set_edgecolor(theme.foreground)
+
+
+def _no_data_note(fig: Figure, theme: Theme, anchor: tuple[float, float]) -> None:
+    """A swatch of the hatched "no data" grey, under the colour bar, in figure coordinates."""
+    swatch = Patch(
+        facecolor=theme.no_data_color,
+        hatch="////",
+        edgecolor=theme.no_data_hatch_color,
+        label="grey = no data",
+    )
+    fig.legend(
+        handles=[swatch],
+        loc="lower left",
+        bbox_to_anchor=anchor,
+        bbox_transform=fig.transFigure,
+        frameon=False,
+        fontsize=8,
+        labelcolor=theme.foreground,
+        handlelength=1.6,
+        borderaxespad=0.0,
+        borderpad=0.0,
+    )
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, length) of each run of True in `mask`, found with numpy rather than a loop."""
+    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
+    change = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b - a)) for a, b in zip(change[::2], change[1::2], strict=True)]
+
+
+def _shade(ax: Axes, edges: np.ndarray, mask: np.ndarray, color: str, alpha: float) -> None:
+    step = edges[1] - edges[0]
+    spans = [(edges[a], n * step) for a, n in _runs(mask)]
+    if spans:
+        ax.broken_barh(
+            spans,
+            (0, 1),
+            transform=ax.get_xaxis_transform(),
+            facecolor=color,
+            alpha=alpha,
+            linewidth=0,
+            zorder=0,
+        )
+
+
+def _draw_top(
+    top_ax: Axes, price_ax: Axes, grid: HeatmapGrid, top: _TopData, theme: Theme
+) -> list[str]:
+    edges = _edges(grid.ts_index)
+    centres = (edges[:-1] + edges[1:]) / 2  # each point sits over its heatmap column
+    # Zone shading: light where BTC or the alt average is at an extreme, stronger where both are
+    # (market-wide). Colours are the heatmap's own ends, so "upper" looks like a long-heavy cell.
+    _shade(top_ax, edges, top.upper, theme.upper_zone_color, 0.14)
+    _shade(top_ax, edges, top.lower, theme.lower_zone_color, 0.14)
+    _shade(top_ax, edges, top.market_wide & top.upper, theme.upper_zone_color, 0.22)
+    _shade(top_ax, edges, top.market_wide & top.lower, theme.lower_zone_color, 0.22)
+    alt_label = "altcoin average L/S (geometric mean"
+    alt_label += f", ~{top.alt_coins:.0f} coins)" if not math.isnan(top.alt_coins) else ")"
+    top_ax.plot(centres, top.btc_ratio, color=theme.btc_color, linewidth=1.6, label="BTC L/S")
+    top_ax.plot(centres, top.alt_ratio, color=theme.alt_color, linewidth=1.6, label=alt_label)
+    top_ax.axhline(
+        1.0,
+        color=theme.foreground,
+        linewidth=0.8,
+        linestyle="--",
+        alpha=0.6,
+        label="ratio 1 (balanced)",
+    )
+    has_price = bool(np.isfinite(top.price).any())
+    price_ax.plot(
+        centres,
+        top.price,
+        color=theme.price_color,
+        linewidth=1.0,
+        label="BTC price (right axis)" if has_price else "BTC price (no data)",
+    )
+    if not np.isfinite(top.btc_ratio).any() and not np.isfinite(top.alt_ratio).any():
+        top_ax.text(
+            0.5,
+            0.5,
+            "no BTC / altcoin L/S data in this range",
+            ha="center",
+            va="center",
+            transform=top_ax.transAxes,
+            color=theme.foreground,
+            alpha=0.7,
+        )
+    top_ax.set_ylabel("L/S ratio (long / short)")
+    price_ax.set_ylabel("BTC price")
+    price_ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    if not has_price:
+        price_ax.set_yticks([])
+    top_ax.grid(True, color=theme.foreground, alpha=0.12, linewidth=0.6)
+    return _top_legend(top_ax, price_ax, top, theme)
+
+
+def _top_legend(top_ax: Axes, price_ax: Axes, top: _TopData, theme: Theme) -> list[str]:
+    handles = [*top_ax.get_lines(), *price_ax.get_lines()]
+    handles = [h for h in handles if isinstance(h, Line2D)]
+    extra: list[Patch] = []
+    if top.upper.any():
+        extra.append(
+            Patch(color=theme.upper_zone_color, alpha=0.3, label="upper zone (crowd long)")
+        )
+    if top.lower.any():
+        extra.append(
+            Patch(color=theme.lower_zone_color, alpha=0.3, label="lower zone (crowd short)")
+        )
+    if top.market_wide.any():
+        extra.append(
+            Patch(
+                facecolor="none",
+                edgecolor=theme.foreground,
+                linewidth=0.6,
+                label="darker = market-wide (BTC and alts)",
+            )
+        )
+    all_handles: list[Line2D | Patch] = [*handles, *extra]
+    top_ax.legend(
+        handles=all_handles,
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.0),
+        ncols=4,
+        frameon=False,
+        fontsize=8.5,
+        labelcolor=theme.foreground,
+        borderaxespad=0.2,
+    )
+    return [str(h.get_label()) for h in all_handles]
+
+
+def _set_time_axis(heat_ax: Axes, top_ax: Axes) -> None:
+    locator = mdates.AutoDateLocator(tz=UTC, minticks=5, maxticks=12)
+    heat_ax.xaxis.set_major_locator(locator)
+    heat_ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))
+    heat_ax.set_xlabel("time (UTC)")
+    top_ax.tick_params(axis="x", labelbottom=False)
+
+
+def _watermark(fig: Figure) -> None:
+    fig.text(
+        0.5,
+        0.45,
+        "SIMULATED",
+        ha="center",
+        va="center",
+        rotation=22,
+        fontsize=120,
+        fontweight="bold",
+        color=_SIMULATED_COLOR,
+        alpha=0.13,
+        zorder=100,
+        gid="simulated-watermark",
+    )
+
+
+def _layout() -> tuple[_Rect, _Rect, _Rect]:
+    """Axes rectangles (figure fractions) for the top panel, the heatmap and the colour bar.
+
+    A fixed layout rather than matplotlib's constrained layout: the figure size never changes, and
+    constrained layout costs an extra full draw per image (over half the render time). Both panels
+    get the same left and right edges, so their time axes line up column for column; the colour
+    bar sits beside the heatmap only, below the price labels of the top panel.
+    """
+    width, height = FIGSIZE_IN
+    left, right = 1.05, 1.35  # coin labels + y label | colour bar, its ticks and label
+    top, bottom, gap = 1.0, 0.75, 0.15  # title + legend | date labels | between panels
+    usable = height - top - bottom - gap
+    top_h = usable * 0.3
+    heat_h = usable - top_h
+    plot_w = width - left - right
+    top_rect = (left / width, (bottom + heat_h + gap) / height, plot_w / width, top_h / height)
+    heat_rect = (left / width, bottom / height, plot_w / width, heat_h / height)
+    cbar_rect = (
+        (left + plot_w + 0.3) / width,
+        (bottom + 0.45) / height,
+        0.2 / width,
+        (heat_h - 0.45) / height,
+    )  # raised: the no-data swatch goes underneath
+    return top_rect, heat_rect, cbar_rect
+
+
+def build_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> RenderedFigure:
+    """Query and draw one image, without saving it (tests inspect the result directly)."""
+    theme = get_theme(request.theme)
+    grid = heatmap_grid(conn, request)
+    top = _top_data(conn, request, grid.ts_index)
+    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, facecolor=theme.background)
+    FigureCanvasAgg(fig)  # Agg explicitly, whatever backend the process configured
+    top_rect, heat_rect, cbar_rect = _layout()
+    top_ax = fig.add_axes(top_rect)
+    heat_ax = fig.add_axes(heat_rect, sharex=top_ax)
+    cax = fig.add_axes(cbar_rect)
+    price_ax = top_ax.twinx()
+    # Ratio lines above the price line: they are the subject, price is context.
+    top_ax.set_zorder(price_ax.get_zorder() + 1)
+    for ax in (top_ax, price_ax, heat_ax, cax):
+        _style_axes(ax, theme)
+    top_ax.patch.set_visible(False)  # the price axes below now paints the background
+    price_ax.patch.set_visible(True)
+    colorbar, norm, k = _draw_heatmap(fig, heat_ax, cax, grid, request, theme)
+    labels = _draw_top(top_ax, price_ax, grid, top, theme)
+    _set_time_axis(heat_ax, top_ax)
+    if k > 1:  # say so: a drawn column is then an average, not one bucket
+        heat_ax.set_xlabel(f"time (UTC)  ·  each column averages {k} x {request.period} buckets")
+    title = _title(request, grid.data_end)
+    fig.suptitle(
+        title,
+        fontsize=14,
+        fontweight="bold",
+        color=_SIMULATED_COLOR if request.simulated else theme.foreground,
+    )
+    _no_data_note(fig, theme, (cax.get_position().x0 - 0.012, heat_ax.get_position().y0))
+    if request.simulated:
+        _watermark(fig)
+    return RenderedFigure(
+        fig, top_ax, price_ax, heat_ax, colorbar, grid, theme, norm, title, k, labels
+    )
+
+
+def save_png(rendered: RenderedFigure, out: Path) -> tuple[int, int]:
+    """Write the PNG atomically (temp file + rename): readers never see half an image."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        rendered.figure.savefig(
+            tmp,
+            format="png",
+            dpi=DPI,
+            facecolor=rendered.theme.background,
+            metadata={"Title": rendered.title},
+        )
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _png_size(out)
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    if header[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path} is not a PNG file")
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+def render_heatmap(
+    conn: duckdb.DuckDBPyConnection, request: RenderRequest, out: Path
+) -> RenderResult:
+    """Render one image to `out` (parents created) and describe what was written."""
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"output file must end in .png, got {out}")
+    rendered = build_figure(conn, request)
+    try:
+        width, height = save_png(rendered, out)
+    finally:
+        rendered.figure.clear()  # drop artists now; long-running processes render many images
+    grid = rendered.grid
+    data_end = grid.data_end.tz_localize(UTC).to_pydatetime() if grid.data_end is not None else None
+    return RenderResult(
+        path=out,
+        exchange=request.exchange,
+        metric=request.metric,
+        period=request.period,
+        range_label=request.range_label,
+        theme=rendered.theme.name,
+        data_end=data_end,
+        n_coins=len(grid.coins),
+        n_buckets=len(grid.ts_index),
+        width_px=width,
+        height_px=height,
+        color_by=request.color_by,
+        simulated=request.simulated,
+        title=rendered.title,
+    )
+
+
+def thumbnail_png(path: Path, max_width: int = 480) -> bytes:
+    """A small PNG of an image (tens of KB) for a Dagster markdown preview."""
+    from PIL import Image  # Pillow ships with matplotlib; imported here as only this needs it
+
+    if max_width < 16:
+        raise ValueError(f"max_width must be at least 16 px, got {max_width}")
+    with Image.open(path) as img:
+        small = img.convert("RGB")
+    small.thumbnail((max_width, max_width * 4), Image.Resampling.LANCZOS)
+    # A 256-colour palette keeps the preview small enough to inline as a data: URI.
+    buffer = io.BytesIO()
+    small.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
+        buffer, format="PNG", optimize=True
+    )
+    return buffer.getvalue()

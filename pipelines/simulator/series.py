@@ -1,0 +1,277 @@
+"""Deterministic synthetic market series.
+
+Every value is a pure function of (exchange, coin, metric, time): no state, no randomness beyond
+integer hashing (splitmix64 over blake2b seeds; Python's `hash()` is salted per process). Snapshot
+series (long shares, open interest, prices) are functions of the instant, so the 1h row at 00:00
+equals the 1d row at 00:00. Flow series (taker volumes) are differences of one cumulative curve,
+so 24 hourly volumes add up to the daily volume exactly.
+
+Values of the bucket that is still open may drift with the clock (`provisional`); once the bucket
+has closed they never change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from functools import cache, lru_cache
+
+from pipelines.simulator.coins import coin as coin_facts
+from pipelines.simulator.grid import DAY, MINUTE
+
+_MASK = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_TAU = 2 * math.pi
+
+Octaves = tuple[tuple[float, float], ...]  # (knot spacing in minutes, amplitude)
+
+# Share of the largest venue's volume/OI that each exchange carries.
+VENUE_SHARE: dict[str, float] = {"binance": 1.0, "bybit": 0.55}
+_AVG_TRADE_USD = 2_500.0
+
+
+def _mix(x: int) -> int:
+    """splitmix64 finaliser: a well-spread 64-bit hash of a 64-bit integer."""
+    x = (x + _GOLDEN) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+@lru_cache(maxsize=8192)
+def seed(*parts: str) -> int:
+    """A stable 64-bit seed for a tuple of names."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def unit(s: int, k: int) -> float:
+    """Uniform in [0, 1), fixed by (seed, integer key)."""
+    return _mix(s ^ _mix(k & _MASK)) / 2**64
+
+
+def signed(s: int, k: int) -> float:
+    """Uniform in [-1, 1), fixed by (seed, integer key)."""
+    return 2.0 * unit(s, k) - 1.0
+
+
+def _value_noise(s: int, x: float) -> float:
+    """Smooth noise in [-1, 1]: random knots at integers, smoothstep between them."""
+    k = math.floor(x)
+    f = x - k
+    f = f * f * (3.0 - 2.0 * f)
+    a = signed(s, k)
+    return a + (signed(s, k + 1) - a) * f
+
+
+def _layered(s: int, t_min: float, octaves: Octaves) -> float:
+    """Sum of value-noise layers: coarse layers give slow swings, fine ones the wiggle."""
+    total = 0.0
+    for i, (spacing, amplitude) in enumerate(octaves):
+        total += amplitude * _value_noise((s + (i + 1) * _GOLDEN) & _MASK, t_min / spacing)
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# Long/short shares
+
+_SHARE_COMMON: Octaves = ((360, 0.01), (1440, 0.02), (10080, 0.03), (43200, 0.02))
+_SHARE_OWN: Octaves = ((720, 0.008), (4320, 0.017))
+# Top traders lean a little shorter than the crowd, by position size even more.
+_METRIC_OFFSET: dict[str, float] = {
+    "global_account": 0.0,
+    "top_account": -0.02,
+    "top_position": -0.035,
+}
+
+
+def long_share(exchange: str, coin: str, metric: str, t_ms: int) -> float:
+    """Share of longs (0.3..0.75) in `metric` at instant t.
+
+    A coin-wide part (baseline, a slow cycle, layered noise) is shared by every metric and
+    exchange, so they move together; a metric/exchange part makes them distinct.
+    """
+    t_min = t_ms / MINUTE
+    base = 0.47 + 0.13 * unit(seed("share-base", coin), 0)
+    offset = _METRIC_OFFSET.get(metric, 0.0)
+    offset += 0.02 * signed(seed("share-offset", exchange, coin, metric), 0)
+    cycle_min = (4 + 5 * unit(seed("share-cycle", coin), 0)) * 1440
+    phase = _TAU * unit(seed("share-phase", coin), 0)
+    cycle = 0.02 * math.sin(_TAU * t_min / cycle_min + phase)
+    common = _layered(seed("share", coin), t_min, _SHARE_COMMON)
+    own = _layered(seed("share", exchange, coin, metric), t_min, _SHARE_OWN)
+    noise = 0.003 * signed(seed("share-noise", exchange, coin, metric), t_ms // MINUTE)
+    return min(0.75, max(0.3, base + offset + cycle + common + own + noise))
+
+
+def provisional(
+    exchange: str, coin: str, metric: str, bucket_ms: int, length_ms: int, now_ms: int
+) -> float:
+    """Drift in [-1, 1] of a bucket that is still open at `now`, 0 once it has closed.
+
+    It changes every minute and shrinks towards the close, so a re-fetch of the newest bucket
+    sees a different value and the pipeline has to overwrite it.
+    """
+    if not bucket_ms <= now_ms < bucket_ms + length_ms:
+        return 0.0
+    remaining = 1.0 - (now_ms - bucket_ms) / length_ms
+    return remaining * signed(
+        seed("drift", exchange, coin, metric, str(bucket_ms)), now_ms // MINUTE
+    )
+
+
+def share_at(
+    exchange: str, coin: str, metric: str, bucket_ms: int, length_ms: int, now_ms: int
+) -> float:
+    """The long share an exchange publishes for a bucket, provisional if the bucket is open."""
+    drift = 0.01 * provisional(exchange, coin, metric, bucket_ms, length_ms, now_ms)
+    return min(0.75, max(0.3, long_share(exchange, coin, metric, bucket_ms) + drift))
+
+
+# ---------------------------------------------------------------------------------------------
+# Prices
+
+_PRICE_SPACINGS: tuple[int, ...] = (1, 5, 30, 240, 1440, 10080, 43200)
+
+
+@cache
+def _price_octaves(coin: str) -> Octaves:
+    # Brownian-like: a layer with knots L minutes apart moves ~ sigma * sqrt(L / 1 day).
+    sigma = coin_facts(coin).daily_sigma
+    return tuple((s, 0.6 * sigma * math.sqrt(s / 1440)) for s in _PRICE_SPACINGS)
+
+
+@lru_cache(maxsize=65536)
+def price(coin: str, t_ms: int, exchange: str = "") -> float:
+    """USD price of one coin at instant t; exchanges differ by a tiny basis."""
+    t_min = t_ms / MINUTE
+    log_move = _layered(seed("price", coin), t_min, _price_octaves(coin))
+    if exchange:
+        log_move += 0.0003 * _value_noise(seed("basis", exchange, coin), t_min / 60)
+    return coin_facts(coin).price * math.exp(log_move)
+
+
+# ---------------------------------------------------------------------------------------------
+# Taker volumes (cumulative) and open interest
+
+_VOLUME_CYCLES: tuple[tuple[float, float], ...] = ((1440, 0.3), (10080, 0.15))
+_VOLUME_NOISE = 0.1  # per-minute knot noise; < half of the slowest slope keeps the curve rising
+
+
+def _volume_rate(exchange: str, coin: str) -> float:
+    """Taker volume per minute per side, in coins."""
+    facts = coin_facts(coin)
+    return facts.daily_volume * VENUE_SHARE.get(exchange, 0.5) / facts.price / 1440 / 2
+
+
+def _cumulative_knot(exchange: str, coin: str, side: str, k: int) -> float:
+    s = seed("volume", exchange, coin, side)
+    own_period = 2000 + 7000 * unit(seed("volume-cycle", coin, side), 0)
+    cycles = (*_VOLUME_CYCLES, (own_period, 0.2))
+    # Integral of 1 + sum(a cos(...)): slope stays >= 0.35, so volume is always positive.
+    total = float(k)
+    for i, (period, amplitude) in enumerate(cycles):
+        phase = _TAU * unit(s, -1 - i)
+        total += amplitude * period / _TAU * math.sin(_TAU * k / period + phase)
+    total += _VOLUME_NOISE * signed(s, k)
+    return _volume_rate(exchange, coin) * total
+
+
+def cumulative_taker(exchange: str, coin: str, side: str, t_ms: int) -> float:
+    """Coins bought (side "buy") or sold by takers from the epoch to t; rises strictly."""
+    m = t_ms / MINUTE
+    k = math.floor(m)
+    a = _cumulative_knot(exchange, coin, side, k)
+    if m == k:
+        return a
+    return a + (_cumulative_knot(exchange, coin, side, k + 1) - a) * (m - k)
+
+
+def taker_volumes(
+    exchange: str, coin: str, start_ms: int, end_ms: int, now_ms: int
+) -> tuple[float, float]:
+    """(buy, sell) taker volume in coins over [start, end), only up to `now` if still open."""
+    end = min(end_ms, now_ms)
+    buy = cumulative_taker(exchange, coin, "buy", end)
+    buy -= cumulative_taker(exchange, coin, "buy", start_ms)
+    sell = cumulative_taker(exchange, coin, "sell", end)
+    sell -= cumulative_taker(exchange, coin, "sell", start_ms)
+    return max(buy, 0.0), max(sell, 0.0)
+
+
+_OI_OCTAVES: Octaves = ((60, 0.01), (1440, 0.05), (10080, 0.12), (43200, 0.15))
+
+
+def open_interest(exchange: str, coin: str, t_ms: int) -> float:
+    """Open interest in coins at instant t."""
+    facts = coin_facts(coin)
+    level = 0.6 * facts.daily_volume * VENUE_SHARE.get(exchange, 0.5) / facts.price
+    log_move = _layered(seed("oi", exchange, coin), t_ms / MINUTE, _OI_OCTAVES)
+    noise = 0.001 * signed(seed("oi-noise", exchange, coin), t_ms // MINUTE)
+    return level * math.exp(log_move) * (1.0 + noise)
+
+
+def open_interest_at(
+    exchange: str, coin: str, bucket_ms: int, length_ms: int, now_ms: int
+) -> float:
+    """Open interest an exchange publishes for a bucket, provisional if the bucket is open."""
+    drift = 0.002 * provisional(exchange, coin, "open_interest", bucket_ms, length_ms, now_ms)
+    return open_interest(exchange, coin, bucket_ms) * (1.0 + drift)
+
+
+def circulating_supply(coin: str) -> float:
+    """A plausible, constant circulating supply (coins)."""
+    facts = coin_facts(coin)
+    market_cap = {"BTC": 1.8e12, "ETH": 3.6e11}.get(coin)
+    if market_cap is None:
+        market_cap = facts.daily_volume * (5 + 35 * unit(seed("mcap", coin), 0))
+    return market_cap / facts.price
+
+
+# ---------------------------------------------------------------------------------------------
+# Candles
+
+
+@dataclass(frozen=True)
+class Candle:
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float  # contracts (coins / multiplier)
+    quote_volume: float  # USD
+    trades: int
+    taker_buy_volume: float
+    taker_buy_quote: float
+
+
+def candle(
+    exchange: str, coin: str, open_ms: int, close_ms: int, now_ms: int, multiplier: int = 1
+) -> Candle:
+    """OHLCV of [open, close); a candle still open at `now` shows the market so far.
+
+    open/close are the price at the bucket edges (so a candle's close is the next one's open);
+    the wicks stretch beyond them by an amount that grows with the candle's length.
+    """
+    end = min(close_ms, now_ms)
+    first = price(coin, open_ms, exchange)
+    last = price(coin, end, exchange)
+    wick = 0.5 * coin_facts(coin).daily_sigma * math.sqrt(max(end - open_ms, MINUTE) / DAY)
+    high = max(first, last) * math.exp(wick * unit(seed("high", exchange, coin), open_ms))
+    low = min(first, last) * math.exp(-wick * unit(seed("low", exchange, coin), open_ms))
+    buy, sell = taker_volumes(exchange, coin, open_ms, close_ms, now_ms)
+    mid = (first + high + low + last) / 4
+    quote = (buy + sell) * mid
+    m = float(multiplier)
+    return Candle(
+        open=first * m,
+        high=high * m,
+        low=low * m,
+        close=last * m,
+        volume=(buy + sell) / m,
+        quote_volume=quote,
+        trades=max(1, round(quote / _AVG_TRADE_USD)),
+        taker_buy_volume=buy / m,
+        taker_buy_quote=buy * mid,
+    )

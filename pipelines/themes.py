@@ -1,0 +1,241 @@
+"""Named colour themes for the heatmap images (`lsr render --theme NAME`, `lsr themes`).
+
+A theme is one *diverging* colour map for the heatmap (its centre = ratio 1 = ln(ratio) 0, its top
+end = long-heavy, its bottom end = short-heavy) plus the colours the top panel and the page need.
+The maps are never hand-written: they come from matplotlib's diverging maps and from `cmcrameri`
+(Fabio Crameri's perceptually uniform, colour-blind-safe scientific maps). Every map comes as is
+and reversed (`_r`: swaps which end means "long"), each on a light and on a dark page (`-dark`),
+so `vik`, `vik_r`, `vik-dark`, `vik_r-dark` are four themes.
+
+Every other colour of a theme is *derived* from its map so that nothing collides with it:
+- the "no data" grey is the grey farthest from every colour of the map (missing cells must never
+  look like a real value, least of all the neutral centre), and it is hatched in the image;
+- the top panel's lines come from the Okabe-Ito palette (safe for colour-blind readers), picking
+  the colours farthest from the map's two ends, because those ends shade the signal zones behind
+  the lines;
+- the signal-zone shading uses the map's own ends, so "upper zone" reads in the same colour as a
+  long-heavy heatmap cell.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Final
+
+import cmcrameri.cm as cmc
+import matplotlib as mpl
+import numpy as np
+from matplotlib.colors import Colormap, to_hex, to_rgb
+
+__all__ = [
+    "DEFAULT_THEME",
+    "Theme",
+    "UnknownThemeError",
+    "get_theme",
+    "theme_names",
+]
+
+# Crameri's diverging maps: perceptually uniform and readable with every common colour-vision
+# deficiency. `berlin`, `managua` and `vanimo` also ship with matplotlib >= 3.10 as copies of these,
+# so they are taken from here only, once.
+_CRAMERI_DIVERGING: Final = (
+    "vik",
+    "roma",
+    "broc",
+    "cork",
+    "bam",
+    "berlin",
+    "lisbon",
+    "tofino",
+    "managua",
+    "vanimo",
+)
+# matplotlib's diverging maps, keyed by our lower-case name. `RdGy` is left out on purpose: its
+# short side *is* the grey ramp, so no "no data" grey could be told apart from real values.
+_MPL_DIVERGING: Final = {
+    "brbg": "BrBG",
+    "prgn": "PRGn",
+    "piyg": "PiYG",
+    "puor": "PuOr",
+    "rdbu": "RdBu",
+    "rdylbu": "RdYlBu",
+    "rdylgn": "RdYlGn",
+    "spectral": "Spectral",
+    "coolwarm": "coolwarm",
+    "bwr": "bwr",
+    "seismic": "seismic",
+}
+# ColorBrewer flags these as colour-blind safe; Moreland designed coolwarm to be. RdYlGn, Spectral,
+# bwr and seismic are offered because people know them, not recommended.
+_MPL_COLORBLIND_SAFE: Final = frozenset(
+    {"brbg", "prgn", "piyg", "puor", "rdbu", "rdylbu", "coolwarm"}
+)
+
+# Default: Crameri's `vik` (blue = short-heavy, white = balanced, red-brown = long-heavy). It is
+# perceptually uniform (equal steps in ln(ratio) look like equal steps in colour, so no false
+# "edges" appear in the heatmap), readable for deuteranopia/protanopia/tritanopia and in greyscale
+# print, and its light centre keeps a balanced market visually quiet.
+DEFAULT_THEME: Final = "vik"
+
+_REVERSED_SUFFIX: Final = "_r"
+_DARK_SUFFIX: Final = "-dark"
+
+# Okabe & Ito (2008), the standard colour-blind-safe qualitative palette, for the top panel's
+# lines, in order of preference: orange first so BTC gets "its" colour whenever the map allows.
+_OKABE_ITO: Final = (
+    "#E69F00",  # orange
+    "#009E73",  # bluish green
+    "#0072B2",  # blue
+    "#CC79A7",  # reddish purple
+    "#56B4E9",  # sky blue
+    "#D55E00",  # vermillion
+    "#F0E442",  # yellow
+)
+_MIN_LINE_DISTANCE: Final = 0.35  # RGB distance a line needs from both zone colours
+# "No data" greys in order of preference (a mid grey reads as "absent" on light and dark pages);
+# the first far enough from every colour of the map wins, else the farthest one.
+_NO_DATA_GREYS: Final = (0.5, 0.6, 0.4, 0.7, 0.3)
+_MIN_NO_DATA_DISTANCE: Final = 0.2
+_LIGHT_PAGE: Final = ("#ffffff", "#222222")  # (background, foreground)
+_DARK_PAGE: Final = ("#15171c", "#e4e4e4")
+_MIN_LINE_CONTRAST: Final = 2.2  # WCAG contrast ratio a line colour needs against the page
+
+
+class UnknownThemeError(ValueError):
+    """`--theme` named no known theme; the message suggests the closest names."""
+
+
+@dataclass(frozen=True)
+class Theme:
+    """Everything a heatmap image needs to know about colour."""
+
+    name: str
+    cmap: Colormap  # diverging; bottom = short-heavy, top = long-heavy; `bad` = no-data grey
+    source: str  # "cmcrameri" or "matplotlib"
+    colorblind_safe: bool
+    dark: bool
+    background: str
+    foreground: str
+    btc_color: str  # BTC L/S line
+    alt_color: str  # altcoin-average L/S line
+    price_color: str  # BTC price line (right axis): neutral, it is context rather than signal
+    upper_zone_color: str  # crowd at its long extreme
+    lower_zone_color: str  # crowd at its short extreme
+    no_data_color: str
+    no_data_hatch_color: str
+
+
+@dataclass(frozen=True)
+class _Spec:
+    source: str
+    map_name: str
+    reversed: bool
+    dark: bool
+    colorblind_safe: bool
+
+
+def _build_specs() -> dict[str, _Spec]:
+    bases: list[tuple[str, str, str, bool]] = [
+        (name, "cmcrameri", name, True) for name in _CRAMERI_DIVERGING
+    ]
+    bases += [
+        (key, "matplotlib", mpl_name, key in _MPL_COLORBLIND_SAFE)
+        for key, mpl_name in _MPL_DIVERGING.items()
+    ]
+    specs: dict[str, _Spec] = {}
+    for key, source, map_name, safe in bases:
+        for rev in (False, True):
+            for dark in (False, True):
+                name = key + (_REVERSED_SUFFIX if rev else "") + (_DARK_SUFFIX if dark else "")
+                specs[name] = _Spec(source, map_name, rev, dark, safe)
+    return specs
+
+
+_SPECS: Final = _build_specs()
+
+
+def theme_names() -> list[str]:
+    """All theme names: the default first, then alphabetical."""
+    return [DEFAULT_THEME, *sorted(n for n in _SPECS if n != DEFAULT_THEME)]
+
+
+def get_theme(name: str) -> Theme:
+    """The theme called `name` (case-insensitive); `UnknownThemeError` lists close matches."""
+    key = name.strip().lower()
+    spec = _SPECS.get(key)
+    if spec is None:
+        raise UnknownThemeError(_unknown_message(name))
+    return _make_theme(key, spec)
+
+
+def _unknown_message(name: str) -> str:
+    close = difflib.get_close_matches(name.strip().lower(), theme_names(), n=6, cutoff=0.5)
+    hint = f"; did you mean: {', '.join(close)}?" if close else ""
+    return f"unknown theme {name!r}{hint} ({len(_SPECS)} themes; `lsr themes` lists them all)"
+
+
+def _base_cmap(spec: _Spec) -> Colormap:
+    cmap = cmc.cmaps[spec.map_name] if spec.source == "cmcrameri" else mpl.colormaps[spec.map_name]
+    return cmap.reversed() if spec.reversed else cmap
+
+
+def _make_theme(name: str, spec: _Spec) -> Theme:
+    base = _base_cmap(spec)
+    samples = base(np.linspace(0.0, 1.0, 256))[:, :3]
+    grey = _most_distinct_grey(samples)
+    hatch = min(grey + 0.2, 0.95) if grey < 0.5 else grey - 0.2
+    background, foreground = _DARK_PAGE if spec.dark else _LIGHT_PAGE
+    lower, upper = samples[20], samples[235]  # near the ends, not the extreme (often near-black)
+    btc, alt = _line_colors((lower, upper), background)
+    return Theme(
+        name=name,
+        # A copy with `bad` set: the registered map is never mutated (other figures may use it).
+        cmap=base.with_extremes(bad=(grey, grey, grey, 1.0)),
+        source=spec.source,
+        colorblind_safe=spec.colorblind_safe,
+        dark=spec.dark,
+        background=background,
+        foreground=foreground,
+        btc_color=btc,
+        alt_color=alt,
+        price_color="#9a9a9a" if spec.dark else "#555555",
+        upper_zone_color=to_hex(upper),
+        lower_zone_color=to_hex(lower),
+        no_data_color=to_hex((grey, grey, grey)),
+        no_data_hatch_color=to_hex((hatch, hatch, hatch)),
+    )
+
+
+def _most_distinct_grey(samples: np.ndarray) -> float:
+    """The preferred grey that no colour of the map comes close to (RGB distance)."""
+    distances = [float(np.min(np.linalg.norm(samples - g, axis=1))) for g in _NO_DATA_GREYS]
+    for grey, distance in zip(_NO_DATA_GREYS, distances, strict=True):
+        if distance >= _MIN_NO_DATA_DISTANCE:
+            return grey
+    return _NO_DATA_GREYS[int(np.argmax(distances))]
+
+
+def _line_colors(zone_rgbs: tuple[np.ndarray, np.ndarray], background: str) -> tuple[str, str]:
+    """Two Okabe-Ito colours readable on the page and far from the zone shading behind them."""
+    bg = np.array(to_rgb(background))
+    scored: list[tuple[float, str]] = []
+    for colour in _OKABE_ITO:
+        rgb = np.array(to_rgb(colour))
+        if _contrast_ratio(rgb, bg) >= _MIN_LINE_CONTRAST:
+            scored.append((min(float(np.linalg.norm(rgb - z)) for z in zone_rgbs), colour))
+    good = [colour for distance, colour in scored if distance >= _MIN_LINE_DISTANCE]
+    # Rarely a map's ends sit near most of the palette: then take the farthest colours.
+    fallback = [colour for _, colour in sorted(scored, key=lambda item: -item[0])]
+    chosen = [*good, *(c for c in fallback if c not in good)]
+    return chosen[0], chosen[1]
+
+
+def _contrast_ratio(a: np.ndarray, b: np.ndarray) -> float:
+    la, lb = _relative_luminance(a), _relative_luminance(b)
+    return (max(la, lb) + 0.05) / (min(la, lb) + 0.05)
+
+
+def _relative_luminance(rgb: np.ndarray) -> float:
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return float(linear @ np.array([0.2126, 0.7152, 0.0722]))

@@ -1,0 +1,192 @@
+"""The Dagster assets end to end, in-process, against the simulator and a temporary warehouse."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from dagster import DagsterInstance, materialize
+
+from assets.ingest import ingest_exchange_day
+from pipelines.exchanges import EXCHANGES
+from pipelines.partitions import partition_key
+from pipelines.resources import PipelineSettings
+from pipelines.runner import OUTPUT_ASSETS
+from pipelines.simulator import FaultConfig, SimulatorThread
+
+SCALE = 0.05
+YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def _point_at(monkeypatch: pytest.MonkeyPatch, sim: SimulatorThread) -> None:
+    for exchange, url in sim.base_urls.items():
+        monkeypatch.setenv(f"LSR_{exchange.upper()}_BASE_URL", url)
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[SimulatorThread]:
+    with SimulatorThread(port=0, rate_limit_scale=SCALE) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim_env(simulator: SimulatorThread, monkeypatch: pytest.MonkeyPatch) -> SimulatorThread:
+    _point_at(monkeypatch, simulator)
+    return simulator
+
+
+def _settings(warehouse: Path, periods: tuple[str, ...] = ("1h",)) -> PipelineSettings:
+    return PipelineSettings(warehouse=str(warehouse), rate_limit_scale=SCALE, periods=list(periods))
+
+
+def _ingest(settings: PipelineSettings, exchange: str, day: date = YESTERDAY) -> object:
+    return materialize(
+        [ingest_exchange_day],
+        partition_key=str(partition_key(day, exchange)),
+        resources={"settings": settings},
+        instance=DagsterInstance.ephemeral(),
+        run_config=QUIET,
+        raise_on_error=False,
+    )
+
+
+def _query(warehouse: Path, sql: str) -> pd.DataFrame:
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        return conn.sql(sql).df()
+
+
+def test_binance_partition_loads_four_kinds_for_45_plus_coins_and_reruns_identically(
+    sim_env: SimulatorThread, warehouse_file: Path
+) -> None:
+    settings = _settings(warehouse_file)
+    assert _ingest(settings, "binance").success  # type: ignore[attr-defined]
+    first = _query(warehouse_file, "SELECT * FROM ls_ratio ORDER BY ALL")
+
+    per_metric = first.groupby("metric")["coin"].nunique()
+    assert set(per_metric.index) == {
+        "global_account",
+        "top_account",
+        "top_position",
+        "taker_volume",
+    }
+    assert per_metric.min() >= 45
+    assert (first.groupby(["coin", "metric"]).size() == 24).all()  # every hour of the day
+    assert first["ts"].dt.date.eq(YESTERDAY).all()
+
+    assert _ingest(settings, "binance").success  # type: ignore[attr-defined]
+    pd.testing.assert_frame_equal(
+        first, _query(warehouse_file, "SELECT * FROM ls_ratio ORDER BY ALL")
+    )
+
+
+def test_bybit_partition_then_derived_tables_and_images(
+    sim_env: SimulatorThread, warehouse_file: Path
+) -> None:
+    settings = _settings(warehouse_file, ("1h", "1d"))
+    assert _ingest(settings, "bybit").success  # type: ignore[attr-defined]
+    result = materialize(
+        OUTPUT_ASSETS,
+        resources={"settings": settings},
+        instance=DagsterInstance.ephemeral(),
+        run_config=QUIET,
+    )
+    assert result.success
+
+    alt = _query(warehouse_file, "SELECT * FROM alt_average WHERE period = '1h'")
+    assert len(alt) == 24 and alt["n_coins"].min() >= 44 and alt["btc_ratio"].notna().all()
+    btc = _query(warehouse_file, "SELECT * FROM btc_ls WHERE period = '1h'")
+    assert len(btc) == 24 and btc["price_close"].notna().all()
+    matrix = _query(warehouse_file, "SELECT count(DISTINCT coin) AS n FROM heatmap_matrix")
+    assert matrix["n"].iloc[0] >= 45
+
+    images = _query(warehouse_file, "SELECT * FROM heatmap_images ORDER BY path")
+    assert sorted(images["period"]) == ["1d", "1h"] and images["simulated"].all()
+    for path in images["path"]:
+        assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert Path(path).is_relative_to(warehouse_file.parent / "images")
+
+    coverage = _query(warehouse_file, "SELECT * FROM coverage WHERE exchange = 'bybit'")
+    listed = coverage[coverage["listed"]]
+    assert len(listed) >= 45 * 2 and (listed["n_rows"] > 0).all()
+    assert (coverage.loc[~coverage["listed"], "n_rows"] == 0).all()
+
+
+def test_a_day_binance_no_longer_serves_is_reported_not_faked(
+    sim_env: SimulatorThread, warehouse_file: Path
+) -> None:
+    old_day = YESTERDAY - timedelta(days=40)
+    result = _ingest(_settings(warehouse_file, ("1d",)), "binance", old_day)
+    assert result.success  # type: ignore[attr-defined]
+    materialized = {
+        m.asset_key.to_user_string()  # type: ignore[attr-defined]
+        for m in result.asset_materializations_for_node("ingest_exchange_day")
+    }
+    assert materialized == {"klines"}  # klines reach back years; L/S and OI 30 days
+    observations = [
+        e.event_specific_data.asset_observation  # type: ignore[attr-defined]
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
+    reasons = {o.asset_key.to_user_string(): o.metadata["unavailable"].value for o in observations}
+    assert "30 days" in reasons["ls_ratio"]
+    log = _query(
+        warehouse_file, "SELECT DISTINCT status FROM partition_log WHERE dataset <> 'klines'"
+    )
+    assert log["status"].tolist() == ["unavailable"]
+    assert _query(warehouse_file, "SELECT count(*) AS n FROM ls_ratio")["n"].iloc[0] == 0
+
+
+def test_faults_on_a_tenth_of_requests_change_nothing_in_the_warehouse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, simulator: SimulatorThread
+) -> None:
+    clean, faulty = tmp_path / "clean.duckdb", tmp_path / "faulty.duckdb"
+    _point_at(monkeypatch, simulator)
+    for exchange in EXCHANGES:
+        assert _ingest(_settings(clean, ("4h",)), exchange).success  # type: ignore[attr-defined]
+    faults = FaultConfig(rate=0.1, kinds=("429", "5xx", "truncated"), seed=7)
+    with SimulatorThread(port=0, rate_limit_scale=SCALE, faults=faults) as sim:
+        _point_at(monkeypatch, sim)
+        for exchange in EXCHANGES:
+            assert _ingest(_settings(faulty, ("4h",)), exchange).success  # type: ignore[attr-defined]
+        injected = sum(sim.stats.as_dict()["faults"].values())
+    assert injected > 10
+    values = "SELECT * EXCLUDE (fetched_at) FROM ls_ratio ORDER BY ALL"
+    pd.testing.assert_frame_equal(_query(clean, values), _query(faulty, values))
+
+
+def test_schema_drift_is_recorded_with_the_raw_body_and_fails_the_run_loudly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warehouse = tmp_path / "drift.duckdb"
+    faults = FaultConfig(rate=1.0, kinds=("drift",))
+    with SimulatorThread(port=0, rate_limit_scale=SCALE, faults=faults) as sim:
+        _point_at(monkeypatch, sim)
+        result = _ingest(_settings(warehouse, ("1d",)), "bybit")
+    assert not result.success  # type: ignore[attr-defined]
+    failure = next(e for e in result.all_events if e.is_failure)  # type: ignore[attr-defined]
+    text = failure.step_failure_data.user_failure_data.description
+    assert "bybit" in text and "/v5/market/" in text and "symbol=" in text
+    rejected = _query(warehouse, "SELECT * FROM ls_ratio_rejected")
+    assert len(rejected) >= 45 and rejected["raw"].str.len().gt(2).all()
+    assert rejected["reason"].str.match(r"bybit /v5/market/[a-z-]+ symbol=[A-Z0-9]+USDT: ").all()
+    account_ratio = rejected[rejected["metric"] == "global_account"]
+    assert account_ratio["reason"].str.contains("lacks field").all()
+
+
+def test_a_ban_stops_calls_to_that_exchange_and_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faults = FaultConfig(rate=1.0, kinds=("ban",))
+    with SimulatorThread(port=0, rate_limit_scale=SCALE, faults=faults) as sim:
+        _point_at(monkeypatch, sim)
+        result = _ingest(_settings(tmp_path / "ban.duckdb", ("1d",)), "binance")
+        served = sum(sim.stats.as_dict()["requests"].values())
+    assert not result.success  # type: ignore[attr-defined]
+    failure = next(e for e in result.all_events if e.is_failure)  # type: ignore[attr-defined]
+    assert "banned" in failure.step_failure_data.user_failure_data.description.lower()
+    assert served == 1  # the instrument list was the first call; nothing after the ban

@@ -1,0 +1,435 @@
+"""Heatmap images: what a reader of the PNG would notice, on a small hand-made warehouse."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import matplotlib.dates as mdates
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.colors import to_rgb
+
+from pipelines.render import (
+    NoDataError,
+    RenderedFigure,
+    RenderRequest,
+    build_figure,
+    heatmap_grid,
+    image_path,
+    render_heatmap,
+    save_png,
+    thumbnail_png,
+)
+from pipelines.themes import DEFAULT_THEME, UnknownThemeError, get_theme, theme_names
+
+START = datetime(2025, 1, 1)  # naive = UTC, like DuckDB TIMESTAMP
+N_BUCKETS = 10 * 24  # ten days of 1h buckets; a 7-day image shows the last 168
+LAST = START + timedelta(hours=N_BUCKETS - 1)
+WINDOW_START = LAST - timedelta(hours=167)
+SEL = ("binance", "global_account", "1h")
+
+# Hand-picked cells (hours after START), all inside the 7-day window.
+LONG_HOURS = range(150, 158)  # DOGE very long: ratio 4
+ETH_ABSENT_HOURS = range(170, 178)  # no ETH rows at all
+SOL_NULL_HOURS = range(200, 204)  # SOL rows with ratio NULL
+LATE_LISTING_HOUR = 120  # ZRX listed late: no rows before this hour (inside the window)
+NULL_PRICE_HOURS = range(100, 110)
+
+DDL = """
+CREATE TABLE heatmap_matrix (exchange VARCHAR, metric VARCHAR, period VARCHAR, coin VARCHAR,
+    ts TIMESTAMP, ratio DOUBLE, ln_ratio DOUBLE, zscore DOUBLE);
+CREATE TABLE btc_ls (exchange VARCHAR, metric VARCHAR, period VARCHAR, ts TIMESTAMP,
+    ratio DOUBLE, long_share DOUBLE, short_share DOUBLE, price_close DOUBLE);
+CREATE TABLE alt_average (exchange VARCHAR, metric VARCHAR, period VARCHAR, ts TIMESTAMP,
+    alt_mean_ratio DOUBLE, alt_median_ratio DOUBLE, n_coins INTEGER, btc_ratio DOUBLE);
+"""
+
+
+def _ratio(coin: str, hour: int) -> float | None:
+    if coin == "SOL" and hour in SOL_NULL_HOURS:
+        return None
+    if coin == "DOGE" and hour in LONG_HOURS:
+        return 4.0
+    base = {"BTC": 1.1, "ETH": 1.3, "SOL": 0.8, "DOGE": 1.5, "ZRX": 0.7}[coin]
+    return base * math.exp(0.15 * math.sin(hour / 7 + len(coin)))
+
+
+def _heatmap_rows() -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = []
+    for coin in ("DOGE", "ETH", "BTC", "ZRX", "SOL"):  # not in display order on purpose
+        for hour in range(N_BUCKETS):
+            if (coin == "ETH" and hour in ETH_ABSENT_HOURS) or (
+                coin == "ZRX" and hour < LATE_LISTING_HOUR
+            ):
+                continue
+            ratio = _ratio(coin, hour)
+            ln = math.log(ratio) if ratio is not None else None
+            zscore = ln * 3 if ln is not None else None
+            rows.append((*SEL, coin, START + timedelta(hours=hour), ratio, ln, zscore))
+    return rows
+
+
+def _insert(
+    conn: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple[object, ...]]
+) -> None:
+    # Through a DataFrame: DuckDB's executemany is row-at-a-time and slow.
+    columns = [c[0] for c in conn.execute(f"DESCRIBE {table}").fetchall()]
+    frame = pd.DataFrame(rows, columns=columns)
+    conn.register("incoming", frame)
+    conn.execute(f"INSERT INTO {table} SELECT * FROM incoming")
+    conn.unregister("incoming")
+
+
+def _make_warehouse(path: Path, *, zones: bool) -> duckdb.DuckDBPyConnection:
+    conn = duckdb.connect(str(path))
+    conn.execute("SET TimeZone='UTC'")
+    conn.execute(DDL)
+    _insert(conn, "heatmap_matrix", _heatmap_rows())
+    btc, alt = [], []
+    for hour in range(N_BUCKETS):
+        ts = START + timedelta(hours=hour)
+        ratio = _ratio("BTC", hour)
+        assert ratio is not None
+        price = None if hour in NULL_PRICE_HOURS else 95_000 + 50 * hour
+        btc.append((*SEL, ts, ratio, ratio / (1 + ratio), 1 / (1 + ratio), price))
+        alt.append((*SEL, ts, 1.05, 1.0, 4, ratio))
+    _insert(conn, "btc_ls", btc)
+    _insert(conn, "alt_average", alt)
+    if zones:
+        conn.execute(
+            "CREATE TABLE signal_zones (exchange VARCHAR, metric VARCHAR, period VARCHAR, "
+            "series VARCHAR, ts TIMESTAMP, value DOUBLE, lower_band DOUBLE, upper_band DOUBLE, "
+            "zone VARCHAR, market_wide BOOLEAN)"
+        )
+        zone_rows = [
+            (*SEL, "btc", START + timedelta(hours=h), 1.5, 0.9, 1.4, "upper", h >= 185)
+            for h in range(180, 190)
+        ]
+        zone_rows += [
+            (*SEL, "alt_avg", START + timedelta(hours=h), 0.7, 0.8, 1.2, "lower", False)
+            for h in range(210, 215)
+        ]
+        _insert(conn, "signal_zones", zone_rows)
+    return conn
+
+
+# Built once per module: the renderer only reads.
+@pytest.fixture(scope="module")
+def conn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = _make_warehouse(tmp_path_factory.mktemp("wh") / "w.duckdb", zones=True)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(scope="module")
+def conn_no_zones(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = _make_warehouse(tmp_path_factory.mktemp("wh") / "w.duckdb", zones=False)
+    yield connection
+    connection.close()
+
+
+def _request(**overrides: object) -> RenderRequest:
+    values: dict[str, object] = {
+        "exchange": "binance",
+        "metric": "global_account",
+        "period": "1h",
+        "range_days": 7,
+        "theme": "vik",
+    }
+    values.update(overrides)
+    return RenderRequest(**values)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------ the PNG
+
+
+def test_render_writes_a_png_of_the_reported_size(conn: duckdb.DuckDBPyConnection, tmp_path: Path):
+    out = tmp_path / "images" / "binance" / "global_account" / "1h_7d.png"  # parents missing
+    result = render_heatmap(conn, _request(), out)
+
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = mpimg.imread(out)
+    assert pixels.shape[:2] == (result.height_px, result.width_px)
+    assert (result.width_px, result.height_px) == (1920, 1200)
+    assert (result.n_coins, result.n_buckets, result.range_label) == (5, 168, "7d")
+    assert result.data_end == LAST.replace(tzinfo=UTC)
+    assert result.theme == "vik"
+    assert [p.name for p in out.parent.iterdir()] == ["1h_7d.png"]  # no temp file left behind
+
+
+def test_renders_without_signal_zones_and_with_null_prices(
+    conn_no_zones: duckdb.DuckDBPyConnection, tmp_path: Path
+):
+    rendered = build_figure(conn_no_zones, _request())
+    assert not any("zone" in label for label in rendered.legend_labels)
+    assert "BTC price (right axis)" in rendered.legend_labels
+    out = tmp_path / "x.png"
+    save_png(rendered, out)
+    assert mpimg.imread(out).shape[:2] == (1200, 1920)
+
+
+def test_signal_zones_appear_in_the_legend(conn: duckdb.DuckDBPyConnection):
+    labels = build_figure(conn, _request()).legend_labels
+    assert "upper zone (crowd long)" in labels
+    assert "lower zone (crowd short)" in labels
+    assert any("market-wide" in label for label in labels)
+
+
+def test_long_ranges_and_every_period_render(conn: duckdb.DuckDBPyConnection, tmp_path: Path):
+    result = render_heatmap(conn, _request(range_days=365), tmp_path / "year.png")
+    assert result.n_buckets == 365 * 24  # the grid spans the range even where data is missing
+
+
+# --------------------------------------------------------------------------------- the matrix
+
+
+def test_grid_rows_are_btc_first_then_alphabetical(conn: duckdb.DuckDBPyConnection):
+    grid = heatmap_grid(conn, _request())
+    assert grid.coins == ["BTC", "DOGE", "ETH", "SOL", "ZRX"]
+
+
+def test_grid_matches_the_table(conn: duckdb.DuckDBPyConnection):
+    grid = heatmap_grid(conn, _request())
+    assert len(grid.ts_index) == 168
+    assert grid.ts_index[0] == WINDOW_START and grid.ts_index[-1] == LAST
+    col = {ts.to_pydatetime(): i for i, ts in enumerate(grid.ts_index)}
+    row = {coin: i for i, coin in enumerate(grid.coins)}
+    stored = conn.execute(
+        "SELECT coin, ts, ln_ratio FROM heatmap_matrix WHERE ts >= ? AND ratio IS NOT NULL",
+        [WINDOW_START],
+    ).fetchall()
+    for coin, ts, ln_ratio in stored:
+        assert grid.values[row[coin], col[ts]] == pytest.approx(ln_ratio)
+    assert grid.values.count() == len(stored)  # everything else is masked
+
+
+def test_missing_cells_are_masked_not_neutral(conn: duckdb.DuckDBPyConnection):
+    grid = heatmap_grid(conn, _request())
+    mask = np.ma.getmaskarray(grid.values)
+    hours = ((grid.ts_index - START) / timedelta(hours=1)).astype(int)
+    eth, sol, zrx = (grid.coins.index(c) for c in ("ETH", "SOL", "ZRX"))
+    assert mask[eth, np.isin(hours, ETH_ABSENT_HOURS)].all()  # absent rows
+    assert mask[sol, np.isin(hours, SOL_NULL_HOURS)].all()  # NULL ratios
+    assert mask[zrx, hours < LATE_LISTING_HOUR].all()  # before the coin was listed
+    assert not mask[zrx, hours >= LATE_LISTING_HOUR].any()
+
+
+def test_zscore_option_colours_by_zscore(conn: duckdb.DuckDBPyConnection):
+    by_ln = heatmap_grid(conn, _request())
+    by_z = heatmap_grid(conn, _request(color_by="zscore"))
+    np.testing.assert_allclose(by_z.values.compressed(), 3 * by_ln.values.compressed())
+    rendered = build_figure(conn, _request(color_by="zscore"))
+    assert rendered.colorbar.ax.get_ylabel().startswith("z-score")
+
+
+def test_colour_bar_is_labelled_in_ratios_around_one(conn: duckdb.DuckDBPyConnection):
+    rendered = build_figure(conn, _request())
+    labels = [t.get_text() for t in rendered.colorbar.ax.get_yticklabels()]
+    assert "1" in labels
+    assert rendered.norm.vmax is not None
+    assert rendered.norm.vmin == -rendered.norm.vmax  # centred: ratio 1 is the middle colour
+    ratios = [float(label) for label in labels]
+    assert min(ratios) < 1 < max(ratios)
+
+
+def test_end_picks_an_earlier_window(conn: duckdb.DuckDBPyConnection):
+    end = (START + timedelta(hours=200)).replace(tzinfo=UTC)
+    grid = heatmap_grid(conn, _request(end=end))
+    assert grid.ts_index[-1] == START + timedelta(hours=200)
+    assert grid.data_end == START + timedelta(hours=200)
+
+
+# ------------------------------------------------------------------------------- the pixels
+
+
+def _pixel(rendered: RenderedFigure, pixels: np.ndarray, coin: str, hour: float) -> np.ndarray:
+    """RGB of the heatmap at the centre of (coin, bucket), via the axes' own transform."""
+    ax = rendered.heat_ax
+    x = mdates.date2num(START + timedelta(hours=hour + 0.5))
+    y = rendered.grid.coins.index(coin) + 0.5
+    px, py = ax.transData.transform((x, y))
+    return pixels[round(pixels.shape[0] - py), round(px), :3]
+
+
+def test_pixels_show_long_cells_on_the_long_side_and_missing_cells_as_no_data(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path
+):
+    rendered = build_figure(conn, _request(theme="vik"))
+    out = tmp_path / "p.png"
+    save_png(rendered, out)
+    pixels = mpimg.imread(out)
+    theme = get_theme("vik")
+
+    long_rgb = _pixel(rendered, pixels, "DOGE", LONG_HOURS[3])
+    expected = np.array(theme.cmap(rendered.norm(math.log(4.0)))[:3])
+    np.testing.assert_allclose(long_rgb, expected, atol=0.03)
+    long_end, short_end = np.array(theme.cmap(1.0)[:3]), np.array(theme.cmap(0.0)[:3])
+    assert np.linalg.norm(long_rgb - long_end) < np.linalg.norm(long_rgb - short_end)
+
+    # Missing cells show the hatched grey: a pixel is the grey, the hatch line's grey, or (on a
+    # line's anti-aliased edge) a grey in between; never the map's neutral centre.
+    greys = sorted(to_rgb(c)[0] for c in (theme.no_data_color, theme.no_data_hatch_color))
+    centre = np.array(theme.cmap(0.5)[:3])
+    for coin, hour in (
+        ("ETH", ETH_ABSENT_HOURS[4]),
+        ("SOL", SOL_NULL_HOURS[2]),
+        ("ZRX", LATE_LISTING_HOUR - 20),
+    ):
+        rgb = _pixel(rendered, pixels, coin, hour)
+        assert np.ptp(rgb) < 0.02, (coin, rgb)  # a neutral grey
+        assert greys[0] - 0.02 <= rgb[0] <= greys[1] + 0.02, (coin, rgb)
+        assert np.linalg.norm(rgb - centre) > 0.15, (coin, rgb)
+
+
+# ---------------------------------------------------------------------------- title, SIMULATED
+
+
+def test_title_names_the_selection_and_the_data_end(conn: duckdb.DuckDBPyConnection):
+    rendered = build_figure(conn, _request())
+    title = rendered.figure.get_suptitle()
+    for part in ("binance", "global_account", "1h", "7d", "2025-01-10 23:00 UTC"):
+        assert part in title
+    assert "SIMULATED" not in title
+    assert not any(t.get_gid() == "simulated-watermark" for t in rendered.figure.texts)
+
+
+def test_simulated_data_is_labelled(conn: duckdb.DuckDBPyConnection, tmp_path: Path):
+    rendered = build_figure(conn, _request(simulated=True))
+    assert "SIMULATED DATA" in rendered.figure.get_suptitle()
+    assert any(t.get_gid() == "simulated-watermark" for t in rendered.figure.texts)
+    result = render_heatmap(conn, _request(simulated=True), tmp_path / "sim.png")
+    assert result.simulated and "SIMULATED" in result.title
+
+
+# ------------------------------------------------------------------------------------- themes
+
+
+def test_at_least_sixty_themes_all_usable():
+    names = theme_names()
+    assert len(names) >= 60
+    assert len(set(names)) == len(names)
+    assert names[0] == DEFAULT_THEME
+    assert {"vik", "vik_r", "roma", "rdbu", "coolwarm_r", "berlin-dark"} <= set(names)
+    for name in names:
+        theme = get_theme(name)
+        colours = theme.cmap(np.linspace(0, 1, 256))[:, :3]
+        grey = np.array(to_rgb(theme.no_data_color))
+        # "No data" must not be confused with any real value of the map.
+        assert np.min(np.linalg.norm(colours - grey, axis=1)) > 0.15, name
+        assert theme.btc_color != theme.alt_color
+
+
+def test_default_theme_is_colour_blind_safe():
+    assert get_theme(DEFAULT_THEME).colorblind_safe
+
+
+def test_theme_lookup_ignores_case():
+    assert get_theme("RdBu").name == "rdbu"
+
+
+def test_unknown_theme_lists_close_matches():
+    with pytest.raises(UnknownThemeError) as err:
+        get_theme("vikk")
+    assert isinstance(err.value, ValueError)
+    assert "vik" in str(err.value) and "did you mean" in str(err.value)
+    with pytest.raises(UnknownThemeError, match=r"did you mean: .*coolwarm"):
+        _request(theme="coolwarn")
+
+
+# ---------------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"range_days": 6}, "between 7 and 365"),
+        ({"range_days": 366}, "between 7 and 365"),
+        ({"range_days": 7.5}, "whole number"),
+        ({"period": "2h"}, "unknown period"),
+        ({"color_by": "ratio"}, "unknown color_by"),
+    ],
+)
+def test_bad_requests_fail_clearly(overrides: dict[str, object], message: str):
+    with pytest.raises(ValueError, match=message):
+        _request(**overrides)
+
+
+def test_no_data_names_the_selection(conn: duckdb.DuckDBPyConnection, tmp_path: Path):
+    with pytest.raises(NoDataError, match="exchange=okx metric=global_account period=1h"):
+        render_heatmap(conn, _request(exchange="okx"), tmp_path / "x.png")
+    with pytest.raises(NoDataError, match="days up to"):
+        heatmap_grid(conn, _request(end=datetime(2020, 1, 1)))
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_no_data_when_the_table_is_missing(tmp_path: Path):
+    empty = duckdb.connect(str(tmp_path / "empty.duckdb"))
+    with pytest.raises(NoDataError, match="heatmap_matrix"):
+        heatmap_grid(empty, _request())
+
+
+# -------------------------------------------------------------------------------------- paths
+
+
+def test_image_path_layout(tmp_path: Path):
+    path = image_path(tmp_path, "binance", "global_account", "1h", 7)
+    assert path == (tmp_path / "binance" / "global_account" / "1h_7d.png").resolve()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../x",
+        "..",
+        ".",
+        "a/b",
+        "a\\b",
+        "/etc",
+        "",
+        "Binance",
+        "bin ance",
+        "bin.ance",
+        "x\x00",
+        "bin\u0430nce",
+        "~root",
+        "a" * 65,
+    ],
+)
+def test_image_path_rejects_unsafe_components(tmp_path: Path, bad: str):
+    for args in ((bad, "m", "1h"), ("binance", bad, "1h"), ("binance", "m", bad)):
+        with pytest.raises(ValueError):
+            image_path(tmp_path, *args, 7)
+
+
+@pytest.mark.parametrize("bad_range", [6, 366, True, "7"])
+def test_image_path_rejects_bad_ranges(tmp_path: Path, bad_range: object):
+    with pytest.raises(ValueError):
+        image_path(tmp_path, "binance", "m", "1h", bad_range)  # type: ignore[arg-type]
+
+
+def test_image_path_never_leaves_the_root_even_through_a_symlink(tmp_path: Path):
+    root, outside = tmp_path / "images", tmp_path / "elsewhere"
+    root.mkdir()
+    outside.mkdir()
+    os.symlink(outside, root / "binance")
+    with pytest.raises(ValueError, match="escapes"):
+        image_path(root, "binance", "global_account", "1h", 7)
+
+
+# ---------------------------------------------------------------------------------- thumbnail
+
+
+def test_thumbnail_is_a_small_png(conn: duckdb.DuckDBPyConnection, tmp_path: Path):
+    out = tmp_path / "full.png"
+    render_heatmap(conn, _request(), out)
+    data = thumbnail_png(out)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(data[16:20], "big") == 480  # width from the PNG header
+    assert len(data) < 150_000
