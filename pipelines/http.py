@@ -157,6 +157,7 @@ class HttpClient:
         self.responses: list[RawResponse] = []
         self._session: aiohttp.ClientSession | None = None
         self._states: dict[str, _ExchangeState] = {}
+        self._shared: dict[tuple[object, ...], asyncio.Future[Any]] = {}
 
     async def __aenter__(self) -> HttpClient:
         # Created here, inside the running loop, never at construction time.
@@ -181,13 +182,40 @@ class HttpClient:
     def _state(self, profile: ExchangeProfile) -> _ExchangeState:
         state = self._states.get(profile.name)
         if state is None:
-            limiters = {
-                bucket: SlidingWindowLimiter(limit, self.rate_limit_scale)
-                for bucket, limit in profile.limits.items()
-            }
-            state = _ExchangeState(limiters, asyncio.Semaphore(profile.concurrency))
+            state = _ExchangeState({}, asyncio.Semaphore(profile.concurrency))
             self._states[profile.name] = state
         return state
+
+    def _limiter(
+        self, profile: ExchangeProfile, state: _ExchangeState, bucket: str
+    ) -> SlidingWindowLimiter:
+        """The limiter of a bucket. `name:key` buckets get one limiter per key with the limit
+        of `name`: OKX limits each instrument separately, for instance."""
+        limiter = state.limiters.get(bucket)
+        if limiter is None:
+            limit = profile.limits[bucket.split(":", 1)[0]]
+            limiter = state.limiters[bucket] = SlidingWindowLimiter(limit, self.rate_limit_scale)
+        return limiter
+
+    async def get_shared_json(
+        self,
+        profile: ExchangeProfile,
+        endpoint: str,
+        params: Mapping[str, str | int],
+        *,
+        buckets: Mapping[str, int],
+        symbol: str | None = None,
+    ) -> Any:
+        """`get_json`, made once per run for identical requests: where one response carries
+        several datasets (Gate's contract_stats holds four metric kinds and open interest)."""
+        key = (profile.name, endpoint, tuple(sorted((k, str(v)) for k, v in params.items())))
+        task = self._shared.get(key)
+        if task is None:
+            task = asyncio.ensure_future(
+                self.get_json(profile, endpoint, params, buckets=buckets, symbol=symbol)
+            )
+            self._shared[key] = task
+        return await asyncio.shield(task)
 
     async def get_json(
         self,
@@ -231,7 +259,7 @@ class HttpClient:
             raise state.banned
         async with state.semaphore:
             for bucket, cost in buckets.items():
-                await state.limiters[bucket].acquire(cost)
+                await self._limiter(profile, state, bucket).acquire(cost)
                 state.per_bucket[bucket] = state.per_bucket.get(bucket, 0) + 1
             state.requests += 1
             status, text, headers = await self._send(profile, endpoint, params, symbol)

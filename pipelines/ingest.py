@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines.config import PERIOD_MS
 from pipelines.errors import (
     DataUnavailable,
     ExchangeBanned,
@@ -96,11 +97,23 @@ def day_window(day: date, now: datetime) -> Window | None:
     return Window.of(start, end) if end > start else None
 
 
-def _out_of_reach(retention_days: int | None, window: Window, now: datetime) -> bool:
-    if retention_days is None:
-        return False
-    oldest = now - timedelta(days=retention_days)
-    return window.start_ms < int(oldest.timestamp() * 1000)
+def reachable(window: Window, reach: timedelta | None, now: datetime, period: str) -> Window | None:
+    """The part of the window the exchange still serves; None when it serves none of it.
+
+    The cut is one period inside the limit, so a request sent a moment later is not refused.
+    """
+    if reach is None:
+        return window
+    step = PERIOD_MS[period]
+    oldest = int((now - reach).timestamp() * 1000)
+    oldest = oldest - oldest % step + step
+    if window.end_ms <= oldest:
+        return None
+    return Window(max(window.start_ms, oldest), window.end_ms)
+
+
+def _describe_reach(reach: timedelta) -> str:
+    return f"{reach.days} days" if reach.days else f"{reach.total_seconds() / 3600:g} hours"
 
 
 def plan(conn: Connector, mapping: dict[str, str], periods: tuple[str, ...]) -> list[Task]:
@@ -189,24 +202,21 @@ class _Runner:
         self.out_of_window = 0
         self.banned: ExchangeBanned | None = None
 
-    def _steps(self, task: Task) -> tuple[Callable[[], Awaitable[list[Any]]], Any, int | None]:
-        c, t, w = self.conn, task, self.window
+    def _steps(self, task: Task, w: Window) -> tuple[Callable[[], Awaitable[list[Any]]], Any]:
+        c, t = self.conn, task
         if t.dataset == KLINES:
             return (
                 lambda: c.fetch_klines(self.client, t.instrument, t.period, w),
                 lambda p: c.parse_klines(p, instrument=t.instrument, period=t.period),
-                None,
             )
         if t.dataset == OPEN_INTEREST:
             return (
                 lambda: c.fetch_open_interest(self.client, t.instrument, t.period, w),
                 lambda p: c.parse_open_interest(p, instrument=t.instrument, period=t.period),
-                getattr(c, "OI_RETENTION_DAYS", None),
             )
         return (
             lambda: c.fetch_ls(self.client, t.instrument, t.dataset, t.period, w),
             lambda p: c.parse(t.dataset, p, instrument=t.instrument, period=t.period),
-            c.LS_RETENTION_DAYS,
         )
 
     async def run(self, task: Task) -> tuple[pd.DataFrame | None, Outcome]:
@@ -218,10 +228,16 @@ class _Runner:
                 self.progress(self.done, self.total)
 
     async def _run(self, task: Task) -> tuple[pd.DataFrame | None, Outcome]:
-        fetch, parse, retention = self._steps(task)
-        if _out_of_reach(retention, self.window, self.now):
-            reason = f"{self.conn.NAME} serves only the last {retention} days"
+        reach = self.conn.reach(task.dataset, task.period)
+        window = reachable(self.window, reach, self.now, task.period)
+        if window is None:
+            assert reach is not None  # only a limited reach leaves nothing to fetch
+            reason = (
+                f"{self.conn.NAME} serves {task.dataset} {task.period} for the last "
+                f"{_describe_reach(reach)} only"
+            )
             return None, Outcome(task, "unavailable", detail=reason)
+        fetch, parse = self._steps(task, window)
         if self.banned is not None:
             return None, Outcome(task, "failed", detail=f"not fetched: {self.banned}")
         pages: list[Any] = []

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from pipelines.config import WAREHOUSE_DIR, output_dir, warehouse_path
+from pipelines.exchanges.base import LS_COLUMNS
 from pipelines.http import RawResponse
 from pipelines.ingest import PartitionFetch
 from pipelines.universe import Universe
@@ -175,7 +176,7 @@ def write_partition(
     rejections = _rejections(fetched, rejected, fetched_at)
     with transaction(conn):
         ls_rows = upsert(
-            conn, "ls_ratio", kept[[*_LS_STORED]].assign(fetched_at=fetched_at), LS_KEY
+            conn, "ls_ratio", kept[[*LS_COLUMNS]].assign(fetched_at=fetched_at), LS_KEY
         )
         kline_rows = upsert(conn, "klines", _dedupe(fetched.klines, fetched_at), _PRICE_KEY)
         oi_rows = upsert(
@@ -188,19 +189,6 @@ def write_partition(
     return WriteSummary(ls_rows, len(rejections), kline_rows, oi_rows, reasons)
 
 
-_LS_STORED = [
-    "exchange",
-    "coin",
-    "instrument",
-    "metric",
-    "period",
-    "ts",
-    "long_share",
-    "short_share",
-    "ratio",
-    "source_ratio",
-    "source_ts",
-]
 _PRICE_KEY = ["exchange", "instrument", "period", "ts"]
 
 
@@ -221,7 +209,7 @@ def _rejections(
             "period": r["period"],
             "ts": r["ts"],
             "reason": r["reason"],
-            "raw": json.dumps({k: _plain(r[k]) for k in _LS_STORED}, default=str),
+            "raw": json.dumps({k: _plain(r[k]) for k in LS_COLUMNS}, default=str),
         }
         for r in rejected.to_dict("records")
     ]

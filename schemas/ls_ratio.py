@@ -21,7 +21,7 @@ RATIO_RELATIVE_TOLERANCE = 1e-9
 
 def _share_sum_ok(frame: pd.DataFrame) -> pd.Series:
     """long + short (+ locked, where an exchange publishes locked accounts) is 1."""
-    locked = frame["locked_share"].fillna(0.0) if "locked_share" in frame else 0.0
+    locked = frame["locked_share"].fillna(0.0)
     total = frame["long_share"] + frame["short_share"] + locked
     both = frame["long_share"].notna() & frame["short_share"].notna()
     return ~both | ((total - 1.0).abs() <= SHARE_SUM_TOLERANCE)
@@ -68,6 +68,7 @@ LS_RATIO_SCHEMA = pa.DataFrameSchema(
         ),
         "source_ratio": pa.Column(float, nullable=True),
         "source_ts": pa.Column("int64"),
+        "locked_share": _share("locked_share"),
     },
     checks=[
         pa.Check(_share_sum_ok, error="long_share + short_share is not 1"),

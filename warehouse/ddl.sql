@@ -14,6 +14,7 @@ CREATE TABLE IF NOT EXISTS ls_ratio (
     source_ratio DOUBLE,
     fetched_at   TIMESTAMP NOT NULL,
     source_ts    BIGINT,
+    locked_share DOUBLE,
     PRIMARY KEY (exchange, instrument, metric, period, ts)
 );
 COMMENT ON TABLE ls_ratio IS 'One long/short observation per exchange, instrument, metric kind, period and UTC bucket start. Never deleted by a later fetch; a refetch that changes a value overwrites it.';
@@ -22,6 +23,7 @@ COMMENT ON COLUMN ls_ratio.long_share IS 'Share of longs 0..1 (accounts, positio
 COMMENT ON COLUMN ls_ratio.ratio IS 'long_share / short_share recomputed from the shares; NULL when undefined (never 0 or inf)';
 COMMENT ON COLUMN ls_ratio.source_ratio IS 'The ratio exactly as the exchange published it, if it published one';
 COMMENT ON COLUMN ls_ratio.fetched_at IS 'When this value was first fetched (UTC); unchanged by refetches that return the same value';
+COMMENT ON COLUMN ls_ratio.locked_share IS 'Share of accounts neither long nor short, where published (HTX locked_ratio); long + short + locked = 1';
 COMMENT ON COLUMN ls_ratio.source_ts IS 'The exchange''s own timestamp of the row, epoch milliseconds';
 
 CREATE TABLE IF NOT EXISTS ls_ratio_rejected (

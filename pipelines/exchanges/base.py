@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
@@ -31,6 +31,7 @@ LS_COLUMNS = [
     "ratio",
     "source_ratio",
     "source_ts",
+    "locked_share",
 ]
 KLINE_COLUMNS = [
     "exchange",
@@ -114,10 +115,12 @@ def ls_frame(
     long_share: Iterable[float],
     short_share: Iterable[float],
     source_ratio: Iterable[float] | None = None,
+    locked_share: Iterable[float] | None = None,
 ) -> pd.DataFrame:
     """Build the normalised L/S frame, ascending by time, ratio recomputed from the shares.
 
     `ratio` is NULL (never 0 or inf) where a share is missing or the short share is not positive.
+    `locked_share` is for exchanges that publish a third group of accounts (HTX: locked).
     """
     frame = pd.DataFrame(
         {
@@ -128,6 +131,9 @@ def ls_frame(
     )
     frame["source_ratio"] = (
         np.asarray(list(source_ratio), dtype="float64") if source_ratio is not None else np.nan
+    )
+    frame["locked_share"] = (
+        np.asarray(list(locked_share), dtype="float64") if locked_share is not None else np.nan
     )
     defined = (frame["short_share"] > 0) & (frame["long_share"] >= 0)
     frame["ratio"] = (frame["long_share"] / frame["short_share"]).where(defined)
@@ -196,10 +202,14 @@ class Connector(Protocol):
 
     NAME: str
     METRICS: tuple[str, ...]
-    # How far back the L/S endpoints reach; None when history is deep (paged).
-    LS_RETENTION_DAYS: int | None
 
     def profile(self) -> ExchangeProfile: ...
+
+    def reach(self, dataset: str, period: str) -> timedelta | None:
+        """How far back from now a dataset (a metric kind, klines, open_interest) can be fetched;
+        None when there is no limit worth knowing. Older windows are reported unavailable
+        without spending requests on them."""
+        ...
 
     async def fetch_instruments(self, client: HttpClient) -> list[Listing]: ...
 

@@ -9,6 +9,7 @@ so rows are always filtered to the window asked for.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -31,7 +32,6 @@ from pipelines.universe import Listing
 
 NAME = "binance"
 DEFAULT_BASE_URL = "https://fapi.binance.com"
-LS_RETENTION_DAYS: int | None = 30
 PAGE_LIMIT = 500
 KLINE_LIMIT = 1500
 
@@ -63,6 +63,11 @@ LIMITS = {path: RateLimit(1000, 300) for path, *_ in LS_ENDPOINTS.values()} | {
     OI_ENDPOINT: RateLimit(1000, 300),
     "fapi_weight": RateLimit(2400, 60),
 }
+
+
+def reach(dataset: str, period: str) -> timedelta | None:
+    """L/S and open-interest history: the latest 30 days; klines: since listing."""
+    return None if dataset == "klines" else timedelta(days=30)
 
 
 def _error_of(status: int, body: Any) -> ApiError | None:

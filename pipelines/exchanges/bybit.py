@@ -7,6 +7,7 @@ HTTP 403 and a ban of at least ten minutes; some rows have been seen with second
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -29,7 +30,6 @@ from pipelines.universe import Listing
 
 NAME = "bybit"
 DEFAULT_BASE_URL = "https://api.bybit.com"
-LS_RETENTION_DAYS: int | None = None  # back to 2020-07-20, reached by paging
 LS_ENDPOINT = "/v5/market/account-ratio"
 KLINES_ENDPOINT = "/v5/market/kline"
 OI_ENDPOINT = "/v5/market/open-interest"
@@ -45,6 +45,11 @@ PAGE_LIMITS = {
 }
 LIMITS = {"ip": RateLimit(600, 5)}  # all endpoints together
 _RATE_CODES = {"10006", "10429"}
+
+
+def reach(dataset: str, period: str) -> timedelta | None:
+    """Everything pages back to 2020-07 or the listing: no limit the pipeline needs to know."""
+    return None
 
 
 def _error_of(status: int, body: Any) -> ApiError | None:
