@@ -13,7 +13,8 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -83,32 +84,62 @@ class RawResponse:
 
 
 class SlidingWindowLimiter:
-    """Admits at most `limit.requests` units in any window of `limit.seconds`.
+    """Admits at most `limit.requests` units in any window of `limit.seconds`, as the exchange
+    counts them on arrival.
 
-    A leaky bucket (aiolimiter) admits a full burst plus the refill inside one window, up to
-    twice the limit, which trips exchanges that count requests per window; this never does.
+    A request's units count from the moment it is admitted until one window after its response
+    arrived: the exchange saw it somewhere in between, so however late or bunched the arrivals
+    (a loaded machine, network jitter), the exchange never counts more in a window than this.
+    A leaky bucket (aiolimiter) admits a burst plus a window's refill, up to twice the limit.
     """
 
-    # Arrival order at the server can differ from send order by network jitter: keep a margin.
+    # A small margin on top, for clocks that tick at different rates.
     SLACK = 0.01
 
-    def __init__(self, limit: RateLimit, scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        limit: RateLimit,
+        scale: float = 1.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.capacity = limit.requests
         self.window = limit.seconds * scale * (1 + self.SLACK) + 0.02
-        self._stamps: deque[float] = deque()
+        self._done: deque[tuple[float, int]] = deque()  # (response time, units)
+        self._in_flight = 0
         self._lock = asyncio.Lock()
+        self._clock = clock
+        self._sleep = sleep
 
-    async def acquire(self, cost: int = 1) -> None:
+    @asynccontextmanager
+    async def slot(self, cost: int = 1) -> AsyncIterator[None]:
+        """Hold `cost` units for one request: `async with limiter.slot(): send()`."""
         cost = min(cost, self.capacity)
-        async with self._lock:
+        await self._admit(cost)
+        try:
+            yield
+        finally:
+            self._in_flight -= cost
+            self._done.append((self._clock(), cost))
+
+    def _used(self, now: float) -> int:
+        # Compared as the sleep below computes it, so waking at the deadline admits.
+        while self._done and now >= self._done[0][0] + self.window:
+            self._done.popleft()
+        return self._in_flight + sum(units for _, units in self._done)
+
+    async def _admit(self, cost: int) -> None:
+        async with self._lock:  # first come, first served
             while True:
-                now = time.monotonic()
-                while self._stamps and now - self._stamps[0] >= self.window:
-                    self._stamps.popleft()
-                if len(self._stamps) + cost <= self.capacity:
-                    self._stamps.extend([now] * cost)
+                now = self._clock()
+                if self._used(now) + cost <= self.capacity:
+                    self._in_flight += cost
                     return
-                await asyncio.sleep(self._stamps[0] + self.window - now)
+                # Wait for the oldest answered request to leave the window, or, when only
+                # requests still in flight fill it, for one of them to come back.
+                wake = self._done[0][0] + self.window if self._done else now + 0.005
+                await self._sleep(wake - now)
 
 
 @dataclass
@@ -257,9 +288,9 @@ class HttpClient:
     ) -> Any:
         if state.banned is not None:
             raise state.banned
-        async with state.semaphore:
+        async with state.semaphore, AsyncExitStack() as slots:
             for bucket, cost in buckets.items():
-                await self._limiter(profile, state, bucket).acquire(cost)
+                await slots.enter_async_context(self._limiter(profile, state, bucket).slot(cost))
                 state.per_bucket[bucket] = state.per_bucket.get(bucket, 0) + 1
             state.requests += 1
             status, text, headers = await self._send(profile, endpoint, params, symbol)

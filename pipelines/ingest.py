@@ -25,6 +25,7 @@ from pipelines.errors import (
 )
 from pipelines.exchanges import connector
 from pipelines.exchanges.base import (
+    DERIVED_FROM,
     KLINE_COLUMNS,
     LS_COLUMNS,
     OI_COLUMNS,
@@ -174,10 +175,13 @@ def _datasets_by_table(conn: Connector) -> dict[str, tuple[str, ...]]:
 
 
 def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """One frame with exactly `columns` (plus `derived_from`, NULL where a connector set none)."""
+    columns = [*columns, DERIVED_FROM] if columns and DERIVED_FROM not in columns else columns
     frames = [f for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
-    return pd.concat(frames, ignore_index=True)
+    merged = pd.concat(frames, ignore_index=True)
+    return merged.reindex(columns=columns) if columns else merged
 
 
 class _Runner:

@@ -69,6 +69,7 @@ LS_RATIO_SCHEMA = pa.DataFrameSchema(
         "source_ratio": pa.Column(float, nullable=True),
         "source_ts": pa.Column("int64"),
         "locked_share": _share("locked_share"),
+        "derived_from": pa.Column(str, pa.Check.isin(list(PERIOD_MS)), nullable=True),
     },
     checks=[
         pa.Check(_share_sum_ok, error="long_share + short_share is not 1"),

@@ -17,7 +17,20 @@ PAYLOADS = HERE / "payloads"
 CASSETTES = HERE / "cassettes"
 
 # Parameters that identify what a request asks for; time windows differ from the recordings.
-IDENTIFYING = {"symbol", "period", "interval", "intervalTime", "category", "cursor"}
+IDENTIFYING = {
+    "symbol",
+    "period",
+    "interval",
+    "intervalTime",
+    "category",
+    "cursor",
+    "contract",
+    "contract_code",
+    "amount_type",
+    "business_type",
+    "instId",
+    "bar",
+}
 
 _real_connect = socket.socket.connect
 

@@ -15,6 +15,7 @@ CREATE TABLE IF NOT EXISTS ls_ratio (
     fetched_at   TIMESTAMP NOT NULL,
     source_ts    BIGINT,
     locked_share DOUBLE,
+    derived_from VARCHAR,
     PRIMARY KEY (exchange, instrument, metric, period, ts)
 );
 COMMENT ON TABLE ls_ratio IS 'One long/short observation per exchange, instrument, metric kind, period and UTC bucket start. Never deleted by a later fetch; a refetch that changes a value overwrites it.';
@@ -24,6 +25,7 @@ COMMENT ON COLUMN ls_ratio.ratio IS 'long_share / short_share recomputed from th
 COMMENT ON COLUMN ls_ratio.source_ratio IS 'The ratio exactly as the exchange published it, if it published one';
 COMMENT ON COLUMN ls_ratio.fetched_at IS 'When this value was first fetched (UTC); unchanged by refetches that return the same value';
 COMMENT ON COLUMN ls_ratio.locked_share IS 'Share of accounts neither long nor short, where published (HTX locked_ratio); long + short + locked = 1';
+COMMENT ON COLUMN ls_ratio.derived_from IS 'NULL when the exchange publishes the period natively; else the finer period whose snapshot at the bucket start this row is (HTX 1d = its 4h row at 00:00 UTC)';
 COMMENT ON COLUMN ls_ratio.source_ts IS 'The exchange''s own timestamp of the row, epoch milliseconds';
 
 CREATE TABLE IF NOT EXISTS ls_ratio_rejected (
@@ -56,6 +58,7 @@ CREATE TABLE IF NOT EXISTS klines (
     quote_volume     DOUBLE,
     taker_buy_volume DOUBLE,
     fetched_at       TIMESTAMP NOT NULL,
+    derived_from     VARCHAR,
     PRIMARY KEY (exchange, instrument, period, ts)
 );
 COMMENT ON TABLE klines IS 'Candles per exchange-native instrument (prices in the instrument''s own units: 1000PEPEUSDT quotes 1,000 PEPE). ts = candle open time (UTC).';
@@ -70,6 +73,7 @@ CREATE TABLE IF NOT EXISTS open_interest (
     open_interest       DOUBLE,
     open_interest_value DOUBLE,
     fetched_at          TIMESTAMP NOT NULL,
+    derived_from        VARCHAR,
     PRIMARY KEY (exchange, instrument, period, ts)
 );
 COMMENT ON COLUMN open_interest.open_interest IS 'Open interest in the instrument''s base units (Binance sumOpenInterest, Bybit openInterest)';

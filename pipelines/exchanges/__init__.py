@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import cast
 
-from pipelines.exchanges import binance, bybit
+from pipelines.exchanges import binance, bitget, bybit, gate, htx, okx
 from pipelines.exchanges.base import Connector
 
 CONNECTORS: dict[str, Connector] = {
-    module.NAME: cast(Connector, module) for module in (binance, bybit)
+    module.NAME: cast(Connector, module) for module in (binance, bybit, okx, bitget, gate, htx)
 }
 EXCHANGES: tuple[str, ...] = tuple(CONNECTORS)
 

@@ -32,6 +32,7 @@ LS_COLUMNS = [
     "source_ratio",
     "source_ts",
     "locked_share",
+    "derived_from",
 ]
 KLINE_COLUMNS = [
     "exchange",
@@ -56,6 +57,9 @@ OI_COLUMNS = [
     "open_interest",
     "open_interest_value",
 ]
+# Where an exchange has no native series for a period, a connector derives it from a finer one
+# and says so in this column (e.g. HTX's UTC day from its 4-hour series); NULL when native.
+DERIVED_FROM = "derived_from"
 
 # Millisecond epochs have 13 digits until the year 2286; second epochs have 10.
 _MS_THRESHOLD = 100_000_000_000
@@ -116,6 +120,7 @@ def ls_frame(
     short_share: Iterable[float],
     source_ratio: Iterable[float] | None = None,
     locked_share: Iterable[float] | None = None,
+    derived_from: str | None = None,
 ) -> pd.DataFrame:
     """Build the normalised L/S frame, ascending by time, ratio recomputed from the shares.
 
@@ -135,6 +140,7 @@ def ls_frame(
     frame["locked_share"] = (
         np.asarray(list(locked_share), dtype="float64") if locked_share is not None else np.nan
     )
+    frame["derived_from"] = derived_from
     defined = (frame["short_share"] > 0) & (frame["long_share"] >= 0)
     frame["ratio"] = (frame["long_share"] / frame["short_share"]).where(defined)
     frame["ts"] = pd.to_datetime(frame["source_ts"], unit="ms")

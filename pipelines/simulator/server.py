@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pipelines.simulator import binance, bybit
+from pipelines.simulator import binance, bitget, bybit, gate, htx, okx
 from pipelines.simulator.spec import (
     Breach,
     Call,
@@ -39,7 +39,10 @@ from pipelines.simulator.spec import (
     Route,
 )
 
-SPECS: dict[str, ExchangeSpec] = {spec.name: spec for spec in (binance.SPEC, bybit.SPEC)}
+SPECS: dict[str, ExchangeSpec] = {
+    spec.name: spec
+    for spec in (binance.SPEC, bybit.SPEC, okx.SPEC, bitget.SPEC, gate.SPEC, htx.SPEC)
+}
 EXCHANGES: tuple[str, ...] = tuple(SPECS)
 FAULT_KINDS: tuple[str, ...] = ("429", "5xx", "timeout", "truncated", "drift", "ban")
 SIMULATED_HEADER = "X-LSR-Simulated"

@@ -1,0 +1,135 @@
+"""The shared HTTP layer against the simulator: limits kept, faults retried, timeouts, bans."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pipelines.errors import ExchangeBanned, RetryableError
+from pipelines.exchanges import binance, bybit
+from pipelines.exchanges.base import Window
+from pipelines.http import HttpClient, RateLimit, SlidingWindowLimiter
+from pipelines.simulator import FaultConfig, run_simulator
+
+SCALE = 0.01
+
+
+class FakeClock:
+    """A clock that only moves when someone sleeps: no real waiting, no timing flakiness."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.0)
+
+
+def _limiter(limit: RateLimit, clock: FakeClock) -> SlidingWindowLimiter:
+    return SlidingWindowLimiter(limit, clock=clock, sleep=clock.sleep)
+
+
+async def test_sliding_window_never_admits_more_than_the_limit_in_any_window() -> None:
+    clock = FakeClock()
+    limiter = _limiter(RateLimit(5, 10.0), clock)
+    stamps = []
+    for _ in range(23):
+        async with limiter.slot():
+            stamps.append(clock.now)
+            clock.now += 0.5  # the request takes half a second
+    window = limiter.window
+    for i, start in enumerate(stamps):
+        assert sum(1 for t in stamps[i:] if t < start + window) <= 5
+    # One after another, each counted until a window after its answer came back.
+    assert stamps[5] >= stamps[0] + 0.5 + 10.0
+
+
+async def test_a_weighted_request_uses_its_weight() -> None:
+    clock = FakeClock()
+    limiter = _limiter(RateLimit(10, 60.0), clock)
+    async with limiter.slot(cost=6):
+        answered = clock.now
+    async with limiter.slot(cost=5):  # 11 > 10: waits for the window to pass
+        assert clock.now >= answered + 60.0
+
+
+async def test_requests_in_flight_count_until_they_are_answered() -> None:
+    clock = FakeClock()
+    limiter = _limiter(RateLimit(2, 10.0), clock)
+    admitted = []
+
+    async def request(n: int, takes: float) -> None:
+        async with limiter.slot():
+            admitted.append((n, clock.now))
+            await clock.sleep(takes)
+
+    await asyncio.gather(request(1, 30.0), request(2, 1.0), request(3, 1.0))
+    third = dict(admitted)[3]
+    assert third >= 1000.0 + 1.0 + 10.0  # waited for request 2's answer plus a window
+
+
+def _yesterday() -> Window:
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return Window.of(day - timedelta(days=1), day)
+
+
+async def test_client_stays_inside_the_simulators_rate_limits(monkeypatch) -> None:
+    """More requests than one Bybit window allows: the limiter spreads them, none is refused."""
+    scale = 0.5  # a 2.5 s window: long enough for 600 requests to pile into it
+    async with run_simulator(rate_limit_scale=scale, exchanges=("bybit",)) as sim:
+        monkeypatch.setenv("LSR_BYBIT_BASE_URL", sim.base_urls["bybit"])
+        async with HttpClient(rate_limit_scale=scale) as client:
+            await asyncio.gather(
+                *(
+                    bybit.fetch_ls(client, "BTCUSDT", "global_account", "1h", _yesterday())
+                    for _ in range(700)
+                )
+            )
+        assert sim.stats.rate_limited("bybit") == 0
+        assert sim.stats.total_requests("bybit") == 700
+        assert sim.stats.max_requests_in_window("bybit", "ip-5s") <= 600
+
+
+async def test_429_5xx_and_truncated_bodies_are_retried_to_the_same_answer(monkeypatch) -> None:
+    window = _yesterday()
+    async with run_simulator(rate_limit_scale=SCALE) as sim:
+        monkeypatch.setenv("LSR_BINANCE_BASE_URL", sim.base_urls["binance"])
+        async with HttpClient(rate_limit_scale=SCALE) as client:
+            clean = await binance.fetch_ls(client, "BTCUSDT", "top_position", "1h", window)
+    faults = FaultConfig(rate=0.5, kinds=("429", "5xx", "truncated"), seed=3)
+    async with run_simulator(rate_limit_scale=SCALE, faults=faults) as sim:
+        monkeypatch.setenv("LSR_BINANCE_BASE_URL", sim.base_urls["binance"])
+        async with HttpClient(rate_limit_scale=SCALE, max_attempts=10) as client:
+            pages = [
+                await binance.fetch_ls(client, "BTCUSDT", "top_position", "1h", window)
+                for _ in range(6)
+            ]
+            retries = client.stats()["binance"]["retries"]
+        assert sum(sim.stats.faults.values()) > 0
+    assert all(page == clean for page in pages)
+    assert retries == sum(sim.stats.faults.values())
+
+
+async def test_a_stalled_answer_times_out_and_is_retried(monkeypatch) -> None:
+    faults = FaultConfig(rate=1.0, kinds=("timeout",), timeout_seconds=5.0)
+    async with run_simulator(faults=faults) as sim:
+        monkeypatch.setenv("LSR_BYBIT_BASE_URL", sim.base_urls["bybit"])
+        async with HttpClient(timeout=0.2, max_attempts=2) as client:
+            with pytest.raises(RetryableError, match="timed out") as caught:
+                await bybit.fetch_ls(client, "BTCUSDT", "global_account", "1h", _yesterday())
+            assert client.stats()["bybit"]["requests"] == 2
+    assert caught.value.exchange == "bybit" and caught.value.symbol == "BTCUSDT"
+
+
+async def test_a_ban_stops_every_later_call_to_that_exchange(monkeypatch) -> None:
+    async with run_simulator(faults=FaultConfig(rate=1.0, kinds=("ban",))) as sim:
+        monkeypatch.setenv("LSR_BYBIT_BASE_URL", sim.base_urls["bybit"])
+        async with HttpClient() as client:
+            for _ in range(3):
+                with pytest.raises(ExchangeBanned, match="bybit"):
+                    await bybit.fetch_ls(client, "BTCUSDT", "global_account", "1h", _yesterday())
+        assert sim.stats.total_requests("bybit") == 1
