@@ -120,10 +120,10 @@ def _print_report(report: RunReport) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from pipelines.simulator import FaultConfig, SimulatorThread
+    from pipelines.simulator import FaultConfig, SimulatorProcess
 
     faults = FaultConfig(rate=args.faults) if args.faults else None
-    with SimulatorThread(port=0, rate_limit_scale=DEMO_RATE_LIMIT_SCALE, faults=faults) as sim:
+    with SimulatorProcess(rate_limit_scale=DEMO_RATE_LIMIT_SCALE, faults=faults) as sim:
         for exchange, url in sim.base_urls.items():
             os.environ[f"LSR_{exchange.upper()}_BASE_URL"] = url
         os.environ["LSR_RATE_LIMIT_SCALE"] = str(DEMO_RATE_LIMIT_SCALE)

@@ -17,6 +17,9 @@ import json
 import math
 import random
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter, defaultdict, deque
@@ -540,6 +543,81 @@ class SimulatorThread:
             self._error = error
         finally:
             self._ready.set()
+
+
+class SimulatorProcess:
+    """The simulator in a child process (`python -m pipelines.simulator`) on a free port.
+
+    In a thread it would share the interpreter lock with the client it serves; in its own
+    process the demo uses both cores. Stats are at `<base>/_sim/stats`.
+    """
+
+    def __init__(
+        self,
+        *,
+        rate_limit_scale: float = 1.0,
+        faults: FaultConfig | None = None,
+        exchanges: Iterable[str] = EXCHANGES,
+        startup_timeout: float = 30.0,
+    ) -> None:
+        self._scale = rate_limit_scale
+        self._faults = faults or FaultConfig()
+        self._exchanges = tuple(exchanges)
+        self._startup_timeout = startup_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def base_urls(self) -> dict[str, str]:
+        return {name: f"http://127.0.0.1:{self.port}/{name}" for name in self._exchanges}
+
+    def start(self) -> SimulatorProcess:
+        self.port = _free_port()
+        command = [
+            sys.executable, "-m", "pipelines.simulator", "--port", str(self.port),
+            "--exchanges", ",".join(self._exchanges),
+            "--rate-limit-scale", str(self._scale),
+            "--fault-rate", str(self._faults.rate),
+            "--fault-kinds", ",".join(self._faults.kinds),
+            "--fault-seed", str(self._faults.seed),
+            "--timeout-seconds", str(self._faults.timeout_seconds),
+        ]  # fmt: skip
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + self._startup_timeout
+        while not _listening(self.port):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                error = self._process.stderr.read().decode() if self._process.stderr else ""
+                self.stop()
+                raise RuntimeError(f"the simulator did not start: {error.strip()[-500:]}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._process = None
+
+    def __enter__(self) -> SimulatorProcess:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def serve(port: int = 8765, **app_options: Any) -> None:
