@@ -1,0 +1,44 @@
+"""The Dagster code location loads, and its schedule asks for the right partitions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from dagster import AssetKey, build_schedule_context
+
+from pipelines.definitions import defs
+from pipelines.exchanges import EXCHANGES
+from pipelines.schedules import hourly_poll
+
+
+def test_definitions_load_with_groups_in_pipeline_order() -> None:
+    graph = defs.resolve_asset_graph()
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups["ls_ratio"] == "ingest"
+    assert groups["coverage"] == "warehouse"
+    assert groups["heatmap_matrix"] == "analytics"
+    assert groups["heatmap_images"] == "images"
+    assert defs.resolve_job_def("ingest").partitions_def is not None
+
+
+def test_ingestion_is_partitioned_by_day_and_all_six_exchanges() -> None:
+    partitions = defs.resolve_asset_graph().get(AssetKey("ls_ratio")).partitions_def
+    assert partitions is not None
+    keys = partitions.get_partition_keys(current_time=datetime(2026, 11, 23, tzinfo=UTC))
+    assert {k.split("|")[1] for k in keys} == set(EXCHANGES) and len(EXCHANGES) == 6
+    assert "2026-11-23|binance" in keys  # today is a partition (hourly polls fill it)
+
+
+def test_hourly_poll_requests_today_and_in_the_small_hours_yesterday_too() -> None:
+    midday = build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 23, 13, 7, tzinfo=UTC)
+    )
+    requests = hourly_poll(midday)
+    assert {r.partition_key for r in requests} == {f"2026-11-23|{e}" for e in EXCHANGES}
+
+    small_hours = build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 23, 0, 7, tzinfo=UTC)
+    )
+    keys = {r.partition_key for r in hourly_poll(small_hours)}
+    assert {f"2026-11-22|{e}" for e in EXCHANGES} <= keys
+    assert len({r.run_key for r in requests}) == len(requests)
