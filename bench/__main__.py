@@ -1,0 +1,32 @@
+"""`python -m bench [ingest|render] ...`: print the figures the closing notes report."""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+
+from bench import ingest, render
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__)
+    parser.add_argument(
+        "what", nargs="*", default=["ingest", "render"], choices=["ingest", "render"]
+    )
+    parser.add_argument("--days", type=int, default=1, help="day partitions per exchange")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="rate-limit window scale (1 = the real limits)"
+    )
+    args = parser.parse_args(argv)
+    if "ingest" in args.what:
+        print(ingest.report(ingest.run(args.days, args.scale), args.days, args.scale), flush=True)
+    if "render" in args.what:
+        print(render.report(render.run()), flush=True)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory of this process: {peak_mb:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
