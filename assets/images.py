@@ -7,14 +7,17 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AutomationCondition,
+    Config,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
-from pipelines.images import default_requests, render_and_record
-from pipelines.render import thumbnail_png
+from pipelines.gallery import write_gallery
+from pipelines.images import default_requests, is_simulated, render_and_record
+from pipelines.render import RenderRequest, RenderResult, thumbnail_png
 from pipelines.resources import PipelineSettings
+from pipelines.themes import DEFAULT_THEME
 from pipelines.warehouse import connect
 
 
@@ -33,17 +36,68 @@ def heatmap_images(context: AssetExecutionContext, settings: PipelineSettings) -
         rendered = [
             render_and_record(conn, request, images_root) for request in default_requests(conn)
         ]
+        gallery = write_gallery(conn, images_root)
     for result in rendered:
         context.log.info(f"wrote {result.path}")
     metadata: dict[str, Any] = {
         "images": len(rendered),
+        "gallery": MetadataValue.path(str(gallery)),
         "paths": MetadataValue.md("\n".join(f"- `{r.path}`" for r in rendered) or "none"),
     }
     if rendered:
-        first = rendered[0]
-        thumb = base64.b64encode(thumbnail_png(first.path)).decode()
-        metadata["preview"] = MetadataValue.md(
-            f"![{first.exchange} {first.period}](data:image/png;base64,{thumb})"
-        )
-        metadata["preview_file"] = MetadataValue.path(str(first.path))
+        # The hourly image has the most data behind it on a young warehouse: show that one.
+        metadata |= _preview(next((r for r in rendered if r.period == "1h"), rendered[0]))
     return MaterializeResult(metadata=metadata)
+
+
+def _preview(result: RenderResult) -> dict[str, Any]:
+    """A thumbnail inline (tens of KB: larger metadata breaks Dagster's storage) and the file."""
+    thumb = base64.b64encode(thumbnail_png(result.path)).decode()
+    return {
+        "preview": MetadataValue.md(
+            f"![{result.exchange} {result.period}](data:image/png;base64,{thumb})"
+        ),
+        "preview_file": MetadataValue.path(str(result.path)),
+    }
+
+
+class ImageRequest(Config):
+    """One image on request: the same choices as `lsr render`."""
+
+    exchange: str = "binance"
+    metric: str = "global_account"
+    period: str = "1h"
+    range_days: int = 7
+    theme: str = DEFAULT_THEME
+    color_by: str = "ln_ratio"
+
+
+@asset(
+    deps=[AssetKey("btc_ls"), AssetKey("alt_average"), AssetKey("heatmap_matrix")],
+    group_name="images",
+    pool="duckdb",
+    description="Renders one image on request (exchange, metric, period, range 7-365 days, "
+    "theme, colour by ln_ratio or zscore) from the warehouse, without fetching: set the run "
+    "config in the launchpad. Listed in `heatmap_images` and the gallery like the defaults.",
+)
+def heatmap_image_on_request(
+    context: AssetExecutionContext, config: ImageRequest, settings: PipelineSettings
+) -> MaterializeResult:
+    images_root = settings.warehouse_file().parent / "images"
+    with connect(settings.warehouse_file()) as conn:
+        request = RenderRequest(
+            exchange=config.exchange, metric=config.metric, period=config.period,
+            range_days=config.range_days, theme=config.theme, color_by=config.color_by,
+            simulated=is_simulated(conn, config.exchange),
+        )  # fmt: skip
+        result = render_and_record(conn, request, images_root)
+        write_gallery(conn, images_root)
+    context.log.info(f"wrote {result.path}")
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(result.path)),
+            **_preview(result),
+            "n_coins": result.n_coins,
+            "data_end": str(result.data_end),
+        }
+    )

@@ -132,6 +132,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
+    from pipelines.gallery import write_gallery
     from pipelines.images import is_simulated, render_and_record
     from pipelines.render import RenderRequest
     from pipelines.themes import DEFAULT_THEME, get_theme
@@ -149,7 +150,9 @@ def _render(args: argparse.Namespace) -> int:
             color_by=args.color_by,
             simulated=is_simulated(conn, args.exchange),
         )
-        result = render_and_record(conn, request, warehouse_path().parent / "images", args.out)
+        images_root = warehouse_path().parent / "images"
+        result = render_and_record(conn, request, images_root, args.out)
+        write_gallery(conn, images_root)
     print(result.path)
     return 0
 

@@ -6,14 +6,22 @@ from dagster import Definitions
 
 from assets.analytics import alt_average, btc_ls, coverage, heatmap_matrix
 from assets.checks import CHECKS
-from assets.images import heatmap_images
+from assets.images import heatmap_image_on_request, heatmap_images
 from assets.ingest import ingest_exchange_day
 from pipelines.jobs import ingest_job, refresh_job
 from pipelines.resources import PipelineSettings
 from pipelines.schedules import hourly_poll
 from pipelines.sensors import downstream_automation
 
-ASSETS = [ingest_exchange_day, coverage, btc_ls, alt_average, heatmap_matrix, heatmap_images]
+ASSETS = [
+    ingest_exchange_day,
+    coverage,
+    btc_ls,
+    alt_average,
+    heatmap_matrix,
+    heatmap_images,
+    heatmap_image_on_request,
+]
 
 defs = Definitions(
     assets=ASSETS,
