@@ -183,7 +183,7 @@ def test_bodies_of_another_shape_are_refused_not_misread() -> None:
         okx.parse("taker_volume", ratio, instrument=BTC, period="5m")  # [ts, ratio] only
     with pytest.raises(PayloadError, match="expected key 'data'"):
         okx.parse("global_account", {"code": "0", "result": []}, instrument=BTC, period="5m")
-    with pytest.raises(PayloadError, match="at least 7 values"):
+    with pytest.raises(PayloadError, match="at least 8 values"):  # up to volCcyQuote
         okx.parse_klines(ratio, instrument=BTC, period="1h")
     with pytest.raises(ValueError, match="does not publish"):
         okx.parse("elite_account", ratio, instrument=BTC, period="5m")

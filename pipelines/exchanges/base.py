@@ -7,7 +7,7 @@ code in `pipelines.ingest` only ever talks to that protocol.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -158,6 +158,68 @@ def ls_frame(
         },
         index=pd.RangeIndex(n),
     )
+
+
+def kline_frame(
+    exchange: str,
+    *,
+    coin: str,
+    instrument: str,
+    period: str,
+    values: Mapping[str, Sequence[float]],
+) -> pd.DataFrame:
+    """Candles from per-field values (`ts` in epoch ms), ascending by time.
+
+    Fields an exchange does not publish (often `taker_buy_volume`) are left out of `values`
+    and come out NULL.
+    """
+    stamps = np.asarray(values["ts"], dtype="int64")
+    order = np.argsort(stamps, kind="stable")
+    n = len(stamps)
+
+    def column(name: str) -> np.ndarray:
+        if name not in values:
+            return np.full(n, np.nan)
+        return np.asarray(values[name], dtype="float64")[order]
+
+    return pd.DataFrame(
+        {
+            "exchange": exchange,
+            "coin": coin,
+            "instrument": instrument,
+            "period": period,
+            "ts": pd.to_datetime(stamps[order], unit="ms"),
+            **{name: column(name) for name in KLINE_COLUMNS[5:]},
+        },
+        index=pd.RangeIndex(n),
+    )
+
+
+def kline_arrays(
+    rows: list[Any],
+    positions: Mapping[str, int],
+    exchange: str,
+    endpoint: str,
+    symbol: str,
+) -> dict[str, list[float]]:
+    """Read candles sent as arrays (`[ts, open, high, ...]`), one field per `positions` entry.
+
+    A row too short for the positions asked for is an unknown shape (PayloadError).
+    """
+    width = max(positions.values()) + 1
+    for row in rows:
+        if not isinstance(row, list) or len(row) < width:
+            raise PayloadError(
+                exchange,
+                endpoint,
+                f"kline rows must be arrays of at least {width} values, got {str(row)[:120]}",
+                symbol=symbol,
+            )
+    values: dict[str, list[float]] = {"ts": [float(epoch_ms(r[positions["ts"]])) for r in rows]}
+    for name, index in positions.items():
+        if name != "ts":
+            values[name] = [to_float(r[index]) for r in rows]
+    return values
 
 
 def empty_ls_frame() -> pd.DataFrame:

@@ -17,11 +17,12 @@ import pandas as pd
 from pipelines.config import PERIOD_MS, base_url
 from pipelines.errors import PayloadError
 from pipelines.exchanges.base import (
-    KLINE_COLUMNS,
     OI_COLUMNS,
     Window,
     coin_of,
     epoch_ms,
+    kline_arrays,
+    kline_frame,
     ls_frame,
     pick,
     rows_of,
@@ -209,27 +210,17 @@ async def fetch_klines(
     )
 
 
+KLINE_POSITIONS = {"ts": 0, "open": 1, "high": 2, "low": 3, "close": 4, "volume": 5,
+                   "quote_volume": 7, "taker_buy_volume": 9}  # fmt: skip
+
+
 def parse_klines(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
     rows = rows_of({"rows": payload}, ("rows",), NAME, KLINES_ENDPOINT, instrument)
-    if any(not isinstance(r, list) or len(r) < 11 for r in rows):
-        raise PayloadError(
-            NAME, KLINES_ENDPOINT, "kline rows must be 12-element arrays", symbol=instrument
-        )
-    frame = pd.DataFrame(
-        {
-            "ts": pd.to_datetime([epoch_ms(r[0]) for r in rows], unit="ms"),
-            "open": [float(r[1]) for r in rows],
-            "high": [float(r[2]) for r in rows],
-            "low": [float(r[3]) for r in rows],
-            "close": [float(r[4]) for r in rows],
-            "volume": [float(r[5]) for r in rows],
-            "quote_volume": [float(r[7]) for r in rows],
-            "taker_buy_volume": [float(r[9]) for r in rows],
-        }
-    )
-    return frame.assign(
-        exchange=NAME, coin=coin_from_instrument(instrument), instrument=instrument, period=period
-    )[KLINE_COLUMNS]
+    values = kline_arrays(rows, KLINE_POSITIONS, NAME, KLINES_ENDPOINT, instrument)
+    return kline_frame(
+        NAME, coin=coin_from_instrument(instrument), instrument=instrument, period=period,
+        values=values,
+    )  # fmt: skip
 
 
 async def fetch_open_interest(

@@ -15,11 +15,12 @@ import pandas as pd
 from pipelines.config import base_url
 from pipelines.errors import PayloadError
 from pipelines.exchanges.base import (
-    KLINE_COLUMNS,
     OI_COLUMNS,
     Window,
     coin_of,
     epoch_ms,
+    kline_arrays,
+    kline_frame,
     ls_frame,
     pick,
     rows_of,
@@ -196,29 +197,19 @@ async def fetch_klines(
         params = params | {"end": oldest - 1}
 
 
+# [startTime, open, high, low, close, volume, turnover]; no taker split, newest first.
+KLINE_POSITIONS = {"ts": 0, "open": 1, "high": 2, "low": 3, "close": 4, "volume": 5,
+                   "quote_volume": 6}  # fmt: skip
+
+
 def parse_klines(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
     _raise_on_error(payload, KLINES_ENDPOINT, instrument)
     rows = rows_of(payload, ("result", "list"), NAME, KLINES_ENDPOINT, instrument)
-    if any(not isinstance(r, list) or len(r) < 7 for r in rows):
-        raise PayloadError(
-            NAME, KLINES_ENDPOINT, "kline rows must be 7-element arrays", symbol=instrument
-        )
-    frame = pd.DataFrame(
-        {
-            "ts": pd.to_datetime([epoch_ms(r[0]) for r in rows], unit="ms"),
-            "open": [float(r[1]) for r in rows],
-            "high": [float(r[2]) for r in rows],
-            "low": [float(r[3]) for r in rows],
-            "close": [float(r[4]) for r in rows],
-            "volume": [float(r[5]) for r in rows],
-            "quote_volume": [float(r[6]) for r in rows],
-            "taker_buy_volume": float("nan"),  # Bybit klines do not split taker buys out
-        }
-    )
-    frame = frame.assign(
-        exchange=NAME, coin=coin_from_instrument(instrument), instrument=instrument, period=period
-    )
-    return frame.sort_values("ts").reset_index(drop=True)[KLINE_COLUMNS]
+    values = kline_arrays(rows, KLINE_POSITIONS, NAME, KLINES_ENDPOINT, instrument)
+    return kline_frame(
+        NAME, coin=coin_from_instrument(instrument), instrument=instrument, period=period,
+        values=values,
+    )  # fmt: skip
 
 
 async def fetch_open_interest(

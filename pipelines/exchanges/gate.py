@@ -23,11 +23,11 @@ import pandas as pd
 from pipelines.config import PERIOD_MS, base_url
 from pipelines.errors import DataUnavailable, PayloadError
 from pipelines.exchanges.base import (
-    KLINE_COLUMNS,
     OI_COLUMNS,
     Window,
     coin_of,
     epoch_ms,
+    kline_frame,
     ls_frame,
     pick,
     rows_of,
@@ -313,19 +313,16 @@ def parse_klines(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
     def field(key: str) -> list[float]:
         return [to_float(pick(r, (key,), NAME, KLINES_ENDPOINT, instrument)) for r in rows]
 
-    frame = pd.DataFrame(
-        {
-            "ts": pd.to_datetime([epoch_ms(t) for t in field("t")], unit="ms"),
-            "open": field("o"),
-            "high": field("h"),
-            "low": field("l"),
-            "close": field("c"),
-            "volume": [v * to_float(r.get(QUANTO)) for v, r in zip(field("v"), rows, strict=True)],
-            "quote_volume": field("sum"),
-            "taker_buy_volume": float("nan"),  # Gate candles do not split taker buys out
-        }
-    )
-    frame = frame.assign(
-        exchange=NAME, coin=coin_from_instrument(instrument), instrument=instrument, period=period
-    )
-    return frame.sort_values("ts").reset_index(drop=True)[KLINE_COLUMNS]
+    values = {
+        "ts": [float(epoch_ms(t)) for t in field("t")],
+        "open": field("o"),
+        "high": field("h"),
+        "low": field("l"),
+        "close": field("c"),
+        "volume": [v * to_float(r.get(QUANTO)) for v, r in zip(field("v"), rows, strict=True)],
+        "quote_volume": field("sum"),
+    }  # Gate candles do not split taker buys out
+    return kline_frame(
+        NAME, coin=coin_from_instrument(instrument), instrument=instrument, period=period,
+        values=values,
+    )  # fmt: skip

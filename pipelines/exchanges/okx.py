@@ -18,11 +18,12 @@ import pandas as pd
 from pipelines.config import PERIOD_MS, base_url
 from pipelines.errors import PayloadError
 from pipelines.exchanges.base import (
-    KLINE_COLUMNS,
     OI_COLUMNS,
     Window,
     coin_of,
     epoch_ms,
+    kline_arrays,
+    kline_frame,
     ls_frame,
     pick,
     rows_of,
@@ -267,27 +268,20 @@ async def fetch_klines(
         after = oldest
 
 
+# [ts, o, h, l, c, vol (contracts), volCcy (coins), volCcyQuote, confirm]: volume in coins.
+KLINE_POSITIONS = {"ts": 0, "open": 1, "high": 2, "low": 3, "close": 4, "volume": 6,
+                   "quote_volume": 7}  # fmt: skip
+
+
 def parse_klines(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
     """[ts, o, h, l, c, vol (contracts), volCcy (coins), volCcyQuote, confirm], newest first."""
     endpoint = KLINES_ENDPOINT
-    cells = _cells(_raise_on_error(payload, endpoint, instrument), 7, endpoint, instrument)
-    frame = pd.DataFrame(
-        {
-            "ts": pd.to_datetime([epoch_ms(r[0]) for r in cells], unit="ms"),
-            "open": [float(r[1]) for r in cells],
-            "high": [float(r[2]) for r in cells],
-            "low": [float(r[3]) for r in cells],
-            "close": [float(r[4]) for r in cells],
-            "volume": [float(r[6]) for r in cells],  # in coins, not contracts
-            "quote_volume": [to_float(r[7]) if len(r) > 7 else float("nan") for r in cells],
-            "taker_buy_volume": float("nan"),  # OKX candles do not split taker buys out
-        },
-        index=pd.RangeIndex(len(cells)),
-    )
-    frame = frame.assign(
-        exchange=NAME, coin=coin_from_instrument(instrument), instrument=instrument, period=period
-    )
-    return frame.sort_values("ts").reset_index(drop=True)[KLINE_COLUMNS]
+    rows = _raise_on_error(payload, endpoint, instrument)
+    values = kline_arrays(rows, KLINE_POSITIONS, NAME, endpoint, instrument)
+    return kline_frame(
+        NAME, coin=coin_from_instrument(instrument), instrument=instrument, period=period,
+        values=values,
+    )  # fmt: skip
 
 
 async def fetch_open_interest(
