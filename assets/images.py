@@ -20,9 +20,12 @@ from pipelines.resources import PipelineSettings
 from pipelines.themes import DEFAULT_THEME
 from pipelines.warehouse import connect
 
+# What render.py reads: the price and ratio lines, the heatmap, the zone shading.
+IMAGE_INPUTS = [AssetKey(t) for t in ("btc_ls", "alt_average", "heatmap_matrix", "signal_zones")]
+
 
 @asset(
-    deps=[AssetKey("btc_ls"), AssetKey("alt_average"), AssetKey("heatmap_matrix")],
+    deps=IMAGE_INPUTS,
     group_name="images",
     pool="duckdb",
     automation_condition=AutomationCondition.eager(),
@@ -73,7 +76,7 @@ class ImageRequest(Config):
 
 
 @asset(
-    deps=[AssetKey("btc_ls"), AssetKey("alt_average"), AssetKey("heatmap_matrix")],
+    deps=IMAGE_INPUTS,
     group_name="images",
     pool="duckdb",
     description="Renders one image on request (exchange, metric, period, range 7-365 days, "

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import asdict, dataclass
 
 import duckdb
 import pandas as pd
@@ -12,13 +13,58 @@ from pipelines.exchanges import CONNECTORS
 from pipelines.universe import Universe
 from pipelines.warehouse import one_row, transaction
 
-DERIVED_TABLES = ("btc_ls", "alt_average", "heatmap_matrix")
+# In dependency order: each table reads only ingested tables and the tables before it.
+DERIVED_TABLES = (
+    "heatmap_matrix",  # ls_ratio, instruments
+    "btc_ls",  # heatmap_matrix, ls_ratio, klines
+    "alt_average",  # heatmap_matrix
+    "signal_zones",  # btc_ls, alt_average
+    "divergence",  # heatmap_matrix, signal_zones
+    "cross_exchange",  # heatmap_matrix, open_interest, klines
+    "candle_flow",  # klines, instruments
+)
+
+TOP_KINDS = ("top_account", "top_position")
 
 
 @dataclass(frozen=True)
 class AnalyticsSettings:
-    lookback_days: int = 90  # trailing history for z-scores
-    min_history: int = 10  # observations needed before a z-score is given
+    """Every tunable number of the derived tables (SQL parameters of the same names)."""
+
+    lookback_days: int = 90  # trailing history for heatmap z-scores
+    min_history: int = 10  # earlier observations needed before a z-score is given
+    zone_lookback_days: int = 90  # trailing history for signal-zone bands
+    zone_lower_pct: float = 0.10  # lower band percentile of ln(ratio)
+    zone_upper_pct: float = 0.90  # upper band percentile of ln(ratio)
+    zone_min_history: int = 30  # earlier observations needed before any zone is declared
+    divergence_margin: float = 0.05  # long: ratio > 1 + margin; short: ratio < 1 / (1 + margin)
+    divergence_zscore_gap: float = 2.0  # |z(BTC) - z(alt average)| above it is a divergence
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.zone_lower_pct <= self.zone_upper_pct <= 1:
+            raise ValueError("zone percentiles need 0 <= zone_lower_pct <= zone_upper_pct <= 1")
+        if self.lookback_days < 1 or self.zone_lookback_days < 1:
+            raise ValueError("lookback windows must be at least one day")
+        if self.min_history < 2 or self.zone_min_history < 1:
+            raise ValueError("min_history must be >= 2 (a spread needs two points), zones >= 1")
+        if self.divergence_margin < 0 or self.divergence_zscore_gap < 0:
+            raise ValueError("divergence thresholds must be non-negative")
+
+
+def top_pair_exchanges() -> list[str]:
+    """Exchanges that publish both top_account and top_position (one population, two views)."""
+    return [name for name, c in CONNECTORS.items() if all(k in c.METRICS for k in TOP_KINDS)]
+
+
+def metric_publishers() -> dict[str, list[str]]:
+    """Metric kind -> the exchanges that publish it."""
+    kinds = sorted({kind for c in CONNECTORS.values() for kind in c.METRICS})
+    return {k: [n for n, c in CONNECTORS.items() if k in c.METRICS] for k in kinds}
+
+
+def alt_universe(universe: Universe) -> list[str]:
+    """The coins alt_average may average: the universe but BTC and the exclusions."""
+    return [c for c in universe.coins if c != "BTC" and c not in universe.alt_exclusions]
 
 
 def _sql(table: str) -> str:
@@ -42,10 +88,13 @@ def parameters(
     """The named parameters a statement uses (and only those: DuckDB rejects extras)."""
     available: dict[str, object] = {
         "alt_exclusions": list(universe.alt_exclusions),
-        "lookback_days": settings.lookback_days,
-        "min_history": settings.min_history,
+        "universe_coins": list(universe.coins),
+        "top_pair_exchanges": top_pair_exchanges(),
+        **asdict(settings),
     }
-    return {name: value for name, value in available.items() if f"${name}" in statement}
+    return {
+        name: value for name, value in available.items() if re.search(rf"\${name}\b", statement)
+    }
 
 
 def refresh(
@@ -60,6 +109,16 @@ def refresh(
         for statement in statements(table):
             conn.execute(statement, parameters(statement, universe, settings))
     return int(one_row(conn, f"SELECT count(*) FROM {table}")[0])
+
+
+def refresh_all(
+    conn: duckdb.DuckDBPyConnection,
+    universe: Universe,
+    settings: AnalyticsSettings | None = None,
+    tables: tuple[str, ...] = DERIVED_TABLES,
+) -> dict[str, int]:
+    """Recompute the derived tables in dependency order (each in its own transaction)."""
+    return {table: refresh(conn, table, universe, settings) for table in tables}
 
 
 def expected_coverage(universe: Universe, periods: tuple[str, ...]) -> pd.DataFrame:

@@ -20,14 +20,14 @@ from typing import Any
 from dagster import DagsterInstance, materialize
 from tqdm import tqdm
 
-from assets.analytics import alt_average, btc_ls, coverage, heatmap_matrix
+from assets.analytics import DERIVED_ASSETS, coverage, parquet_exports
 from assets.images import heatmap_images
 from assets.ingest import ingest_exchange_day
 from pipelines.partitions import partition_key
 from pipelines.resources import PipelineSettings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-OUTPUT_ASSETS = [coverage, btc_ls, alt_average, heatmap_matrix, heatmap_images]
+OUTPUT_ASSETS = [coverage, *DERIVED_ASSETS, parquet_exports, heatmap_images]
 
 
 @dataclass

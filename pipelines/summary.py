@@ -14,6 +14,10 @@ TABLES = (
     "coverage",
     "btc_ls",
     "alt_average",
+    "signal_zones",
+    "divergence",
+    "cross_exchange",
+    "candle_flow",
     "heatmap_matrix",
     "heatmap_images",
 )

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, materialize
 
+from assets.images import heatmap_image_on_request
 from assets.ingest import ingest_exchange_day
 from pipelines.exchanges import EXCHANGES
 from pipelines.partitions import partition_key
@@ -109,6 +110,21 @@ def test_bybit_partition_then_derived_tables_and_images(
     for path in images["path"]:
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert Path(path).is_relative_to(warehouse_file.parent / "images")
+
+    on_request = materialize(
+        [*OUTPUT_ASSETS, heatmap_image_on_request],
+        selection=[heatmap_image_on_request],
+        resources={"settings": settings},
+        instance=DagsterInstance.ephemeral(),
+        run_config={"ops": {"heatmap_image_on_request": {"config": {
+            "exchange": "bybit", "period": "1h", "range_days": 30, "theme": "berlin",
+            "color_by": "zscore"}}}},
+    )  # fmt: skip
+    assert on_request.success
+    wanted = warehouse_file.parent / "images" / "bybit" / "global_account" / "1h_30d.png"
+    assert wanted.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    gallery = (warehouse_file.parent / "images" / "index.html").read_text()
+    assert "bybit/global_account/1h_30d.png" in gallery and "1h_7d.png" in gallery
 
     coverage = _query(warehouse_file, "SELECT * FROM coverage WHERE exchange = 'bybit'")
     listed = coverage[coverage["listed"]]

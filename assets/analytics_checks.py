@@ -1,0 +1,267 @@
+"""Asset checks on the derived tables: invariants the SQL must keep, queried after each refresh.
+
+Each check counts violations of a few rules in one query and fails (severity ERROR) when any
+count is non-zero; the counts are the check's metadata, so a failure says which rule broke.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue, asset_check
+
+from pipelines.analytics import alt_universe, metric_publishers, top_pair_exchanges
+from pipelines.resources import PipelineSettings
+from pipelines.universe import load_universe
+from pipelines.warehouse import connect
+
+
+def _violations(
+    settings: PipelineSettings,
+    sql: str,
+    names: Sequence[str],
+    params: list[object] | None = None,
+    extra: dict[str, int] | None = None,
+) -> AssetCheckResult:
+    with connect(settings.warehouse_file()) as conn:
+        rows = conn.execute(sql, params or []).fetchall()
+    values = rows[0] if rows else (0,) * (len(names) + 1)
+    total_rows, counts = int(values[0] or 0), [int(v or 0) for v in values[1:]]
+    found = dict(zip(names, counts, strict=True))
+    return AssetCheckResult(
+        passed=not any(counts),
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "rows_checked": total_rows,
+            "violations": MetadataValue.json(found),
+            **(extra or {}),
+        },
+    )
+
+
+@asset_check(
+    asset=AssetKey("heatmap_matrix"),
+    description="One row per exchange, metric, period, coin and bucket; ln_ratio = ln(ratio); "
+    "no z-score without history.",
+)
+def heatmap_matrix_cells_consistent(settings: PipelineSettings) -> AssetCheckResult:
+    return _violations(
+        settings,
+        """
+        SELECT
+            count(*),
+            count(*) - count(DISTINCT (exchange, metric, period, coin, ts)),
+            count(*) FILTER (WHERE ratio <= 0 OR isinf(ratio)),
+            count(*) FILTER (WHERE (ratio IS NULL) <> (ln_ratio IS NULL)
+                                OR abs(ln_ratio - ln(ratio)) > 1e-12),
+            count(*) FILTER (WHERE zscore IS NOT NULL AND zscore_history < 2)
+        FROM heatmap_matrix
+        """,
+        ["duplicate_cells", "ratio_not_positive_finite", "ln_ratio_mismatch", "zscore_no_history"],
+    )
+
+
+@asset_check(
+    asset=AssetKey("btc_ls"), description="One row per exchange, metric, period and bucket."
+)
+def btc_ls_one_row_per_bucket(settings: PipelineSettings) -> AssetCheckResult:
+    return _violations(
+        settings,
+        """
+        SELECT
+            count(*),
+            count(*) - count(DISTINCT (exchange, metric, period, ts)),
+            count(*) FILTER (WHERE price_close <= 0)
+        FROM btc_ls
+        """,
+        ["duplicate_buckets", "price_not_positive"],
+    )
+
+
+@asset_check(
+    asset=AssetKey("alt_average"),
+    description="n_coins between 1 and the universe size minus BTC and exclusions; a mean and "
+    "median ratio wherever there are coins; one row per bucket.",
+)
+def alt_average_counts_and_means(settings: PipelineSettings) -> AssetCheckResult:
+    max_coins = len(alt_universe(load_universe()))
+    return _violations(
+        settings,
+        """
+        SELECT
+            count(*),
+            count(*) FILTER (WHERE n_coins > ? OR n_coins < 1),
+            count(*) FILTER (WHERE n_coins > 0
+                                AND (alt_mean_ratio IS NULL OR alt_median_ratio IS NULL)),
+            count(*) FILTER (WHERE alt_mean_ratio <= 0 OR alt_median_ratio <= 0),
+            count(*) - count(DISTINCT (exchange, metric, period, ts))
+        FROM alt_average
+        """,
+        ["n_coins_out_of_range", "null_mean_with_coins", "ratio_not_positive", "duplicates"],
+        [max_coins],
+        {"max_alt_coins": max_coins},
+    )
+
+
+@asset_check(
+    asset=AssetKey("signal_zones"),
+    description="Bands ordered (lower <= upper); zone = upper/lower exactly when the value is "
+    "beyond a band, NULL without bands; market_wide only when BTC and alts share the zone.",
+)
+def signal_zones_consistent(settings: PipelineSettings) -> AssetCheckResult:
+    return _violations(
+        settings,
+        """
+        WITH z AS (
+            SELECT
+                *,
+                count(zone) OVER bucket AS zones_in_bucket,
+                min(zone) OVER bucket AS min_zone,
+                max(zone) OVER bucket AS max_zone
+            FROM signal_zones
+            WINDOW bucket AS (PARTITION BY exchange, metric, period, ts)
+        )
+        SELECT
+            count(*),
+            count(*) FILTER (WHERE ln_lower_band > ln_upper_band),
+            count(*) FILTER (WHERE (ln_lower_band IS NULL) <> (ln_upper_band IS NULL)),
+            count(*) FILTER (WHERE zone IS DISTINCT FROM CASE
+                WHEN ln_value > ln_upper_band THEN 'upper'
+                WHEN ln_value < ln_lower_band THEN 'lower' END),
+            count(*) FILTER (WHERE market_wide IS DISTINCT FROM coalesce(
+                zone IS NOT NULL AND zones_in_bucket = 2 AND min_zone = max_zone, false)),
+            count(*) FILTER (WHERE series NOT IN ('btc', 'alt_avg')),
+            count(*) - count(DISTINCT (exchange, metric, period, series, ts))
+        FROM z
+        """,
+        [
+            "bands_out_of_order",
+            "half_a_band",
+            "zone_inconsistent_with_bands",
+            "market_wide_inconsistent",
+            "unknown_series",
+            "duplicates",
+        ],
+    )
+
+
+@asset_check(
+    asset=AssetKey("divergence"),
+    description="Coin patterns only on exchanges publishing both top_account and top_position; "
+    "every pattern matches its ratios and thresholds.",
+)
+def divergence_patterns_valid(settings: PipelineSettings) -> AssetCheckResult:
+    return _violations(
+        settings,
+        """
+        WITH expected AS (
+            SELECT
+                *,
+                CASE
+                    WHEN account_ratio > long_threshold THEN 'long'
+                    WHEN account_ratio < short_threshold THEN 'short'
+                END AS a,
+                CASE
+                    WHEN position_ratio > long_threshold THEN 'long'
+                    WHEN position_ratio < short_threshold THEN 'short'
+                END AS p
+            FROM divergence
+        )
+        SELECT
+            count(*),
+            count(*) FILTER (WHERE scope = 'coin' AND NOT list_contains(?, exchange)),
+            count(*) FILTER (WHERE scope = 'coin' AND pattern IS DISTINCT FROM CASE
+                WHEN a = 'long' AND p = 'short' THEN 'cautious_whale'
+                WHEN a = 'short' AND p = 'long' THEN 'whale_against_trend'
+                WHEN a = 'long' AND p = 'long' THEN 'consensus_long'
+                WHEN a = 'short' AND p = 'short' THEN 'consensus_short' END),
+            count(*) FILTER (WHERE scope = 'btc_vs_alts' AND pattern IS NOT NULL
+                AND pattern NOT IN ('btc_long_alts_short', 'btc_short_alts_long',
+                                    'zscore_divergence')),
+            count(*) FILTER (WHERE scope NOT IN ('coin', 'btc_vs_alts')),
+            count(*) FILTER (WHERE NOT (short_threshold <= 1 AND 1 <= long_threshold))
+        FROM expected
+        """,
+        [
+            "coin_rows_on_exchange_without_both_top_kinds",
+            "coin_pattern_inconsistent",
+            "unknown_btc_vs_alts_pattern",
+            "unknown_scope",
+            "thresholds_out_of_order",
+        ],
+        [top_pair_exchanges()],
+    )
+
+
+@asset_check(
+    asset=AssetKey("cross_exchange"),
+    description="n_exchanges at most the number of exchanges publishing the metric; OI and "
+    "z-score counts within n_exchanges; a weighted mean exactly where OI is known.",
+)
+def cross_exchange_counts_valid(settings: PipelineSettings) -> AssetCheckResult:
+    publishers = metric_publishers()
+    return _violations(
+        settings,
+        """
+        WITH publishers AS (
+            SELECT unnest(?::VARCHAR[]) AS metric, unnest(?::INTEGER[]) AS n_publishers
+        )
+        SELECT
+            count(*),
+            count(*) FILTER (WHERE n_exchanges > coalesce(p.n_publishers, 0)),
+            count(*) FILTER (WHERE n_exchanges_with_oi > n_exchanges
+                                OR n_exchanges_zscore > n_exchanges),
+            count(*) FILTER (WHERE (n_exchanges_with_oi > 0) <> (oi_weighted_ln_ratio IS NOT NULL)),
+            count(*) FILTER (WHERE (n_exchanges_zscore > 0) <> (mean_zscore IS NOT NULL))
+        FROM cross_exchange AS c
+        LEFT JOIN publishers AS p USING (metric)
+        """,
+        [
+            "more_exchanges_than_publish_the_metric",
+            "sub_counts_above_n_exchanges",
+            "oi_mean_inconsistent",
+            "zscore_mean_inconsistent",
+        ],
+        [list(publishers), [len(v) for v in publishers.values()]],
+    )
+
+
+@asset_check(
+    asset=AssetKey("candle_flow"),
+    description="buy_share within 0..1 and buy + sell = 1 where estimated; a method exactly "
+    "where there is an estimate; flow_ratio = buy / sell.",
+)
+def candle_flow_shares_valid(settings: PipelineSettings) -> AssetCheckResult:
+    return _violations(
+        settings,
+        """
+        SELECT
+            count(*),
+            count(*) FILTER (WHERE buy_share < 0 OR buy_share > 1),
+            count(*) FILTER (WHERE abs(buy_share + sell_share - 1) > 1e-12),
+            count(*) FILTER (WHERE (method IS NULL) <> (buy_share IS NULL)
+                                OR method NOT IN ('taker', 'up_candles')),
+            count(*) FILTER (WHERE abs(flow_ratio - buy_share / sell_share) > 1e-9 * flow_ratio
+                                OR flow_ratio <= 0 OR isinf(flow_ratio)),
+            count(*) - count(DISTINCT (exchange, coin, period, ts))
+        FROM candle_flow
+        """,
+        [
+            "buy_share_out_of_range",
+            "shares_do_not_sum_to_1",
+            "method_inconsistent",
+            "flow_ratio_inconsistent",
+            "duplicates",
+        ],
+    )
+
+
+ANALYTICS_CHECKS = [
+    heatmap_matrix_cells_consistent,
+    btc_ls_one_row_per_bucket,
+    alt_average_counts_and_means,
+    signal_zones_consistent,
+    divergence_patterns_valid,
+    cross_exchange_counts_valid,
+    candle_flow_shares_valid,
+]

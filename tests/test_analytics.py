@@ -1,0 +1,1070 @@
+"""Derived tables against an independent recomputation on a small hand-made warehouse.
+
+The expected values are computed here in plain pandas/numpy from the same input rows (never by
+running the table's SQL again), then compared row by row. The hand-made warehouse has gaps, a
+coin listed late, an exchange holding two instruments for one coin, zero short shares (ratio
+NULL), a constant series, a coin outside the universe, an excluded alt, candles with no taker
+volume, flat and zero-volume candles and partial buckets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import AssetCheckResult, DagsterInstance, materialize
+
+from assets.analytics import DERIVED_ASSETS
+from assets.analytics_checks import ANALYTICS_CHECKS
+from pipelines.analytics import DERIVED_TABLES, AnalyticsSettings, refresh, refresh_all
+from pipelines.resources import PipelineSettings
+from pipelines.universe import Universe
+from pipelines.warehouse import connect
+
+START = pd.Timestamp("2024-03-01 00:00")
+HOURS = 240  # ten days of 1h buckets
+PERIOD_HOURS = {"1h": 1, "4h": 4, "1d": 24}
+UNIVERSE = Universe(coins=("BTC", "ETH", "SOL", "DOGE", "PEPE", "XRP"), alt_exclusions=("XRP",))
+SETTINGS = AnalyticsSettings(
+    lookback_days=3,
+    min_history=5,
+    zone_lookback_days=4,
+    zone_lower_pct=0.2,
+    zone_upper_pct=0.8,
+    zone_min_history=12,
+    divergence_margin=0.1,
+    divergence_zscore_gap=1.5,
+)
+# From the SPEC's source table, not from the code: who publishes both top kinds.
+TOP_PAIR_EXCHANGES = {"binance", "okx", "bitget", "gate", "htx"}
+PUBLISHERS = {
+    "global_account": 5,
+    "top_account": 5,
+    "top_position": 5,
+    "taker_volume": 4,
+}
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+# (exchange, metric kinds, coins)
+LS_FEEDS = [
+    ("binance", ("global_account", "top_account", "top_position"), ("BTC", "ETH", "SOL", "DOGE")),
+    ("binance", ("global_account", "top_account", "top_position"), ("XRP", "ZZZ")),
+    ("bybit", ("global_account",), ("BTC", "ETH", "SOL")),
+    ("htx", ("top_account", "top_position"), ("BTC", "ETH", "SOL")),
+    ("okx", ("global_account",), ("BTC", "ETH")),
+]
+KLINE_COINS = {
+    "binance": ("BTC", "ETH", "SOL", "DOGE", "XRP"),
+    "bybit": ("BTC", "ETH", "SOL", "LINK"),  # LINK: candles but no L/S feed
+    "okx": ("BTC", "ETH"),
+    "htx": ("BTC", "ETH", "SOL"),
+}
+
+
+# ----------------------------------------------------------------------------- the input rows
+
+
+@dataclass
+class Inputs:
+    ls: pd.DataFrame
+    klines: pd.DataFrame
+    oi: pd.DataFrame
+    instruments: pd.DataFrame
+
+
+def _ls_rows(
+    exchange: str,
+    coin: str,
+    instrument: str,
+    metric: str,
+    period: str,
+    buckets: np.ndarray,
+    ratios: np.ndarray,
+) -> pd.DataFrame:
+    ts = START + pd.to_timedelta(buckets * PERIOD_HOURS[period], unit="h")
+    finite = np.isfinite(ratios)
+    ratio = np.where(finite, ratios, np.nan)
+    safe = np.where(finite, ratios, 0.0)
+    long_share = np.where(finite, safe / (1 + safe), 1.0)  # inf: zero short share
+    return pd.DataFrame(
+        {
+            "exchange": exchange,
+            "coin": coin,
+            "instrument": instrument,
+            "metric": metric,
+            "period": period,
+            "ts": ts,
+            "long_share": long_share,
+            "short_share": 1 - long_share,
+            "ratio": ratio,
+            "fetched_at": START,
+        }
+    )
+
+
+def make_inputs(seed: int = 20240301) -> Inputs:
+    rng = np.random.default_rng(seed)
+    frames: list[pd.DataFrame] = []
+    for exchange, metrics, coins in LS_FEEDS:
+        for metric in metrics:
+            for coin in coins:
+                for period in ("1h", "4h"):
+                    n = HOURS // PERIOD_HOURS[period]
+                    buckets = np.arange(n)
+                    if exchange == "okx" and coin == "ETH":
+                        ratios = np.full(n, 1.5)  # a constant series: no spread, no z-score
+                    else:
+                        base = rng.normal(0, 0.3)
+                        ratios = np.exp(base + 0.1 * np.cumsum(rng.normal(0, 1, n)))
+                        ratios[rng.random(n) < 0.02] = np.inf  # zero short share: ratio NULL
+                    keep = rng.random(n) > 0.06  # gaps
+                    instrument = f"{coin}USDT"
+                    frames.append(
+                        _ls_rows(
+                            exchange,
+                            coin,
+                            instrument,
+                            metric,
+                            period,
+                            buckets[keep],
+                            ratios[keep],
+                        )
+                    )
+    # PEPE on binance: listed late, and two instruments (1000PEPEUSDT is the universe one).
+    for metric in ("global_account", "top_account", "top_position"):
+        for period in ("1h", "4h"):
+            step = PERIOD_HOURS[period]
+            late = np.arange(100 // step, HOURS // step)
+            earlier = np.arange(80 // step, HOURS // step)
+            frames.append(
+                _ls_rows(
+                    "binance",
+                    "PEPE",
+                    "1000PEPEUSDT",
+                    metric,
+                    period,
+                    late,
+                    np.exp(rng.normal(0.2, 0.3, len(late))),
+                )
+            )
+            frames.append(
+                _ls_rows(
+                    "binance",
+                    "PEPE",
+                    "PEPEUSDT",
+                    metric,
+                    period,
+                    earlier,
+                    np.exp(rng.normal(-0.2, 0.3, len(earlier))),
+                )
+            )
+    ls = pd.concat(frames, ignore_index=True)
+
+    klines = pd.concat(
+        [
+            _candles(rng, exchange, coin, f"{coin}USDT")
+            for exchange, coins in KLINE_COINS.items()
+            for coin in coins
+        ]
+        + [
+            _candles(rng, "binance", "PEPE", "1000PEPEUSDT"),
+            _candles(rng, "binance", "PEPE", "PEPEUSDT"),
+        ],
+        ignore_index=True,
+    )
+
+    oi_frames = []
+    for exchange, coins in KLINE_COINS.items():
+        if exchange == "okx":
+            continue  # okx: no open interest at all
+        for coin in coins:
+            for period in ("1h", "4h"):
+                n = HOURS // PERIOD_HOURS[period]
+                keep = rng.random(n) > 0.2
+                ts = START + pd.to_timedelta(np.arange(n)[keep] * PERIOD_HOURS[period], unit="h")
+                amount = rng.uniform(1e3, 1e4, keep.sum())
+                value = amount * rng.uniform(50, 150, keep.sum())
+                if exchange == "bybit":
+                    value[:] = np.nan  # base units only: value = OI x close
+                oi_frames.append(
+                    pd.DataFrame(
+                        {
+                            "exchange": exchange,
+                            "coin": coin,
+                            "instrument": f"{coin}USDT",
+                            "period": period,
+                            "ts": ts,
+                            "open_interest": amount,
+                            "open_interest_value": value,
+                            "fetched_at": START,
+                        }
+                    )
+                )
+    oi = pd.concat(oi_frames, ignore_index=True)
+    instruments = pd.DataFrame(
+        {
+            "exchange": ["binance", "binance", "binance"],
+            "instrument": ["1000PEPEUSDT", "PEPEUSDT", "BTCUSDT"],
+            "coin": ["PEPE", "PEPE", "BTC"],
+            "base_asset": ["1000PEPE", "PEPE", "BTC"],
+            "multiplier": [1000, 1, 1],
+            "in_universe": [True, False, True],
+            "first_seen": START,
+            "last_seen": START,
+        }
+    )
+    return Inputs(ls, klines, oi, instruments)
+
+
+def _candles(rng: np.random.Generator, exchange: str, coin: str, instrument: str) -> pd.DataFrame:
+    frames = []
+    for period in ("1h", "4h", "1d"):
+        n = HOURS // PERIOD_HOURS[period]
+        keep = rng.random(n) > (0.08 if period == "1h" else 0.0)  # partial 4h / 1d buckets
+        if period == "1h":
+            keep[24:36] = False  # day 2: half its hours missing -> 1d from 4h candles
+        buckets = np.arange(n)[keep]
+        count = len(buckets)
+        open_ = rng.uniform(90, 110, count)
+        close = open_ * np.exp(rng.normal(0, 0.01, count))
+        flat = rng.random(count) < 0.1  # flat candles: half buying, half selling
+        close[flat] = open_[flat]
+        volume = rng.uniform(10, 100, count)
+        volume[rng.random(count) < 0.03] = 0.0  # no trades
+        taker = volume * rng.uniform(0.2, 0.8, count) if exchange == "binance" else np.nan
+        frames.append(
+            pd.DataFrame(
+                {
+                    "exchange": exchange,
+                    "coin": coin,
+                    "instrument": instrument,
+                    "period": period,
+                    "ts": START + pd.to_timedelta(buckets * PERIOD_HOURS[period], unit="h"),
+                    "open": open_,
+                    "high": np.maximum(open_, close) + 1,
+                    "low": np.minimum(open_, close) - 1,
+                    "close": close,
+                    "volume": volume,
+                    "quote_volume": volume * close,
+                    "taker_buy_volume": taker,
+                    "fetched_at": START,
+                }
+            )
+        )
+    frame = pd.concat(frames, ignore_index=True)
+    if exchange == "binance" and coin == "SOL":
+        # Binance SOL 1h without taker buys: falls back to nothing (no finer candles), and
+        # SOL 4h without taker buys: falls back to up-candle volume of its 1h candles.
+        frame.loc[frame["period"].isin(["1h", "4h"]), "taker_buy_volume"] = np.nan
+    return frame
+
+
+def load(path: Path, inputs: Inputs) -> None:
+    with connect(path) as conn:
+        for table, frame in (
+            ("ls_ratio", inputs.ls),
+            ("klines", inputs.klines),
+            ("open_interest", inputs.oi),
+            ("instruments", inputs.instruments),
+        ):
+            conn.register("incoming", frame)
+            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")
+            conn.unregister("incoming")
+
+
+def build_warehouse(path: Path, inputs: Inputs | None = None) -> Inputs:
+    """A hand-made warehouse with every derived table refreshed (used by test_export too)."""
+    inputs = inputs or make_inputs()
+    load(path, inputs)
+    with connect(path) as conn:
+        refresh_all(conn, UNIVERSE, SETTINGS)
+    return inputs
+
+
+@dataclass
+class Built:
+    path: Path
+    inputs: Inputs
+
+    def table(self, name: str) -> pd.DataFrame:
+        with duckdb.connect(str(self.path), read_only=True) as conn:
+            conn.execute("SET TimeZone='UTC'")
+            return conn.sql(f"SELECT * FROM {name}").df()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+    path = tmp_path_factory.mktemp("analytics") / "x.duckdb"
+    yield Built(path, build_warehouse(path))
+
+
+# ------------------------------------------------------------- independent recomputation
+
+
+def _ln(values: pd.Series) -> np.ndarray:
+    v = values.to_numpy(dtype=float)
+    out = np.full(len(v), np.nan)
+    positive = v > 0
+    out[positive] = np.log(v[positive])
+    return out
+
+
+def _trailing(ts: np.ndarray, x: np.ndarray, days: int) -> Iterator[tuple[int, np.ndarray]]:
+    """For each row i: the non-NaN values with ts[i] - days <= ts < ts[i]."""
+    width = np.timedelta64(days, "D")
+    for i in range(len(ts)):
+        mask = (ts >= ts[i] - width) & (ts < ts[i]) & ~np.isnan(x)
+        yield i, x[mask]
+
+
+def one_row_per_coin(ls: pd.DataFrame, instruments: pd.DataFrame) -> pd.DataFrame:
+    preferred = instruments.set_index(["exchange", "instrument"])["in_universe"]
+    rows = ls.copy()
+    rows["pref"] = [
+        not bool(preferred.get((e, i), False))
+        for e, i in zip(rows["exchange"], rows["instrument"], strict=True)
+    ]
+    rows = rows.sort_values(["pref", "instrument"])
+    return rows.drop_duplicates(["exchange", "metric", "period", "coin", "ts"], keep="first")
+
+
+def expected_heatmap(inputs: Inputs, settings: AnalyticsSettings) -> pd.DataFrame:
+    cells = one_row_per_coin(inputs.ls, inputs.instruments)
+    out = []
+    for _, series in cells.groupby(["exchange", "metric", "period", "coin"]):
+        series = series.sort_values("ts")
+        x = _ln(series["ratio"])
+        ts = series["ts"].to_numpy()
+        z = np.full(len(series), np.nan)
+        n = np.zeros(len(series), dtype=int)
+        for i, history in _trailing(ts, x, settings.lookback_days):
+            n[i] = len(history)
+            # "no spread" = all equal (np.std of equal values can be 1e-17, not 0)
+            if len(history) >= settings.min_history and np.ptp(history) > 0:
+                z[i] = (x[i] - history.mean()) / np.std(history, ddof=1)
+        out.append(
+            series[["exchange", "metric", "period", "coin", "ts", "ratio", "instrument"]].assign(
+                ln_ratio=x, zscore=z, zscore_history=n
+            )
+        )
+    return pd.concat(out, ignore_index=True)
+
+
+def expected_btc_ls(inputs: Inputs, heat: pd.DataFrame) -> pd.DataFrame:
+    btc = heat[heat["coin"] == "BTC"]
+    shares = inputs.ls[
+        ["exchange", "instrument", "metric", "period", "ts", "long_share", "short_share"]
+    ]
+    closes = inputs.klines[["exchange", "instrument", "period", "ts", "close"]]
+    out = btc.merge(shares, on=["exchange", "instrument", "metric", "period", "ts"], how="left")
+    out = out.merge(closes, on=["exchange", "instrument", "period", "ts"], how="left")
+    return out.rename(columns={"close": "price_close"})[
+        ["exchange", "metric", "period", "ts", "ratio", "long_share", "short_share", "price_close"]
+    ]
+
+
+def expected_alt_average(heat: pd.DataFrame, universe: Universe) -> pd.DataFrame:
+    alts = [c for c in universe.coins if c != "BTC" and c not in universe.alt_exclusions]
+    rows = heat[heat["coin"].isin(alts) & (heat["ratio"] > 0)]
+    out = (
+        rows.groupby(["exchange", "metric", "period", "ts"])
+        .agg(
+            alt_mean_ratio=("ratio", lambda r: float(np.exp(np.mean(np.log(r))))),
+            alt_median_ratio=("ratio", lambda r: float(np.median(r))),
+            n_coins=("coin", "nunique"),
+        )
+        .reset_index()
+    )
+    btc = heat[heat["coin"] == "BTC"][["exchange", "metric", "period", "ts", "ratio"]]
+    out = out.merge(btc, on=["exchange", "metric", "period", "ts"], how="left")
+    return out.rename(columns={"ratio": "btc_ratio"})
+
+
+def expected_zones(
+    btc: pd.DataFrame, alt: pd.DataFrame, settings: AnalyticsSettings
+) -> pd.DataFrame:
+    series = pd.concat(
+        [
+            btc[["exchange", "metric", "period", "ts", "ratio"]]
+            .rename(columns={"ratio": "value"})
+            .assign(series="btc"),
+            alt[["exchange", "metric", "period", "ts", "alt_mean_ratio"]]
+            .rename(columns={"alt_mean_ratio": "value"})
+            .assign(series="alt_avg"),
+        ],
+        ignore_index=True,
+    )
+    out = []
+    for _, one in series.groupby(["exchange", "metric", "period", "series"]):
+        one = one.sort_values("ts").copy()
+        x = _ln(one["value"])
+        ts = one["ts"].to_numpy()
+        lo, hi, z = (np.full(len(one), np.nan) for _ in range(3))
+        n = np.zeros(len(one), dtype=int)
+        for i, history in _trailing(ts, x, settings.zone_lookback_days):
+            n[i] = len(history)
+            if len(history) >= settings.zone_min_history:
+                lo[i] = np.quantile(history, settings.zone_lower_pct)
+                hi[i] = np.quantile(history, settings.zone_upper_pct)
+                if len(history) > 1 and np.ptp(history) > 0:
+                    z[i] = (x[i] - history.mean()) / np.std(history, ddof=1)
+        zone = [
+            "upper" if v > h else "lower" if v < low else None
+            for v, low, h in zip(x, lo, hi, strict=True)
+        ]
+        out.append(
+            one.assign(
+                ln_value=x,
+                ln_lower_band=lo,
+                ln_upper_band=hi,
+                lower_band=np.exp(lo),
+                upper_band=np.exp(hi),
+                zone=pd.Series(zone, index=one.index, dtype=object),
+                history_n=n,
+                zscore=z,
+            )
+        )
+    zones = pd.concat(out, ignore_index=True)
+    key = ["exchange", "metric", "period", "ts"]
+    same = zones.groupby(key)["zone"].transform(
+        lambda z: bool(z.notna().sum() == 2 and z.nunique() == 1)
+    )
+    zones["market_wide"] = same.astype(bool) & zones["zone"].notna()
+    return zones
+
+
+def _side(ratio: float, margin: float) -> str | None:
+    if ratio != ratio:
+        return None
+    if ratio > 1 + margin:
+        return "long"
+    if ratio < 1 / (1 + margin):
+        return "short"
+    return "neutral"
+
+
+COIN_PATTERNS = {
+    ("long", "short"): "cautious_whale",
+    ("short", "long"): "whale_against_trend",
+    ("long", "long"): "consensus_long",
+    ("short", "short"): "consensus_short",
+}
+
+
+def expected_divergence(
+    heat: pd.DataFrame, zones: pd.DataFrame, settings: AnalyticsSettings
+) -> pd.DataFrame:
+    margin = settings.divergence_margin
+    tops = heat[
+        heat["metric"].isin(["top_account", "top_position"])
+        & heat["exchange"].isin(TOP_PAIR_EXCHANGES)
+    ]
+    coin = (
+        tops.set_index(["exchange", "period", "coin", "ts", "metric"])["ratio"]
+        .unstack("metric")
+        .reset_index()
+    )
+    coin = coin.rename(columns={"top_account": "account_ratio", "top_position": "position_ratio"})
+    coin["account_side"] = [_side(r, margin) for r in coin["account_ratio"]]
+    coin["position_side"] = [_side(r, margin) for r in coin["position_ratio"]]
+    coin["pattern"] = [
+        COIN_PATTERNS.get((a, p))
+        for a, p in zip(coin["account_side"], coin["position_side"], strict=True)
+    ]
+    coin = coin.assign(scope="coin", metric="top_account/top_position")
+
+    key = ["exchange", "metric", "period", "ts"]
+    value = zones.set_index([*key, "series"])["value"].unstack("series")
+    z = zones.set_index([*key, "series"])["zscore"].unstack("series")
+    pair = pd.DataFrame(
+        {
+            "btc_ratio": value.get("btc"),
+            "alt_ratio": value.get("alt_avg"),
+            "btc_zscore": z.get("btc"),
+            "alt_zscore": z.get("alt_avg"),
+        }
+    ).reset_index()
+    long_t, short_t = 1 + margin, 1 / (1 + margin)
+    patterns: list[str | None] = []
+    for b, a, bz, az in pair[["btc_ratio", "alt_ratio", "btc_zscore", "alt_zscore"]].itertuples(
+        index=False
+    ):
+        if b > long_t and a < short_t:
+            patterns.append("btc_long_alts_short")
+        elif b < short_t and a > long_t:
+            patterns.append("btc_short_alts_long")
+        elif abs(bz - az) > settings.divergence_zscore_gap:
+            patterns.append("zscore_divergence")
+        else:
+            patterns.append(None)
+    pair = pair.assign(
+        scope="btc_vs_alts",
+        pattern=pd.Series(patterns, index=pair.index, dtype=object),
+        zscore_gap=pair["btc_zscore"] - pair["alt_zscore"],
+    )
+    return pd.concat([coin, pair], ignore_index=True)
+
+
+def expected_cross_exchange(inputs: Inputs, heat: pd.DataFrame) -> pd.DataFrame:
+    closes = inputs.klines[["exchange", "instrument", "period", "ts", "close"]]
+    oi = inputs.oi.merge(closes, on=["exchange", "instrument", "period", "ts"], how="left")
+    oi["oi_usd"] = oi["open_interest_value"].fillna(oi["open_interest"] * oi["close"])
+    cells = heat.merge(
+        oi[["exchange", "instrument", "period", "ts", "oi_usd"]],
+        on=["exchange", "instrument", "period", "ts"],
+        how="left",
+    )
+    rows = []
+    for (coin, metric, period, ts), group in cells.groupby(["coin", "metric", "period", "ts"]):
+        ln = group["ln_ratio"].to_numpy(dtype=float)
+        z = group["zscore"].to_numpy(dtype=float)
+        w = group["oi_usd"].to_numpy(dtype=float)
+        use = ~np.isnan(ln) & (w > 0)
+        rows.append(
+            {
+                "coin": coin,
+                "metric": metric,
+                "period": period,
+                "ts": ts,
+                "mean_zscore": np.mean(z[~np.isnan(z)]) if (~np.isnan(z)).any() else np.nan,
+                "oi_weighted_ln_ratio": np.sum(w[use] * ln[use]) / np.sum(w[use])
+                if use.any()
+                else np.nan,
+                "n_exchanges": int((~np.isnan(ln)).sum()),
+                "n_exchanges_zscore": int((~np.isnan(z)).sum()),
+                "n_exchanges_with_oi": int(use.sum()),
+                "oi_usd_total": np.sum(w[use]) if use.any() else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+PERIOD_SECONDS = {"5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400}
+
+
+def expected_candle_flow(inputs: Inputs) -> pd.DataFrame:
+    candles = one_row_per_coin(inputs.klines.assign(metric="-"), inputs.instruments)
+    k = inputs.klines
+    rows = []
+    for c in candles.to_dict("records"):
+        method, buy, lower, n, expected = None, np.nan, None, None, None
+        if c["taker_buy_volume"] == c["taker_buy_volume"] and c["volume"] > 0:
+            method, buy, n, expected = "taker", c["taker_buy_volume"] / c["volume"], 1, 1
+        else:
+            best = None
+            size = PERIOD_SECONDS[c["period"]]
+            for finer, secs in PERIOD_SECONDS.items():
+                if secs >= size or size % secs:
+                    continue
+                inside = k[
+                    (k["exchange"] == c["exchange"])
+                    & (k["instrument"] == c["instrument"])
+                    & (k["period"] == finer)
+                    & (k["ts"] >= c["ts"])
+                    & (k["ts"] < c["ts"] + pd.Timedelta(seconds=size))
+                ]
+                total = inside["volume"].sum()
+                if len(inside) == 0 or total <= 0:
+                    continue
+                up = inside.loc[inside["close"] > inside["open"], "volume"].sum()
+                flat = inside.loc[inside["close"] == inside["open"], "volume"].sum()
+                candidate = (len(inside) / (size // secs), -secs, finer, len(inside), size // secs)
+                estimate = (up + 0.5 * flat) / total
+                if best is None or candidate[:2] > best[0][:2]:
+                    best = (candidate, estimate)
+            if best is not None:
+                (_, _, lower, n, expected), buy = best
+                method = "up_candles"
+        ok = 0 < buy < 1
+        rows.append(
+            {
+                "exchange": c["exchange"],
+                "coin": c["coin"],
+                "period": c["period"],
+                "ts": c["ts"],
+                "buy_share": buy,
+                "sell_share": 1 - buy,
+                "flow_ratio": buy / (1 - buy) if ok else np.nan,
+                "ln_flow_ratio": np.log(buy / (1 - buy)) if ok else np.nan,
+                "method": method,
+                "lower_period": lower,
+                "n_candles": n,
+                "expected_candles": expected,
+                "volume": c["volume"],
+                "instrument": c["instrument"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- comparing
+
+
+def assert_same_rows(
+    actual: pd.DataFrame, expected: pd.DataFrame, key: list[str], columns: list[str]
+) -> None:
+    assert len(actual) == len(expected), f"{len(actual)} rows, expected {len(expected)}"
+    a = actual.copy()
+    e = expected.copy()
+    for frame in (a, e):
+        frame["ts"] = pd.to_datetime(frame["ts"]).astype("datetime64[ns]")
+        for column in key:
+            if column != "ts":
+                frame[column] = frame[column].astype(object).where(frame[column].notna(), "")
+    a = a.sort_values(key).reset_index(drop=True)
+    e = e.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[key], e[key], check_dtype=False)
+    for column in columns:
+        left, right = a[column], e[column]
+        if pd.api.types.is_numeric_dtype(right) and not pd.api.types.is_bool_dtype(right):
+            np.testing.assert_allclose(
+                left.to_numpy(dtype=float),
+                right.to_numpy(dtype=float),
+                rtol=1e-9,
+                atol=1e-12,
+                equal_nan=True,
+                err_msg=column,
+            )
+        else:
+            l_values = [None if v is None or v != v else v for v in left.tolist()]
+            r_values = [None if v is None or v != v else v for v in right.tolist()]
+            assert l_values == r_values, column
+
+
+# ----------------------------------------------------------------------------- the tests
+
+
+@pytest.fixture(scope="module")
+def expected(built: Built) -> dict[str, pd.DataFrame]:
+    heat = expected_heatmap(built.inputs, SETTINGS)
+    btc = expected_btc_ls(built.inputs, heat)
+    alt = expected_alt_average(heat, UNIVERSE)
+    zones = expected_zones(btc, alt, SETTINGS)
+    return {
+        "heatmap_matrix": heat,
+        "btc_ls": btc,
+        "alt_average": alt,
+        "signal_zones": zones,
+        "divergence": expected_divergence(heat, zones, SETTINGS),
+        "cross_exchange": expected_cross_exchange(built.inputs, heat),
+        "candle_flow": expected_candle_flow(built.inputs),
+    }
+
+
+def test_the_fixture_has_the_awkward_cases(built: Built) -> None:
+    ls = built.inputs.ls
+    assert ls["ratio"].isna().sum() > 10 and (ls.loc[ls["ratio"].isna(), "short_share"] == 0).all()
+    pepe = ls[(ls["coin"] == "PEPE")]
+    assert pepe["instrument"].nunique() == 2 and pepe["ts"].min() > START
+    per_series = ls.groupby(["exchange", "metric", "period", "instrument"])["ts"].count()
+    assert (per_series < HOURS).any()  # gaps
+
+
+def test_heatmap_matrix_matches_an_independent_recomputation(
+    built: Built, expected: dict[str, pd.DataFrame]
+) -> None:
+    actual = built.table("heatmap_matrix")
+    assert_same_rows(
+        actual,
+        expected["heatmap_matrix"],
+        ["exchange", "metric", "period", "coin", "ts"],
+        ["ratio", "ln_ratio", "zscore", "zscore_history", "instrument"],
+    )
+    assert actual["zscore"].notna().sum() > 1000
+    constant = actual[(actual["exchange"] == "okx") & (actual["coin"] == "ETH")]
+    assert constant["zscore"].isna().all()  # no spread, no z-score (not a huge one)
+
+
+def test_one_instrument_per_coin_the_universe_one_where_two_overlap(built: Built) -> None:
+    heat = built.table("heatmap_matrix")
+    pepe = heat[(heat["coin"] == "PEPE") & (heat["period"] == "1h")]
+    hours = (pepe["ts"] - START) / pd.Timedelta(hours=1)
+    assert set(pepe.loc[hours >= 100, "instrument"]) == {"1000PEPEUSDT"}
+    assert set(pepe.loc[hours < 100, "instrument"]) == {"PEPEUSDT"}  # before the listing
+    assert not pepe.duplicated(["exchange", "metric", "ts"]).any()
+
+
+def test_btc_ls_matches(built: Built, expected: dict[str, pd.DataFrame]) -> None:
+    actual = built.table("btc_ls")
+    assert_same_rows(
+        actual,
+        expected["btc_ls"],
+        ["exchange", "metric", "period", "ts"],
+        ["ratio", "long_share", "short_share", "price_close"],
+    )
+    assert actual["price_close"].notna().sum() > 100 and actual["price_close"].isna().any()
+
+
+def test_alt_average_matches(built: Built, expected: dict[str, pd.DataFrame]) -> None:
+    actual = built.table("alt_average")
+    assert_same_rows(
+        actual,
+        expected["alt_average"],
+        ["exchange", "metric", "period", "ts"],
+        ["alt_mean_ratio", "alt_median_ratio", "n_coins", "btc_ratio"],
+    )
+    binance = actual[(actual["exchange"] == "binance") & (actual["period"] == "1h")]
+    # ETH, SOL, DOGE, PEPE at most: BTC, excluded XRP and ZZZ (not in the universe) never count
+    assert binance["n_coins"].max() == 4
+    hours = (binance["ts"] - START) / pd.Timedelta(hours=1)
+    assert binance.loc[hours < 80, "n_coins"].max() == 3  # PEPE not listed yet
+
+
+def test_signal_zones_match(built: Built, expected: dict[str, pd.DataFrame]) -> None:
+    actual = built.table("signal_zones")
+    assert_same_rows(
+        actual,
+        expected["signal_zones"],
+        ["exchange", "metric", "period", "series", "ts"],
+        [
+            "value",
+            "ln_value",
+            "ln_lower_band",
+            "ln_upper_band",
+            "lower_band",
+            "upper_band",
+            "zone",
+            "market_wide",
+            "history_n",
+            "zscore",
+        ],
+    )
+    assert set(actual["zone"].dropna()) == {"upper", "lower"}
+    assert actual["market_wide"].any()
+    # no bands before the minimum history, bands from it on
+    assert actual.loc[actual["history_n"] < SETTINGS.zone_min_history, "ln_lower_band"].isna().all()
+    assert (
+        actual.loc[actual["history_n"] >= SETTINGS.zone_min_history, "ln_lower_band"].notna().all()
+    )
+
+
+def test_divergence_matches(built: Built, expected: dict[str, pd.DataFrame]) -> None:
+    actual = built.table("divergence")
+    assert_same_rows(
+        actual,
+        expected["divergence"],
+        ["scope", "exchange", "metric", "period", "coin", "ts"],
+        [
+            "account_ratio",
+            "position_ratio",
+            "account_side",
+            "position_side",
+            "btc_ratio",
+            "alt_ratio",
+            "btc_zscore",
+            "alt_zscore",
+            "zscore_gap",
+            "pattern",
+        ],
+    )
+    coin_rows = actual[actual["scope"] == "coin"]
+    assert set(coin_rows["exchange"]) == {"binance", "htx"}
+    assert np.allclose(coin_rows["long_threshold"], 1.1)
+    assert np.allclose(coin_rows["short_threshold"], 1 / 1.1)
+
+
+def test_cross_exchange_matches(built: Built, expected: dict[str, pd.DataFrame]) -> None:
+    actual = built.table("cross_exchange")
+    assert_same_rows(
+        actual,
+        expected["cross_exchange"],
+        ["coin", "metric", "period", "ts"],
+        [
+            "mean_zscore",
+            "oi_weighted_ln_ratio",
+            "n_exchanges",
+            "n_exchanges_zscore",
+            "n_exchanges_with_oi",
+            "oi_usd_total",
+        ],
+    )
+    btc = actual[(actual["coin"] == "BTC") & (actual["metric"] == "global_account")]
+    assert btc["n_exchanges"].max() == 3 and btc["n_exchanges_with_oi"].max() == 2  # okx: no OI
+    for metric, n in PUBLISHERS.items():
+        assert (actual.loc[actual["metric"] == metric, "n_exchanges"] <= n).all()
+
+
+def test_candle_flow_matches(built: Built, expected: dict[str, pd.DataFrame]) -> None:
+    actual = built.table("candle_flow")
+    assert_same_rows(
+        actual,
+        expected["candle_flow"],
+        ["exchange", "coin", "period", "ts"],
+        [
+            "buy_share",
+            "sell_share",
+            "flow_ratio",
+            "ln_flow_ratio",
+            "method",
+            "lower_period",
+            "n_candles",
+            "expected_candles",
+            "volume",
+            "instrument",
+        ],
+    )
+    by = {
+        key: set(group["method"].dropna()) for key, group in actual.groupby(["exchange", "period"])
+    }
+    assert by["binance", "1h"] == {"taker"}
+    assert by["bybit", "1h"] == set()  # no finer candles than 1h: not derivable
+    assert by["bybit", "4h"] == {"up_candles"} and by["bybit", "1d"] == {"up_candles"}
+    day2 = actual[
+        (actual["exchange"] == "bybit")
+        & (actual["period"] == "1d")
+        & (actual["ts"] == START + pd.Timedelta(days=1))
+    ]
+    assert (day2["lower_period"] == "4h").all()  # half the hours missing: 4h candles win
+    assert "LINK" in set(actual["coin"])  # candles without an L/S feed
+
+
+# ------------------------------------------------------------ targeted: zones and patterns
+
+
+def _series_rows(
+    exchange: str, coin: str, metric: str, ratios: list[float], period: str = "1d"
+) -> pd.DataFrame:
+    return _ls_rows(
+        exchange, coin, f"{coin}USDT", metric, period, np.arange(len(ratios)), np.array(ratios)
+    )
+
+
+def _refresh(path: Path, ls: pd.DataFrame, settings: AnalyticsSettings) -> None:
+    empty = Inputs(
+        ls,
+        pd.DataFrame(columns=["exchange", "coin", "instrument", "period", "ts", "fetched_at"]),
+        pd.DataFrame(columns=["exchange", "coin", "instrument", "period", "ts", "fetched_at"]),
+        pd.DataFrame(
+            columns=[
+                "exchange",
+                "instrument",
+                "coin",
+                "base_asset",
+                "multiplier",
+                "in_universe",
+                "first_seen",
+                "last_seen",
+            ]
+        ),
+    )
+    load(path, empty)
+    with connect(path) as conn:
+        refresh_all(
+            conn,
+            UNIVERSE,
+            settings,
+            ("heatmap_matrix", "btc_ls", "alt_average", "signal_zones", "divergence"),
+        )
+
+
+def test_zones_at_the_minimum_history_and_exactly_on_the_bands(tmp_path: Path) -> None:
+    # Eleven days of history with ln values 0.0 .. 1.0 (shuffled); with 11 points the 10th and
+    # 90th percentiles fall exactly on the 2nd and 10th smallest (0.1 and 0.9).
+    history = [float(np.exp(v / 10)) for v in (5, 0, 9, 3, 10, 1, 7, 2, 8, 4, 6)]
+    on_upper, on_lower = float(np.exp(0.9)), float(np.exp(0.1))
+    cases = {
+        "binance": on_upper,  # exactly on the upper band: no zone
+        "okx": on_upper * 1.000001,  # just above: upper
+        "gate": on_lower,  # exactly on the lower band: no zone
+        "bitget": on_lower / 1.000001,  # just below: lower
+    }
+    ls = pd.concat(
+        [
+            _series_rows(exchange, "BTC", "global_account", [*history, today])
+            for exchange, today in cases.items()
+        ]
+        # ETH mirrors BTC, so the alt average (ETH alone) is in the same zone: market-wide
+        + [
+            _series_rows(exchange, "ETH", "global_account", [*history, today])
+            for exchange, today in cases.items()
+        ]
+        # bybit: an extreme value on day 10, one short of the minimum history: no zone yet
+        + [_series_rows("bybit", "BTC", "global_account", [*history[:10], 100.0, 100.0])],
+        ignore_index=True,
+    )
+    settings = AnalyticsSettings(
+        zone_lookback_days=30, zone_min_history=11, zone_lower_pct=0.1, zone_upper_pct=0.9
+    )
+    path = tmp_path / "edges.duckdb"
+    _refresh(path, ls, settings)
+    with duckdb.connect(str(path), read_only=True) as conn:
+        zones = conn.sql(
+            "SELECT exchange, series, history_n, ln_lower_band, ln_upper_band, zone, market_wide "
+            "FROM signal_zones WHERE ts = TIMESTAMP '2024-03-12'"
+        ).df()
+        early = conn.sql(
+            "SELECT history_n, zone, ln_upper_band FROM signal_zones "
+            "WHERE exchange = 'bybit' AND series = 'btc' AND ts = TIMESTAMP '2024-03-11'"
+        ).df()
+    btc = zones[zones["series"] == "btc"].set_index("exchange")
+    assert (btc.loc[list(cases), "history_n"] == 11).all()
+    assert np.allclose(btc.loc[list(cases), "ln_lower_band"], 0.1)
+    assert np.allclose(btc.loc[list(cases), "ln_upper_band"], 0.9)
+    zone = btc["zone"].where(btc["zone"].notna(), None).to_dict()
+    assert zone == {
+        "binance": None,
+        "okx": "upper",
+        "gate": None,
+        "bitget": "lower",
+        "bybit": "upper",
+    }
+    wide = btc["market_wide"].to_dict()
+    assert wide == {"binance": False, "okx": True, "gate": False, "bitget": True, "bybit": False}
+    # day 10 on bybit: history of 10 < 11, so the extreme value has no band and no zone
+    assert early["history_n"].tolist() == [10]
+    assert early["zone"].isna().all() and early["ln_upper_band"].isna().all()
+
+
+def test_each_divergence_pattern(tmp_path: Path) -> None:
+    m = 0.05
+    pairs = {  # coin: (top_account, top_position) -> pattern
+        "ETH": (1.2, 0.8, "cautious_whale"),
+        "SOL": (0.8, 1.2, "whale_against_trend"),
+        "DOGE": (1.2, 1.3, "consensus_long"),
+        "XRP": (0.7, 0.9, "consensus_short"),
+        "PEPE": (1 + m, 0.8, None),  # exactly on the long threshold: neutral
+        "BTC": (1.2, 1 / (1 + m), None),  # exactly on the short threshold: neutral
+        "ZZZ": (1.2, float("nan"), None),  # no position reading: no pattern
+    }
+    rows = []
+    for coin, (account, position, _) in pairs.items():
+        rows.append(_series_rows("htx", coin, "top_account", [account]))
+        if position == position:
+            rows.append(_series_rows("htx", coin, "top_position", [position]))
+        # bybit publishes neither top kind: rows like these must not produce coin patterns
+        rows.append(_series_rows("bybit", coin, "top_account", [account]))
+        rows.append(
+            _series_rows("bybit", coin, "top_position", [position if position == position else 1.0])
+        )
+    # btc_vs_alts on okx global_account: BTC long vs alts short, then the reverse
+    rows.append(_series_rows("okx", "BTC", "global_account", [1.3, 0.7, 1.0]))
+    rows.append(_series_rows("okx", "ETH", "global_account", [0.7, 1.3, 1.0]))
+    path = tmp_path / "patterns.duckdb"
+    _refresh(path, pd.concat(rows, ignore_index=True), AnalyticsSettings(divergence_margin=m))
+    with duckdb.connect(str(path), read_only=True) as conn:
+        div = conn.sql("SELECT * FROM divergence").df()
+    coin = div[div["scope"] == "coin"]
+    assert set(coin["exchange"]) == {"htx"}
+    got = coin.set_index("coin")["pattern"]
+    for name, (_, _, pattern) in pairs.items():
+        assert (got[name] if got[name] == got[name] else None) == pattern, name
+    sides = coin.set_index("coin")[["account_side", "position_side"]]
+    assert sides.loc["PEPE"].tolist() == ["neutral", "short"]
+    assert sides.loc["BTC"].tolist() == ["long", "neutral"]
+    assert sides.loc["ZZZ", "position_side"] is None
+    regime = div[(div["scope"] == "btc_vs_alts") & (div["exchange"] == "okx")].sort_values("ts")
+    assert regime["pattern"].tolist()[:2] == ["btc_long_alts_short", "btc_short_alts_long"]
+    assert regime["pattern"].isna().tolist()[2]
+    assert regime["coin"].isna().all() and (regime["metric"] == "global_account").all()
+
+
+def test_zscore_divergence_between_btc_and_alts(tmp_path: Path) -> None:
+    calm = [1.0 + 0.01 * (i % 3) for i in range(12)]
+    ls = pd.concat(
+        [
+            _series_rows("okx", "BTC", "global_account", [*calm, 1.04]),  # far above its history
+            _series_rows("okx", "ETH", "global_account", [*calm, 1.0]),
+        ],
+        ignore_index=True,
+    )
+    path = tmp_path / "z.duckdb"
+    settings = AnalyticsSettings(zone_min_history=10, divergence_zscore_gap=2.0)
+    _refresh(path, ls, settings)
+    with duckdb.connect(str(path), read_only=True) as conn:
+        last = conn.sql(
+            "SELECT pattern, zscore_gap, btc_zscore, alt_zscore FROM divergence "
+            "WHERE scope = 'btc_vs_alts' ORDER BY ts DESC LIMIT 1"
+        ).df()
+    history = np.log(calm)
+    z_btc = (np.log(1.04) - history.mean()) / np.std(history, ddof=1)
+    z_alt = (np.log(1.0) - history.mean()) / np.std(history, ddof=1)
+    assert last["btc_zscore"].iloc[0] == pytest.approx(z_btc)
+    assert last["alt_zscore"].iloc[0] == pytest.approx(z_alt)
+    assert last["zscore_gap"].iloc[0] > 2 and last["pattern"].iloc[0] == "zscore_divergence"
+
+
+# ------------------------------------------------------------- machinery: params, checks, assets
+
+
+def test_refresh_is_one_transaction_and_leaves_the_old_table_on_error(tmp_path: Path) -> None:
+    path = tmp_path / "tx.duckdb"
+    build_warehouse(path, make_inputs(seed=3))
+    with connect(path) as conn:
+        before = conn.execute("SELECT count(*) FROM signal_zones").fetchall()
+        conn.execute("DROP TABLE alt_average")  # signal_zones' input is gone: refresh fails
+        with pytest.raises(duckdb.Error, match="alt_average"):
+            refresh(conn, "signal_zones", UNIVERSE, SETTINGS)
+        assert conn.execute("SELECT count(*) FROM signal_zones").fetchall() == before
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="percentiles"):
+        AnalyticsSettings(zone_lower_pct=0.9, zone_upper_pct=0.1)
+    with pytest.raises(ValueError, match="non-negative"):
+        AnalyticsSettings(divergence_margin=-0.1)
+
+
+def _run_checks(path: Path) -> dict[str, bool]:
+    settings = PipelineSettings(warehouse=str(path))
+    results = {}
+    for check in ANALYTICS_CHECKS:
+        result = check(settings=settings)  # type: ignore[call-arg]
+        assert isinstance(result, AssetCheckResult)
+        (key,) = check.check_keys
+        results[key.name] = result.passed
+    return results
+
+
+def test_asset_checks_pass_on_the_built_warehouse_and_catch_broken_rows(tmp_path: Path) -> None:
+    path = tmp_path / "checks.duckdb"
+    build_warehouse(path, make_inputs(seed=5))
+    assert all(_run_checks(path).values())
+    with connect(path) as conn:
+        conn.execute(
+            "UPDATE signal_zones SET zone = 'upper' "
+            "WHERE zone IS NULL AND ln_upper_band IS NOT NULL"
+        )
+        conn.execute(
+            "UPDATE alt_average SET n_coins = 99 WHERE ts = (SELECT min(ts) FROM alt_average)"
+        )
+        conn.execute(
+            "INSERT INTO divergence (scope, exchange, metric, period, coin, ts, account_ratio, "
+            "position_ratio, long_threshold, short_threshold, pattern) VALUES ('coin', 'bybit', "
+            "'top_account/top_position', '1h', 'BTC', TIMESTAMP '2024-03-01', 2, 0.5, 1.1, 0.9, "
+            "'cautious_whale')"
+        )
+        conn.execute("UPDATE cross_exchange SET n_exchanges = 6 WHERE metric = 'top_account'")
+        conn.execute("UPDATE candle_flow SET buy_share = 1.5 WHERE method = 'taker'")
+    failed = {name for name, ok in _run_checks(path).items() if not ok}
+    assert failed == {
+        "signal_zones_consistent",
+        "alt_average_counts_and_means",
+        "divergence_patterns_valid",
+        "cross_exchange_counts_valid",
+        "candle_flow_shares_valid",
+    }
+
+
+def test_assets_materialise_in_process_with_their_checks(tmp_path: Path) -> None:
+    path = tmp_path / "assets.duckdb"
+    load(path, make_inputs(seed=9))
+    result = materialize(
+        [*DERIVED_ASSETS, *ANALYTICS_CHECKS],
+        resources={"settings": PipelineSettings(warehouse=str(path))},
+        instance=DagsterInstance.ephemeral(),
+        run_config=QUIET,
+    )
+    assert result.success
+    done = {
+        event.asset_key.to_user_string()
+        for event in result.get_asset_materialization_events()
+        if event.asset_key is not None
+    }
+    assert done == set(DERIVED_TABLES)
+    checks = result.get_asset_check_evaluations()
+    assert len(checks) == len(ANALYTICS_CHECKS) and all(c.passed for c in checks)

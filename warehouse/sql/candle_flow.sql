@@ -1,0 +1,157 @@
+-- candle_flow: a volume-imbalance estimate from klines, for every coin and exchange with candles
+-- (with or without an L/S feed). One row per candle in klines (exchange, coin, period, ts; one
+-- instrument per coin, the in-universe one where an exchange holds two). buy_share is:
+--   method 'taker':      taker_buy_volume / volume of the candle itself, where the exchange
+--                        publishes taker buys (Binance) and volume > 0;
+--   method 'up_candles': from the same instrument's candles of a finer period inside the bucket
+--                        (1h -> 4h and 1d, 5m/15m -> anything coarser when fetched):
+--                        (volume of up candles (close > open) + half the volume of flat candles
+--                        (close = open)) / total volume of those candles. Among the finer
+--                        periods the one covering most of the bucket wins, then the finest;
+--                        n_candles / expected_candles says how complete it was.
+--   NULL (no method): nothing to estimate from. In particular a 1h candle on an exchange
+--                        without taker volume has no finer period unless 5m/15m are fetched:
+--                        its own direction says up or down, not how the volume split, so it
+--                        is left NULL rather than faked as 0 or 1.
+-- sell_share = 1 - buy_share; flow_ratio = buy_share / sell_share, NULL when either is 0 (as
+-- ls_ratio.ratio, never 0 or inf); ln_flow_ratio = ln(flow_ratio), 0 = balanced.
+-- Volumes are in the instrument's base units; shares are unit-free.
+CREATE OR REPLACE TABLE candle_flow AS
+WITH periods(period, secs) AS (
+    VALUES ('5m', 300::BIGINT), ('15m', 900), ('1h', 3600), ('4h', 14400), ('1d', 86400)
+),
+used AS (
+    SELECT exchange, coin, instrument
+    FROM klines
+    GROUP BY exchange, coin, instrument
+),
+preference AS (
+    SELECT
+        u.exchange,
+        u.instrument,
+        row_number() OVER (
+            PARTITION BY u.exchange, u.coin
+            ORDER BY coalesce(i.in_universe, false) DESC, u.instrument
+        ) AS rank,
+        count(*) OVER (PARTITION BY u.exchange, u.coin) AS n_instruments
+    FROM used AS u
+    LEFT JOIN instruments AS i
+        ON i.exchange = u.exchange
+       AND i.instrument = u.instrument
+),
+candles AS (
+    SELECT k.*
+    FROM klines AS k
+    SEMI JOIN preference AS p
+        ON p.exchange = k.exchange
+       AND p.instrument = k.instrument
+       AND p.n_instruments = 1
+    UNION ALL
+    SELECT k.*
+    FROM klines AS k
+    JOIN preference AS p
+        ON p.exchange = k.exchange
+       AND p.instrument = k.instrument
+       AND p.n_instruments > 1
+    QUALIFY row_number() OVER (
+        PARTITION BY k.exchange, k.coin, k.period, k.ts ORDER BY p.rank
+    ) = 1
+),
+finer AS (
+    SELECT
+        k.exchange,
+        k.instrument,
+        target.period AS target_period,
+        k.period AS lower_period,
+        lower_p.secs AS lower_secs,
+        target.secs // lower_p.secs AS expected_candles,
+        make_timestamp(
+            (epoch_us(k.ts) // (target.secs * 1000000)) * (target.secs * 1000000)
+        ) AS bucket,
+        sum(k.volume) FILTER (WHERE k.close > k.open)  AS up_volume,
+        sum(k.volume) FILTER (WHERE k.close = k.open)  AS flat_volume,
+        sum(k.volume)                                  AS total_volume,
+        count(*)                                       AS n_candles
+    FROM klines AS k
+    JOIN periods AS lower_p
+        ON lower_p.period = k.period
+    JOIN periods AS target
+        ON target.secs > lower_p.secs
+       AND target.secs % lower_p.secs = 0
+    WHERE k.volume IS NOT NULL
+      AND k.open IS NOT NULL
+      AND k.close IS NOT NULL
+    GROUP BY ALL
+),
+best_finer AS (
+    SELECT *
+    FROM finer
+    WHERE total_volume > 0
+    QUALIFY row_number() OVER (
+        PARTITION BY exchange, instrument, target_period, bucket
+        ORDER BY n_candles / expected_candles DESC, lower_secs
+    ) = 1
+),
+estimated AS (
+    SELECT
+        c.exchange,
+        c.coin,
+        c.instrument,
+        c.period,
+        c.ts,
+        c.volume,
+        CASE
+            WHEN c.taker_buy_volume IS NOT NULL AND c.volume > 0 THEN 'taker'
+            WHEN f.total_volume > 0 THEN 'up_candles'
+        END AS method,
+        CASE
+            WHEN c.taker_buy_volume IS NOT NULL AND c.volume > 0
+                THEN c.taker_buy_volume / c.volume
+            WHEN f.total_volume > 0
+                THEN (coalesce(f.up_volume, 0) + 0.5 * coalesce(f.flat_volume, 0))
+                     / f.total_volume
+        END AS buy_share,
+        f.lower_period,
+        f.n_candles,
+        f.expected_candles
+    FROM candles AS c
+    LEFT JOIN best_finer AS f
+        ON f.exchange = c.exchange
+       AND f.instrument = c.instrument
+       AND f.target_period = c.period
+       AND f.bucket = c.ts
+)
+SELECT
+    exchange,
+    coin,
+    period,
+    ts,
+    buy_share,
+    1 - buy_share AS sell_share,
+    CASE WHEN buy_share > 0 AND buy_share < 1 THEN buy_share / (1 - buy_share) END AS flow_ratio,
+    CASE WHEN buy_share > 0 AND buy_share < 1 THEN ln(buy_share / (1 - buy_share)) END
+        AS ln_flow_ratio,
+    method,
+    CASE WHEN method = 'up_candles' THEN lower_period END AS lower_period,
+    CASE
+        WHEN method = 'taker' THEN 1
+        WHEN method = 'up_candles' THEN n_candles
+    END::INTEGER AS n_candles,
+    CASE
+        WHEN method = 'taker' THEN 1
+        WHEN method = 'up_candles' THEN expected_candles
+    END::INTEGER AS expected_candles,
+    volume,
+    instrument
+FROM estimated;
+
+COMMENT ON TABLE candle_flow IS 'Volume-imbalance estimate per candle (exchange, coin, period, ts) from klines: taker buy share where published (Binance), else the volume share of up candles of a finer period inside the bucket; NULL where neither exists (1h without 5m/15m candles). Not stored in any order.';
+COMMENT ON COLUMN candle_flow.buy_share IS 'taker: taker_buy_volume / volume. up_candles: (up-candle volume + half the flat-candle volume) / volume of the finer candles in the bucket. NULL when not derivable';
+COMMENT ON COLUMN candle_flow.sell_share IS '1 - buy_share';
+COMMENT ON COLUMN candle_flow.flow_ratio IS 'buy_share / sell_share; NULL when either share is 0 or unknown (never 0 or inf)';
+COMMENT ON COLUMN candle_flow.ln_flow_ratio IS 'ln(flow_ratio): 0 = balanced, positive = buying-heavy; heatmap-ready like heatmap_matrix.ln_ratio';
+COMMENT ON COLUMN candle_flow.method IS 'taker, up_candles, or NULL (not derivable)';
+COMMENT ON COLUMN candle_flow.lower_period IS 'up_candles: the finer period whose candles were summed';
+COMMENT ON COLUMN candle_flow.n_candles IS 'Candles the estimate used (1 for taker); below expected_candles means the finer candles cover only part of the bucket';
+COMMENT ON COLUMN candle_flow.expected_candles IS 'Candles a complete bucket has (period / lower_period; 1 for taker)';
+COMMENT ON COLUMN candle_flow.volume IS 'The candle''s own volume in base units (klines.volume)';

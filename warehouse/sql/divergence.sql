@@ -1,0 +1,148 @@
+-- divergence: where two readings of the crowd disagree (or agree) strongly. Two scopes in one
+-- table, told apart by `scope`:
+--
+-- scope = 'coin': per exchange that publishes both top_account and top_position for the same
+-- population of top traders ($top_pair_exchanges, from the connectors' METRICS), per coin,
+-- period and bucket. Each side is read against the thresholds
+--   long  when ratio > long_threshold  = 1 + $divergence_margin
+--   short when ratio < short_threshold = 1 / (1 + $divergence_margin)   (symmetric in ln)
+--   neutral in between (bounds included), NULL without a ratio;
+-- pattern = cautious_whale (accounts long, positions short), whale_against_trend (accounts
+-- short, positions long), consensus_long (both long), consensus_short (both short), else NULL.
+-- A bucket where only one of the two kinds is stored keeps its row with pattern NULL.
+--
+-- scope = 'btc_vs_alts': per exchange, metric, period and bucket, BTC's ratio against the
+-- altcoin geometric mean (both from signal_zones, so the same values the zones use). The
+-- "regime shift" signal:
+--   btc_long_alts_short when btc_ratio > long_threshold and alt_ratio < short_threshold,
+--   btc_short_alts_long when btc_ratio < short_threshold and alt_ratio > long_threshold,
+--   else zscore_divergence when |btc_zscore - alt_zscore| > zscore_threshold
+--   ($divergence_zscore_gap; each z-score against its own trailing history, see
+--   signal_zones.zscore), else NULL.
+-- Columns that belong to the other scope are NULL: account_ratio, position_ratio, the sides
+-- and coin for btc_vs_alts; btc_/alt_ columns and zscore_threshold for coin rows. The coin
+-- rows' metric is 'top_account/top_position'.
+CREATE OR REPLACE TABLE divergence AS
+WITH tops AS (
+    SELECT
+        exchange,
+        period,
+        coin,
+        ts,
+        max(ratio) FILTER (WHERE metric = 'top_account')  AS account_ratio,
+        max(ratio) FILTER (WHERE metric = 'top_position') AS position_ratio
+    FROM heatmap_matrix
+    WHERE metric IN ('top_account', 'top_position')
+      AND list_contains($top_pair_exchanges, exchange)
+    GROUP BY exchange, period, coin, ts
+),
+limits AS (
+    SELECT
+        1 + CAST($divergence_margin AS DOUBLE)       AS long_threshold,
+        1 / (1 + CAST($divergence_margin AS DOUBLE)) AS short_threshold,
+        CAST($divergence_zscore_gap AS DOUBLE)      AS zscore_threshold
+),
+coin_sides AS (
+    SELECT
+        t.*,
+        l.long_threshold,
+        l.short_threshold,
+        CASE
+            WHEN t.account_ratio > l.long_threshold THEN 'long'
+            WHEN t.account_ratio < l.short_threshold THEN 'short'
+            WHEN t.account_ratio IS NOT NULL THEN 'neutral'
+        END AS account_side,
+        CASE
+            WHEN t.position_ratio > l.long_threshold THEN 'long'
+            WHEN t.position_ratio < l.short_threshold THEN 'short'
+            WHEN t.position_ratio IS NOT NULL THEN 'neutral'
+        END AS position_side
+    FROM tops AS t
+    CROSS JOIN limits AS l
+),
+pairs AS (
+    SELECT
+        exchange,
+        metric,
+        period,
+        ts,
+        max(value)  FILTER (WHERE series = 'btc')     AS btc_ratio,
+        max(value)  FILTER (WHERE series = 'alt_avg') AS alt_ratio,
+        max(zscore) FILTER (WHERE series = 'btc')     AS btc_zscore,
+        max(zscore) FILTER (WHERE series = 'alt_avg') AS alt_zscore
+    FROM signal_zones
+    GROUP BY exchange, metric, period, ts
+)
+SELECT
+    'coin' AS scope,
+    exchange,
+    'top_account/top_position' AS metric,
+    period,
+    coin,
+    ts,
+    account_ratio,
+    position_ratio,
+    account_side,
+    position_side,
+    CAST(NULL AS DOUBLE) AS btc_ratio,
+    CAST(NULL AS DOUBLE) AS alt_ratio,
+    CAST(NULL AS DOUBLE) AS btc_zscore,
+    CAST(NULL AS DOUBLE) AS alt_zscore,
+    CAST(NULL AS DOUBLE) AS zscore_gap,
+    long_threshold,
+    short_threshold,
+    CAST(NULL AS DOUBLE) AS zscore_threshold,
+    CASE
+        WHEN account_side = 'long' AND position_side = 'short' THEN 'cautious_whale'
+        WHEN account_side = 'short' AND position_side = 'long' THEN 'whale_against_trend'
+        WHEN account_side = 'long' AND position_side = 'long' THEN 'consensus_long'
+        WHEN account_side = 'short' AND position_side = 'short' THEN 'consensus_short'
+    END AS pattern
+FROM coin_sides
+UNION ALL
+SELECT
+    'btc_vs_alts' AS scope,
+    p.exchange,
+    p.metric,
+    p.period,
+    CAST(NULL AS VARCHAR) AS coin,
+    p.ts,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    p.btc_ratio,
+    p.alt_ratio,
+    p.btc_zscore,
+    p.alt_zscore,
+    p.btc_zscore - p.alt_zscore AS zscore_gap,
+    l.long_threshold,
+    l.short_threshold,
+    l.zscore_threshold,
+    CASE
+        WHEN p.btc_ratio > l.long_threshold AND p.alt_ratio < l.short_threshold
+            THEN 'btc_long_alts_short'
+        WHEN p.btc_ratio < l.short_threshold AND p.alt_ratio > l.long_threshold
+            THEN 'btc_short_alts_long'
+        WHEN abs(p.btc_zscore - p.alt_zscore) > l.zscore_threshold
+            THEN 'zscore_divergence'
+    END AS pattern
+FROM pairs AS p
+CROSS JOIN limits AS l;
+
+COMMENT ON TABLE divergence IS 'Positioning divergence. scope coin: top_account vs top_position per coin on exchanges publishing both (cautious_whale, whale_against_trend, consensus_long, consensus_short). scope btc_vs_alts: BTC vs the altcoin geometric mean per metric (btc_long_alts_short, btc_short_alts_long, zscore_divergence). Not stored in any order.';
+COMMENT ON COLUMN divergence.scope IS 'coin (key: exchange, period, coin, ts) or btc_vs_alts (key: exchange, metric, period, ts; coin NULL)';
+COMMENT ON COLUMN divergence.metric IS 'btc_vs_alts: the metric kind compared. coin: always top_account/top_position';
+COMMENT ON COLUMN divergence.account_ratio IS 'coin scope: the coin''s top_account ratio (top traders by count)';
+COMMENT ON COLUMN divergence.position_ratio IS 'coin scope: the coin''s top_position ratio (top traders by position size)';
+COMMENT ON COLUMN divergence.account_side IS 'long (ratio > long_threshold), short (ratio < short_threshold), neutral, NULL without a ratio';
+COMMENT ON COLUMN divergence.position_side IS 'Same as account_side for position_ratio';
+COMMENT ON COLUMN divergence.btc_ratio IS 'btc_vs_alts: BTC''s ratio (signal_zones series btc)';
+COMMENT ON COLUMN divergence.alt_ratio IS 'btc_vs_alts: altcoin geometric-mean ratio (signal_zones series alt_avg)';
+COMMENT ON COLUMN divergence.btc_zscore IS 'btc_vs_alts: z-score of ln(btc_ratio) against its trailing history (signal_zones.zscore)';
+COMMENT ON COLUMN divergence.alt_zscore IS 'btc_vs_alts: z-score of ln(alt_ratio) against its trailing history (signal_zones.zscore)';
+COMMENT ON COLUMN divergence.zscore_gap IS 'btc_vs_alts: btc_zscore - alt_zscore';
+COMMENT ON COLUMN divergence.long_threshold IS '1 + divergence_margin (default 1.05): a ratio above it reads long';
+COMMENT ON COLUMN divergence.short_threshold IS '1 / (1 + divergence_margin) (default 0.952): a ratio below it reads short';
+COMMENT ON COLUMN divergence.zscore_threshold IS 'btc_vs_alts: |zscore_gap| above it is a zscore_divergence (default 2.0)';
+COMMENT ON COLUMN divergence.pattern IS 'coin: cautious_whale, whale_against_trend, consensus_long, consensus_short or NULL. btc_vs_alts: btc_long_alts_short, btc_short_alts_long, zscore_divergence or NULL';

@@ -1,0 +1,108 @@
+-- signal_zones: is BTC's, or the altcoin average's, positioning at a historical extreme?
+-- Two series per (exchange, metric, period): 'btc' (btc_ls.ratio) and 'alt_avg'
+-- (alt_average.alt_mean_ratio, the geometric mean). For each bucket the bands are rolling
+-- percentiles of ln(value) over the series' own trailing history:
+--   history = the series' non-NULL ln values with ts - $zone_lookback_days days <= t < ts
+--   (the bucket itself is EXCLUDED, as in heatmap_matrix: a value is judged against the past
+--   only, so a spike cannot widen its own band),
+--   ln_lower_band = quantile_cont(history, $zone_lower_pct),
+--   ln_upper_band = quantile_cont(history, $zone_upper_pct)
+--   (linear interpolation between order statistics, like numpy.quantile's default).
+-- Nothing is declared before the history holds $zone_min_history observations: bands, zscore
+-- and zone are NULL until then. zone = 'upper' when ln_value > ln_upper_band, 'lower' when
+-- ln_value < ln_lower_band (strictly beyond: a value exactly on a band is not in a zone).
+-- market_wide is true on both series' rows when BTC and the alt average are in the same zone
+-- in the same bucket. The series tables hold at most one row per key, so a window over the
+-- bucket replaces a self-join.
+CREATE OR REPLACE TABLE signal_zones AS
+WITH series AS (
+    SELECT exchange, metric, period, 'btc' AS series, ts, ratio AS value
+    FROM btc_ls
+    UNION ALL
+    SELECT exchange, metric, period, 'alt_avg' AS series, ts, alt_mean_ratio AS value
+    FROM alt_average
+),
+logged AS (
+    SELECT *, CASE WHEN value > 0 THEN ln(value) END AS ln_value
+    FROM series
+),
+history AS (
+    SELECT
+        *,
+        quantile_cont(ln_value, $zone_lower_pct) OVER earlier AS history_lower,
+        quantile_cont(ln_value, $zone_upper_pct) OVER earlier AS history_upper,
+        avg(ln_value)                            OVER earlier AS history_mean,
+        stddev_samp(ln_value)                    OVER earlier AS history_sd,
+        count(ln_value)                          OVER earlier AS history_n
+    FROM logged
+    WINDOW earlier AS (
+        PARTITION BY exchange, metric, period, series
+        ORDER BY ts
+        RANGE BETWEEN to_days(CAST($zone_lookback_days AS INTEGER)) PRECEDING
+                  AND INTERVAL 1 MICROSECOND PRECEDING
+    )
+),
+banded AS (
+    SELECT
+        exchange,
+        metric,
+        period,
+        series,
+        ts,
+        value,
+        ln_value,
+        CASE WHEN history_n >= $zone_min_history THEN history_lower END AS ln_lower_band,
+        CASE WHEN history_n >= $zone_min_history THEN history_upper END AS ln_upper_band,
+        CASE
+            WHEN history_n >= $zone_min_history AND history_sd > 0
+            THEN (ln_value - history_mean) / history_sd
+        END AS zscore,
+        history_n::INTEGER AS history_n
+    FROM history
+),
+zoned AS (
+    SELECT
+        *,
+        CASE
+            WHEN ln_value > ln_upper_band THEN 'upper'
+            WHEN ln_value < ln_lower_band THEN 'lower'
+        END AS zone
+    FROM banded
+)
+SELECT
+    exchange,
+    metric,
+    period,
+    series,
+    ts,
+    value,
+    ln_value,
+    exp(ln_lower_band) AS lower_band,
+    exp(ln_upper_band) AS upper_band,
+    ln_lower_band,
+    ln_upper_band,
+    zone,
+    coalesce(
+        zone IS NOT NULL
+        AND count(zone) OVER bucket = 2
+        AND min(zone) OVER bucket = max(zone) OVER bucket,
+        false
+    ) AS market_wide,
+    history_n,
+    zscore
+FROM zoned
+WINDOW bucket AS (PARTITION BY exchange, metric, period, ts)
+ORDER BY exchange, metric, period, series, ts;
+
+COMMENT ON TABLE signal_zones IS 'Historical-extreme zones of the BTC ratio (series btc) and the altcoin geometric-mean ratio (series alt_avg) per exchange, metric, period and bucket: bands are trailing percentiles of ln(value) (default 10th/90th over 90 days, bucket itself excluded), no zone before the minimum history.';
+COMMENT ON COLUMN signal_zones.series IS 'btc = btc_ls.ratio, alt_avg = alt_average.alt_mean_ratio';
+COMMENT ON COLUMN signal_zones.value IS 'The series'' long/short ratio in the bucket (NULL when undefined)';
+COMMENT ON COLUMN signal_zones.ln_value IS 'ln(value)';
+COMMENT ON COLUMN signal_zones.lower_band IS 'exp(ln_lower_band): the lower band in ratio terms, comparable with value';
+COMMENT ON COLUMN signal_zones.upper_band IS 'exp(ln_upper_band): the upper band in ratio terms, comparable with value';
+COMMENT ON COLUMN signal_zones.ln_lower_band IS 'quantile_cont (linear interpolation) of the series'' ln_value over [ts - zone_lookback_days, ts), at the lower percentile (default 0.10); NULL with fewer than zone_min_history observations';
+COMMENT ON COLUMN signal_zones.ln_upper_band IS 'Same as ln_lower_band at the upper percentile (default 0.90)';
+COMMENT ON COLUMN signal_zones.zone IS 'upper when ln_value > ln_upper_band, lower when ln_value < ln_lower_band, else NULL (also NULL without bands or value)';
+COMMENT ON COLUMN signal_zones.market_wide IS 'True when btc and alt_avg are in the same zone in the same bucket (exchange, metric, period, ts); false otherwise, never NULL';
+COMMENT ON COLUMN signal_zones.history_n IS 'Number of non-NULL earlier observations in the trailing window (bucket excluded)';
+COMMENT ON COLUMN signal_zones.zscore IS '(ln_value - mean) / sd (sample) over the same trailing window as the bands; NULL before the minimum history or with zero spread';
