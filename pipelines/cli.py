@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 # The demo compresses every rate-limit window 20x (in the simulator and the client alike), so
 # seven days of 50 coins load in about a minute instead of Binance's real 5-minute windows.
 DEMO_RATE_LIMIT_SCALE = 0.05
+# = pipelines.render.CROSS, not imported from there: the render module loads matplotlib (slow).
+CROSS = "cross"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     render = sub.add_parser("render", help="render one image from the warehouse (no fetching)")
-    render.add_argument("--exchange", required=True, choices=EXCHANGES)
+    render.add_argument("--exchange", required=True, choices=(*EXCHANGES, CROSS))
     render.add_argument("--metric", required=True, choices=METRICS)
     render.add_argument("--period", required=True, choices=list(PERIOD_MS))
     render.add_argument("--range", required=True, help="7d .. 365d", type=_range_days)

@@ -10,7 +10,7 @@ import duckdb
 
 from pipelines.config import DEFAULT_RANGE_DAYS
 from pipelines.exchanges import CONNECTORS
-from pipelines.render import RenderRequest, RenderResult, image_path, render_heatmap
+from pipelines.render import CROSS, RenderRequest, RenderResult, image_path, render_heatmap
 from pipelines.themes import DEFAULT_THEME
 from pipelines.warehouse import one_row
 
@@ -30,7 +30,11 @@ def default_metric(exchange: str) -> str:
 
 
 def default_requests(conn: duckdb.DuckDBPyConnection) -> list[RenderRequest]:
-    """One request per exchange with data and period, at the period's default range."""
+    """One request per exchange with data and period, at the period's default range.
+
+    Plus the cross-exchange view (exchange `CROSS`, metric `DEFAULT_METRIC`) per period for which
+    `cross_exchange` has rows.
+    """
     present = conn.execute(
         "SELECT DISTINCT exchange, metric, period FROM heatmap_matrix ORDER BY ALL"
     ).fetchall()
@@ -49,11 +53,48 @@ def default_requests(conn: duckdb.DuckDBPyConnection) -> list[RenderRequest]:
                 simulated=is_simulated(conn, exchange),
             )
         )
+    if _has_table(conn, "cross_exchange"):
+        periods = conn.execute(
+            "SELECT DISTINCT period FROM cross_exchange WHERE metric = ? ORDER BY period",
+            [DEFAULT_METRIC],
+        ).fetchall()
+        requests.extend(
+            RenderRequest(
+                exchange=CROSS,
+                metric=DEFAULT_METRIC,
+                period=period,
+                range_days=DEFAULT_RANGE_DAYS[period],
+                theme=DEFAULT_THEME,
+                simulated=is_simulated(conn, CROSS),
+            )
+            for (period,) in periods
+            if period in DEFAULT_RANGE_DAYS
+        )
     return requests
 
 
+def _has_table(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
+    row = one_row(
+        conn,
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_name = ? AND table_schema = current_schema()",
+        [name],
+    )
+    return bool(row and row[0])
+
+
 def is_simulated(conn: duckdb.DuckDBPyConnection, exchange: str) -> bool:
-    """True when the exchange's latest fetched data came from the simulator."""
+    """True when the exchange's latest fetched data came from the simulator.
+
+    For `CROSS`: true when any exchange's latest fetched data did.
+    """
+    if exchange == CROSS:
+        row = one_row(
+            conn,
+            "SELECT coalesce(bool_or(latest), false) FROM ("
+            "SELECT arg_max(simulated, updated_at) AS latest FROM partition_log GROUP BY exchange)",
+        )
+        return bool(row and row[0])
     row = one_row(
         conn,
         "SELECT arg_max(simulated, updated_at) FROM partition_log WHERE exchange = ?",

@@ -12,7 +12,7 @@ import io
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, NamedTuple
@@ -35,6 +35,7 @@ from pipelines.warehouse import one_row
 
 __all__ = [
     "COLOR_BY",
+    "CROSS",
     "MAX_RANGE_DAYS",
     "MIN_RANGE_DAYS",
     "PERIODS",
@@ -51,6 +52,10 @@ __all__ = [
 ]
 
 PERIODS: Final = ("5m", "1h", "4h", "1d")
+# Pseudo-exchange: the `cross_exchange` table (OI-weighted ln(ratio) / mean z-score over venues).
+CROSS: Final = "cross"
+# Where the cross view takes its BTC price from when that exchange has it (any other otherwise).
+CROSS_PRICE_EXCHANGE: Final = "binance"
 COLOR_BY: Final = ("ln_ratio", "zscore")
 MIN_RANGE_DAYS: Final = 7
 MAX_RANGE_DAYS: Final = 365
@@ -190,7 +195,13 @@ def image_path(images_root: Path, exchange: str, metric: str, period: str, range
 
 
 def _selection(request: RenderRequest) -> list[object]:
+    if request.exchange == CROSS:
+        return [request.metric, request.period]
     return [request.exchange, request.metric, request.period]
+
+
+def _heat_table(request: RenderRequest) -> str:
+    return "cross_exchange" if request.exchange == CROSS else "heatmap_matrix"
 
 
 def _describe(request: RenderRequest) -> str:
@@ -207,7 +218,17 @@ def _table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(row and row[0])
 
 
-_WHERE: Final = "WHERE exchange = ? AND metric = ? AND period = ? AND ts BETWEEN ? AND ?"
+_SELECT_WHERE: Final = "WHERE exchange = ? AND metric = ? AND period = ?"
+_CROSS_SELECT_WHERE: Final = "WHERE metric = ? AND period = ?"  # cross_exchange has no exchange
+
+
+def _select_where(request: RenderRequest) -> str:
+    return _CROSS_SELECT_WHERE if request.exchange == CROSS else _SELECT_WHERE
+
+
+def _where(request: RenderRequest) -> str:
+    """The selection plus the window; parameters from `_window_params`."""
+    return f"{_select_where(request)} AND ts BETWEEN ? AND ?"
 
 
 def _to_naive_utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
@@ -217,16 +238,15 @@ def _to_naive_utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
 
 def _window(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> pd.DatetimeIndex:
     """Every bucket start of the requested range, ending at the requested (or newest) bucket."""
-    if not _table_exists(conn, "heatmap_matrix"):
+    table = _heat_table(request)
+    if not _table_exists(conn, table):
         raise NoDataError(
-            f"no table heatmap_matrix in the warehouse; nothing to render for {_describe(request)}"
+            f"no table {table} in the warehouse; nothing to render for {_describe(request)}"
         )
     step = _PERIOD_DELTA[request.period]
     if request.end is None:
         row = one_row(
-            conn,
-            "SELECT max(ts) FROM heatmap_matrix WHERE exchange = ? AND metric = ? AND period = ?",
-            _selection(request),
+            conn, f"SELECT max(ts) FROM {table} {_select_where(request)}", _selection(request)
         )
         if not row or row[0] is None:
             raise NoDataError(f"no heatmap data for {_describe(request)}")
@@ -238,7 +258,7 @@ def _window(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> pd.Datet
 
 
 def _window_params(request: RenderRequest, index: pd.DatetimeIndex) -> list[object]:
-    """Parameters for `_WHERE`: the selection, then the first and last bucket start."""
+    """Parameters for `_where`: the selection, then the first and last bucket start."""
     return [*_selection(request), index[0].to_pydatetime(), index[-1].to_pydatetime()]
 
 
@@ -250,17 +270,22 @@ def _fetch_columns(
     index: pd.DatetimeIndex,
     select_params: tuple[object, ...] = (),
     extra_where: str = "",
+    group_by: str = "",
 ) -> dict[str, np.ndarray]:
     """Rows of `table` in the window as numpy arrays, with `col_no` = bucket column number.
 
     DuckDB computes the column number (and any row number in `select`) so that only numbers cross
     into Python: turning 400k timestamps and coin names into Python objects would cost more than
-    drawing the image. `table`, `select` and `extra_where` are constants of this module; every
-    value goes in as a parameter.
+    drawing the image. `table`, `select`, `extra_where` and `group_by` are constants of this
+    module; every value goes in as a parameter. With `group_by` (e.g. " GROUP BY ts"), `select`
+    must aggregate; the column number is a function of `ts`, so `ts` must be grouped on.
     """
     start_ms = int(index[0].value // 1_000_000)  # naive UTC ns -> epoch ms
     step_ms = int(_PERIOD_DELTA[request.period].value // 1_000_000)
-    sql = f"SELECT (epoch_ms(ts) - ?) // ? AS col_no, {select} FROM {table} {_WHERE}{extra_where}"
+    sql = (
+        f"SELECT (epoch_ms(ts) - ?) // ? AS col_no, {select} "
+        f"FROM {table} {_where(request)}{extra_where}{group_by}"
+    )
     params = [start_ms, step_ms, *select_params, *_window_params(request, index)]
     raw = conn.execute(sql, params).fetchnumpy()
     # Masked arrays (columns with NULLs) are ndarrays too and keep their mask.
@@ -279,11 +304,22 @@ def _order_coins(coins: list[str]) -> list[str]:
     return (["BTC"] if "BTC" in coins else []) + rest
 
 
+_GRID_SELECT: Final = (
+    "list_position(?, coin) - 1 AS row_no, ratio IS NOT NULL AS has_ratio, ln_ratio, zscore"
+)
+# Cross view: ratio = exp(oi_weighted_ln_ratio), so "has a ratio" = the OI-weighted mean exists.
+_CROSS_GRID_SELECT: Final = (
+    "list_position(?, coin) - 1 AS row_no, oi_weighted_ln_ratio IS NOT NULL AS has_ratio, "
+    "oi_weighted_ln_ratio AS ln_ratio, mean_zscore AS zscore"
+)
+
+
 def heatmap_grid(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> HeatmapGrid:
     """The coin x bucket matrix the bottom panel draws; absent rows and NULLs are masked."""
     index = _window(conn, request)
+    table = _heat_table(request)
     found = conn.execute(
-        f"SELECT DISTINCT coin FROM heatmap_matrix {_WHERE}", _window_params(request, index)
+        f"SELECT DISTINCT coin FROM {table} {_where(request)}", _window_params(request, index)
     ).fetchall()
     if not found:
         raise NoDataError(
@@ -293,8 +329,8 @@ def heatmap_grid(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> Hea
     coins = _order_coins([str(row[0]) for row in found])
     data = _fetch_columns(
         conn,
-        "heatmap_matrix",
-        "list_position(?, coin) - 1 AS row_no, ratio IS NOT NULL AS has_ratio, ln_ratio, zscore",
+        table,
+        _CROSS_GRID_SELECT if request.exchange == CROSS else _GRID_SELECT,
         request,
         index,
         select_params=(coins,),
@@ -316,6 +352,8 @@ class _TopData:
     upper: np.ndarray  # bool per bucket: BTC or alt average in its upper zone
     lower: np.ndarray
     market_wide: np.ndarray  # bool per bucket: both in the same zone
+    cross: bool = False  # lines are OI-weighted over all exchanges
+    price_exchange: str | None = None  # cross view: the exchange whose BTC price is drawn
 
 
 def _series(data: dict[str, np.ndarray], column: str, n: int) -> np.ndarray:
@@ -328,6 +366,8 @@ def _series(data: dict[str, np.ndarray], column: str, n: int) -> np.ndarray:
 def _top_data(
     conn: duckdb.DuckDBPyConnection, request: RenderRequest, index: pd.DatetimeIndex
 ) -> _TopData:
+    if request.exchange == CROSS:
+        return _cross_top_data(conn, request, index)
     n = len(index)
     nothing = np.full(n, np.nan)
     btc_ratio, price, alt_ratio, alt_coins = nothing, nothing, nothing, math.nan
@@ -344,6 +384,60 @@ def _top_data(
             alt_coins = float(np.nanmedian(counts))
     upper, lower, wide = _zones(conn, request, index)
     return _TopData(btc_ratio, price, alt_ratio, alt_coins, upper, lower, wide)
+
+
+def _cross_top_data(
+    conn: duckdb.DuckDBPyConnection, request: RenderRequest, index: pd.DatetimeIndex
+) -> _TopData:
+    """BTC's and the alts' OI-weighted lines from `cross_exchange`; no zones (none computed)."""
+    n = len(index)
+    btc = _fetch_columns(
+        conn,
+        "cross_exchange",
+        "exp(oi_weighted_ln_ratio) AS ratio",
+        request,
+        index,
+        extra_where=" AND coin = 'BTC'",
+    )
+    # Geometric mean over the alts of exp(oi_weighted_ln_ratio) = exp of the mean ln.
+    alt = _fetch_columns(
+        conn,
+        "cross_exchange",
+        "exp(avg(oi_weighted_ln_ratio)) AS alt_mean_ratio, count(oi_weighted_ln_ratio) AS n_coins",
+        request,
+        index,
+        extra_where=" AND coin <> 'BTC'",
+        group_by=" GROUP BY ts",
+    )
+    counts = _floats(alt["n_coins"])
+    counts[counts == 0] = np.nan  # a bucket where no alt has OI says nothing about coverage
+    alt_coins = float(np.nanmedian(counts)) if np.isfinite(counts).any() else math.nan
+    price, price_exchange = np.full(n, np.nan), None
+    if _table_exists(conn, "btc_ls"):
+        row = one_row(
+            conn,
+            f"SELECT exchange FROM btc_ls {_where(request)} AND price_close IS NOT NULL "
+            "GROUP BY exchange ORDER BY exchange = ? DESC, exchange LIMIT 1",
+            [*_window_params(request, index), CROSS_PRICE_EXCHANGE],
+        )
+        if row:
+            price_exchange = str(row[0])
+            venue = replace(request, exchange=price_exchange)
+            price = _series(
+                _fetch_columns(conn, "btc_ls", "price_close", venue, index), "price_close", n
+            )
+    no_zone = np.zeros(n, bool)
+    return _TopData(
+        _series(btc, "ratio", n),
+        price,
+        _series(alt, "alt_mean_ratio", n),
+        alt_coins,
+        no_zone,
+        no_zone,
+        no_zone,
+        cross=True,
+        price_exchange=price_exchange,
+    )
 
 
 def _zones(
@@ -374,7 +468,8 @@ def _zones(
 
 def _title(request: RenderRequest, data_end: pd.Timestamp | None) -> str:
     end = f"latest bucket {data_end:%Y-%m-%d %H:%M} UTC" if data_end is not None else "no data"
-    parts = [request.exchange, request.metric, request.period, f"last {request.range_label}", end]
+    exchange = "all exchanges (OI-weighted)" if request.exchange == CROSS else request.exchange
+    parts = [exchange, request.metric, request.period, f"last {request.range_label}", end]
     title = "  ·  ".join(parts)
     return f"SIMULATED DATA  ·  {title}" if request.simulated else title
 
@@ -551,9 +646,11 @@ def _draw_top(
     _shade(top_ax, edges, top.lower, theme.lower_zone_color, 0.14)
     _shade(top_ax, edges, top.market_wide & top.upper, theme.upper_zone_color, 0.22)
     _shade(top_ax, edges, top.market_wide & top.lower, theme.lower_zone_color, 0.22)
-    alt_label = "altcoin average L/S (geometric mean"
+    how = "OI-weighted across exchanges, " if top.cross else ""
+    alt_label = f"altcoin average L/S ({how}geometric mean"
     alt_label += f", ~{top.alt_coins:.0f} coins)" if not math.isnan(top.alt_coins) else ")"
-    top_ax.plot(centres, top.btc_ratio, color=theme.btc_color, linewidth=1.6, label="BTC L/S")
+    btc_label = "BTC L/S (OI-weighted across exchanges)" if top.cross else "BTC L/S"
+    top_ax.plot(centres, top.btc_ratio, color=theme.btc_color, linewidth=1.6, label=btc_label)
     top_ax.plot(centres, top.alt_ratio, color=theme.alt_color, linewidth=1.6, label=alt_label)
     top_ax.axhline(
         1.0,
@@ -564,12 +661,13 @@ def _draw_top(
         label="ratio 1 (balanced)",
     )
     has_price = bool(np.isfinite(top.price).any())
+    source = f"{top.price_exchange}, " if top.price_exchange else ""
     price_ax.plot(
         centres,
         top.price,
         color=theme.price_color,
         linewidth=1.0,
-        label="BTC price (right axis)" if has_price else "BTC price (no data)",
+        label=f"BTC price ({source}right axis)" if has_price else "BTC price (no data)",
     )
     if not np.isfinite(top.btc_ratio).any() and not np.isfinite(top.alt_ratio).any():
         top_ax.text(

@@ -106,7 +106,14 @@ def test_bybit_partition_then_derived_tables_and_images(
     assert matrix["n"].iloc[0] >= 45
 
     images = _query(warehouse_file, "SELECT * FROM heatmap_images ORDER BY path")
-    assert sorted(images["period"]) == ["1d", "1h"] and images["simulated"].all()
+    # bybit's own images and the cross-exchange view (bybit is the only exchange here)
+    assert sorted(zip(images["exchange"], images["period"], strict=True)) == [
+        ("bybit", "1d"),
+        ("bybit", "1h"),
+        ("cross", "1d"),
+        ("cross", "1h"),
+    ]
+    assert images["simulated"].all()
     for path in images["path"]:
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert Path(path).is_relative_to(warehouse_file.parent / "images")
