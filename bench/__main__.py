@@ -1,19 +1,19 @@
-"""`python -m bench [ingest|render] ...`: print the figures the closing notes report."""
+"""`python -m bench [ingest|render|derive] ...`: print the figures the closing notes report."""
 
 from __future__ import annotations
 
 import argparse
 import resource
 import sys
+from pathlib import Path
 
-from bench import ingest, render
+from bench import derive, ingest, render
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
-    parser.add_argument(
-        "what", nargs="*", default=["ingest", "render"], choices=["ingest", "render"]
-    )
+    every = ["ingest", "render", "derive"]
+    parser.add_argument("what", nargs="*", default=every, choices=every)
     parser.add_argument("--days", type=int, default=1, help="day partitions per exchange")
     parser.add_argument(
         "--scale", type=float, default=1.0, help="rate-limit window scale (1 = the real limits)"
@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
         print(ingest.report(ingest.run(args.days, args.scale), args.days, args.scale), flush=True)
     if "render" in args.what:
         print(render.report(render.run()), flush=True)
+    if "derive" in args.what:
+        year = Path(".bench") / "year.duckdb"  # git-ignored; rebuilt on every run
+        print(derive.report(derive.run(year)), flush=True)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory of this process: {peak_mb:.0f} MB")
     return 0
