@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from dagster import DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, materialize
 from tqdm import tqdm
 
 from assets.analytics import DERIVED_ASSETS, coverage, parquet_exports
@@ -69,6 +69,7 @@ def run_pipeline(
         "rate_limit_scale": settings.rate_limit_scale,
         "periods": list(settings.periods),
     }
+    _prepare_instance()
     spawn = multiprocessing.get_context("spawn")  # no forked Dagster or event-loop state
     total = len(days) * len(exchanges)
     with (
@@ -104,6 +105,14 @@ def run_pipeline(
     report.outputs_ok = result.success
     report.outputs_error = None if result.success else _first_error(result)
     return report
+
+
+def _prepare_instance() -> None:
+    """Create the instance's storage once, before the workers start: on a new DAGSTER_HOME six
+    workers creating the same SQLite tables at once collide ("table runs already exists")."""
+    with instance() as dagster_instance:
+        dagster_instance.get_runs(limit=1)
+        dagster_instance.get_latest_materialization_event(AssetKey("ls_ratio"))
 
 
 def _raise_if_a_worker_died(workers: list[Future[None]]) -> None:
