@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.errors import PayloadError
-from pipelines.http import ExchangeProfile, HttpClient
+from pipelines.http import ApiError, ExchangeProfile, HttpClient
 from pipelines.universe import Listing, split_multiplier
 
 LS_COLUMNS = [
@@ -233,6 +233,22 @@ def empty_ls_frame() -> pd.DataFrame:
         long_share=[],
         short_share=[],
     )
+
+
+def reject_error_envelope(
+    error: ApiError | None,
+    exchange: str,
+    endpoint: str,
+    symbol: str | None,
+    *,
+    code_name: str = "code",
+) -> None:
+    """Raise the PayloadError a parser owes for an error envelope (read by the exchange's own
+    `error_of`); return quietly when the body is data."""
+    if error is not None:
+        raise PayloadError(
+            exchange, endpoint, f"error {code_name}={error.code}: {error.message}", symbol=symbol
+        )
 
 
 def rows_of(

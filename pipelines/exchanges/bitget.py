@@ -44,6 +44,7 @@ from pipelines.exchanges.base import (
     kline_frame,
     ls_frame,
     pick,
+    reject_error_envelope,
     rows_of,
     to_float,
 )
@@ -143,11 +144,7 @@ def coin_from_instrument(instrument: str) -> str:
 
 def _data(payload: Any, endpoint: str, symbol: str | None) -> Any:
     """The `data` of a good envelope; an error envelope or another shape is a PayloadError."""
-    error = _error_of(400, payload)
-    if error is not None:
-        raise PayloadError(
-            NAME, endpoint, f"error code={error.code}: {error.message}", symbol=symbol
-        )
+    reject_error_envelope(_error_of(400, payload), NAME, endpoint, symbol)
     if not isinstance(payload, dict) or "data" not in payload:
         raise PayloadError(NAME, endpoint, "expected a {code, msg, data} envelope", symbol=symbol)
     return payload["data"]

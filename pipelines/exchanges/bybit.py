@@ -13,7 +13,6 @@ from typing import Any
 import pandas as pd
 
 from pipelines.config import base_url
-from pipelines.errors import PayloadError
 from pipelines.exchanges.base import (
     OI_COLUMNS,
     Window,
@@ -23,6 +22,7 @@ from pipelines.exchanges.base import (
     kline_frame,
     ls_frame,
     pick,
+    reject_error_envelope,
     rows_of,
     to_float,
 )
@@ -141,11 +141,7 @@ async def fetch_ls(
 
 
 def _raise_on_error(payload: Any, endpoint: str, symbol: str | None) -> None:
-    error = _error_of(200, payload)
-    if error is not None:
-        raise PayloadError(
-            NAME, endpoint, f"error retCode={error.code}: {error.message}", symbol=symbol
-        )
+    reject_error_envelope(_error_of(200, payload), NAME, endpoint, symbol, code_name="retCode")
 
 
 def parse(metric: str, payload: Any, *, instrument: str, period: str) -> pd.DataFrame:

@@ -30,6 +30,7 @@ from pipelines.exchanges.base import (
     kline_frame,
     ls_frame,
     pick,
+    reject_error_envelope,
     rows_of,
     to_float,
 )
@@ -95,11 +96,7 @@ def coin_from_instrument(instrument: str) -> str:
 
 def _rows(payload: Any, endpoint: str, symbol: str | None) -> list[Any]:
     """The rows of a list body; an error envelope or any other shape is a PayloadError."""
-    error = _error_of(400, payload)
-    if error is not None:
-        raise PayloadError(
-            NAME, endpoint, f"error label={error.code}: {error.message}", symbol=symbol
-        )
+    reject_error_envelope(_error_of(400, payload), NAME, endpoint, symbol, code_name="label")
     return rows_of({"rows": payload}, ("rows",), NAME, endpoint, symbol)
 
 

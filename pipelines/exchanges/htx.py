@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from pipelines.config import PERIOD_MS, base_url
-from pipelines.errors import DataUnavailable, PayloadError
+from pipelines.errors import DataUnavailable
 from pipelines.exchanges.base import (
     KLINE_COLUMNS,
     OI_COLUMNS,
@@ -30,6 +30,7 @@ from pipelines.exchanges.base import (
     epoch_ms,
     ls_frame,
     pick,
+    reject_error_envelope,
     rows_of,
     to_float,
 )
@@ -97,11 +98,7 @@ def coin_from_instrument(instrument: str) -> str:
 
 
 def _raise_on_error(payload: Any, endpoint: str, symbol: str | None) -> None:
-    error = _error_of(200, payload)
-    if error is not None:
-        raise PayloadError(
-            NAME, endpoint, f"error code={error.code}: {error.message}", symbol=symbol
-        )
+    reject_error_envelope(_error_of(200, payload), NAME, endpoint, symbol)
 
 
 async def fetch_instruments(client: HttpClient) -> list[Listing]:

@@ -26,6 +26,7 @@ from pipelines.exchanges.base import (
     kline_frame,
     ls_frame,
     pick,
+    reject_error_envelope,
     rows_of,
     to_float,
 )
@@ -98,11 +99,7 @@ def coin_from_instrument(instrument: str) -> str:
 
 def _raise_on_error(payload: Any, endpoint: str, symbol: str | None) -> list[Any]:
     """The `data` rows of a good answer; a clear PayloadError for an error envelope."""
-    error = _error_of(200, payload)
-    if error is not None:
-        raise PayloadError(
-            NAME, endpoint, f"error code={error.code}: {error.message}", symbol=symbol
-        )
+    reject_error_envelope(_error_of(200, payload), NAME, endpoint, symbol)
     return rows_of(payload, ("data",), NAME, endpoint, symbol)
 
 
