@@ -12,7 +12,7 @@ from pipelines.config import DEFAULT_RANGE_DAYS
 from pipelines.exchanges import CONNECTORS
 from pipelines.render import CROSS, RenderRequest, RenderResult, image_path, render_heatmap
 from pipelines.themes import DEFAULT_THEME
-from pipelines.warehouse import one_row
+from pipelines.warehouse import one_row, table_exists
 
 DEFAULT_METRIC = "global_account"
 
@@ -53,7 +53,7 @@ def default_requests(conn: duckdb.DuckDBPyConnection) -> list[RenderRequest]:
                 simulated=is_simulated(conn, exchange),
             )
         )
-    if _has_table(conn, "cross_exchange"):
+    if table_exists(conn, "cross_exchange"):
         periods = conn.execute(
             "SELECT DISTINCT period FROM cross_exchange WHERE metric = ? ORDER BY period",
             [DEFAULT_METRIC],
@@ -71,16 +71,6 @@ def default_requests(conn: duckdb.DuckDBPyConnection) -> list[RenderRequest]:
             if period in DEFAULT_RANGE_DAYS
         )
     return requests
-
-
-def _has_table(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = one_row(
-        conn,
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_name = ? AND table_schema = current_schema()",
-        [name],
-    )
-    return bool(row and row[0])
 
 
 def is_simulated(conn: duckdb.DuckDBPyConnection, exchange: str) -> bool:

@@ -8,7 +8,6 @@ nothing leaks between renders (safe in long-running Dagster processes).
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import re
@@ -31,7 +30,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import StrMethodFormatter
 
 from pipelines.themes import DEFAULT_THEME, Theme, get_theme
-from pipelines.warehouse import one_row
+from pipelines.warehouse import one_row, table_exists
 
 __all__ = [
     "COLOR_BY",
@@ -48,7 +47,6 @@ __all__ = [
     "heatmap_grid",
     "image_path",
     "render_heatmap",
-    "thumbnail_png",
 ]
 
 PERIODS: Final = ("5m", "1h", "4h", "1d")
@@ -208,16 +206,6 @@ def _describe(request: RenderRequest) -> str:
     return f"exchange={request.exchange} metric={request.metric} period={request.period}"
 
 
-def _table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = one_row(
-        conn,
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_name = ? AND table_schema = current_schema()",
-        [name],
-    )
-    return bool(row and row[0])
-
-
 _SELECT_WHERE: Final = "WHERE exchange = ? AND metric = ? AND period = ?"
 _CROSS_SELECT_WHERE: Final = "WHERE metric = ? AND period = ?"  # cross_exchange has no exchange
 
@@ -239,7 +227,7 @@ def _to_naive_utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
 def _window(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> pd.DatetimeIndex:
     """Every bucket start of the requested range, ending at the requested (or newest) bucket."""
     table = _heat_table(request)
-    if not _table_exists(conn, table):
+    if not table_exists(conn, table):
         raise NoDataError(
             f"no table {table} in the warehouse; nothing to render for {_describe(request)}"
         )
@@ -373,10 +361,10 @@ def _top_data(
     btc_ratio, price, alt_ratio, alt_coins = nothing, nothing, nothing, math.nan
     # The top panel is context for the heatmap: a missing table leaves its lines out (the panel
     # then says there is no data) rather than failing the whole image.
-    if _table_exists(conn, "btc_ls"):
+    if table_exists(conn, "btc_ls"):
         btc = _fetch_columns(conn, "btc_ls", "ratio, price_close", request, index)
         btc_ratio, price = _series(btc, "ratio", n), _series(btc, "price_close", n)
-    if _table_exists(conn, "alt_average"):
+    if table_exists(conn, "alt_average"):
         alt = _fetch_columns(conn, "alt_average", "alt_mean_ratio, n_coins", request, index)
         alt_ratio = _series(alt, "alt_mean_ratio", n)
         counts = _floats(alt["n_coins"])
@@ -413,7 +401,7 @@ def _cross_top_data(
     counts[counts == 0] = np.nan  # a bucket where no alt has OI says nothing about coverage
     alt_coins = float(np.nanmedian(counts)) if np.isfinite(counts).any() else math.nan
     price, price_exchange = np.full(n, np.nan), None
-    if _table_exists(conn, "btc_ls"):
+    if table_exists(conn, "btc_ls"):
         row = one_row(
             conn,
             f"SELECT exchange FROM btc_ls {_where(request)} AND price_close IS NOT NULL "
@@ -445,7 +433,7 @@ def _zones(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(index)
     upper, lower, wide = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
-    if not _table_exists(conn, "signal_zones"):
+    if not table_exists(conn, "signal_zones"):
         return upper, lower, wide  # optional table: the image simply has no shading
     data = _fetch_columns(
         conn,
@@ -868,20 +856,3 @@ def render_heatmap(
         simulated=request.simulated,
         title=rendered.title,
     )
-
-
-def thumbnail_png(path: Path, max_width: int = 480) -> bytes:
-    """A small PNG of an image (tens of KB) for a Dagster markdown preview."""
-    from PIL import Image  # Pillow ships with matplotlib; imported here as only this needs it
-
-    if max_width < 16:
-        raise ValueError(f"max_width must be at least 16 px, got {max_width}")
-    with Image.open(path) as img:
-        small = img.convert("RGB")
-    small.thumbnail((max_width, max_width * 4), Image.Resampling.LANCZOS)
-    # A 256-colour palette keeps the preview small enough to inline as a data: URI.
-    buffer = io.BytesIO()
-    small.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
-        buffer, format="PNG", optimize=True
-    )
-    return buffer.getvalue()

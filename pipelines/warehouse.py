@@ -88,6 +88,16 @@ def one_row(
     return tuple(rows[0]) if rows else ()
 
 
+def table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
+    row = one_row(
+        conn,
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_name = ? AND table_schema = current_schema()",
+        [name],
+    )
+    return bool(row and row[0])
+
+
 @contextmanager
 def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """All or nothing: a killed run leaves the warehouse as it was before the write."""
@@ -292,6 +302,10 @@ def _store_instruments(
         conn.unregister("_listed")
 
 
+def _moment(epoch_ms: int) -> pd.Timestamp:
+    return pd.Timestamp(epoch_ms, unit="ms")
+
+
 def _store_log(conn: duckdb.DuckDBPyConnection, fetched: PartitionFetch, at: datetime) -> None:
     frame = pd.DataFrame(
         [
@@ -306,6 +320,8 @@ def _store_log(conn: duckdb.DuckDBPyConnection, fetched: PartitionFetch, at: dat
                 "detail": o.detail,
                 "simulated": fetched.simulated,
                 "updated_at": at,
+                "window_start": _moment(o.window.start_ms) if o.window else None,
+                "window_end": _moment(o.window.end_ms) if o.window else None,
             }
             for o in fetched.outcomes
         ]
@@ -314,6 +330,6 @@ def _store_log(conn: duckdb.DuckDBPyConnection, fetched: PartitionFetch, at: dat
         return
     conn.register("_log", frame)
     try:
-        conn.execute("INSERT OR REPLACE INTO partition_log SELECT * FROM _log")
+        conn.execute("INSERT OR REPLACE INTO partition_log BY NAME SELECT * FROM _log")
     finally:
         conn.unregister("_log")

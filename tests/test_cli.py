@@ -81,8 +81,9 @@ def test_a_range_outside_7_to_365_days_is_refused(capsys: pytest.CaptureFixture[
 def test_real_and_simulated_data_never_share_a_warehouse(warehouse_file: Path) -> None:
     with connect(warehouse_file) as conn:
         conn.execute(
-            "INSERT INTO partition_log VALUES ('binance', DATE '2026-11-22', 'global_account',"
-            " 'BTC', '1h', 'ok', 24, NULL, true, now()::TIMESTAMP)"
+            "INSERT INTO partition_log (exchange, day, dataset, coin, period, status, rows, "
+            "detail, simulated, updated_at) VALUES ('binance', DATE '2026-11-22', "
+            "'global_account', 'BTC', '1h', 'ok', 24, NULL, true, now()::TIMESTAMP)"
         )
     ensure_warehouse_kind(warehouse_file, simulated=True)  # more simulated data: fine
     with pytest.raises(RuntimeError, match="simulated data"):

@@ -216,7 +216,8 @@ def test_default_requests_include_cross_and_simulated_flag(warehouse: Path) -> N
         ]
         assert not cross[0].simulated
         log = (
-            "INSERT INTO partition_log "
+            "INSERT INTO partition_log (exchange, day, dataset, coin, period, status, rows, "
+            "detail, simulated, updated_at) "
             "VALUES (?, '2025-01-01', 'ls', 'BTC', '1h', 'ok', 1, NULL, ?, ?)"
         )
         conn.execute(log, ["okx", True, datetime(2025, 1, 1)])

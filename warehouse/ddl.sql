@@ -106,6 +106,11 @@ CREATE TABLE IF NOT EXISTS partition_log (
     updated_at TIMESTAMP NOT NULL,
     PRIMARY KEY (exchange, day, dataset, coin, period)
 );
+-- Added after the first release: warehouses created before gain them here.
+ALTER TABLE partition_log ADD COLUMN IF NOT EXISTS window_start TIMESTAMP;
+ALTER TABLE partition_log ADD COLUMN IF NOT EXISTS window_end TIMESTAMP;
+COMMENT ON COLUMN partition_log.window_start IS 'Start of the part of the day asked of the exchange (its reach may cut the day); NULL when nothing was asked';
+COMMENT ON COLUMN partition_log.window_end IS 'End (exclusive) of the part of the day asked of the exchange: the fetch time for today';
 COMMENT ON TABLE partition_log IS 'What the last fetch of each exchange/day/dataset/coin/period found: ok, empty, unavailable (out of the exchange''s reach), failed (see detail).';
 
 CREATE TABLE IF NOT EXISTS heatmap_images (
