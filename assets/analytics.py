@@ -4,7 +4,6 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
-    AutomationCondition,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -97,7 +96,6 @@ def _derived_table(name: str) -> AssetsDefinition:
         group_name="analytics",
         description=DESCRIPTIONS[name],
         pool="duckdb",
-        automation_condition=AutomationCondition.eager(),
     )
     def _table(
         context: AssetExecutionContext, settings: PipelineSettings, config: AnalyticsConfig
@@ -135,7 +133,6 @@ DERIVED_ASSETS = [
     deps=INGESTED,
     group_name="warehouse",
     pool="duckdb",
-    automation_condition=AutomationCondition.eager(),
     description="Which universe coin has which metric on which exchange and period: listed or "
     "not, rows stored, first/last bucket, days fetched ok / unavailable / failed "
     "(warehouse/sql/coverage.sql).",
@@ -160,7 +157,6 @@ def coverage(context: AssetExecutionContext, settings: PipelineSettings) -> Mate
     deps=[AssetKey("coverage"), *(AssetKey(n) for n in DESCRIPTIONS)],
     group_name="analytics",
     pool="duckdb",
-    automation_condition=AutomationCondition.eager(),
     description="Every derived table (and coverage) written to <warehouse dir>/exports/"
     "<table>.parquet with pyarrow (zstd, column comments as field metadata, timestamps UTC), "
     "each file replaced atomically, for tools that do not speak DuckDB (pipelines/export.py).",

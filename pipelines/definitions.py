@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from assets.analytics import (
     alt_average,
@@ -19,10 +19,10 @@ from assets.analytics_checks import ANALYTICS_CHECKS
 from assets.checks import CHECKS
 from assets.images import heatmap_image_on_request, heatmap_images
 from assets.ingest import ingest_exchange_day
-from pipelines.jobs import ingest_job, refresh_job
+from pipelines.jobs import check_warehouse_job, ingest_job, refresh_job
 from pipelines.resources import PipelineSettings
 from pipelines.schedules import hourly_poll
-from pipelines.sensors import downstream_automation
+from pipelines.sensors import refresh_after_ingestion
 
 ASSETS = [
     ingest_exchange_day,
@@ -42,8 +42,12 @@ ASSETS = [
 defs = Definitions(
     assets=ASSETS,
     asset_checks=[*CHECKS, *ANALYTICS_CHECKS],
-    jobs=[ingest_job, refresh_job],
+    jobs=[ingest_job, refresh_job, check_warehouse_job],
     schedules=[hourly_poll],
-    sensors=[downstream_automation],
+    sensors=[refresh_after_ingestion],
     resources={"settings": PipelineSettings()},
+    # A run's steps in its own process, one after another: the multiprocess default spends about
+    # ten seconds loading this code location for every step (the fetch, then each check) and
+    # gains nothing, since the DuckDB steps take the one "duckdb" pool slot in turn anyway.
+    executor=in_process_executor,
 )

@@ -1,14 +1,97 @@
-"""Declarative automation: derived tables and images follow ingestion without a manual run."""
+"""Derived tables, exports and images follow ingestion without a manual run.
+
+A sensor, not declarative automation: the eager condition on an unpartitioned asset below a
+day x exchange grid waits for every upstream partition to exist (most never will: an exchange
+keeps days or weeks), and each evaluation stored megabytes of partition subsets. This sensor
+keeps one integer cursor, the event-log id of the newest ingestion materialization it has
+answered, and asks for one `refresh_outputs` run per burst of ingestion.
+"""
 
 from __future__ import annotations
 
-from dagster import AssetSelection, AutomationConditionSensorDefinition, DefaultSensorStatus
+import time
+from datetime import timedelta
 
-# Switched on by default: without it the eager conditions on downstream assets never fire.
-downstream_automation = AutomationConditionSensorDefinition(
-    "downstream_automation",
-    target=AssetSelection.groups("warehouse", "analytics", "images"),
-    default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60,
-    description="Recomputes coverage, derived tables and images after new ingestion.",
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterInstance,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SkipReason,
+    sensor,
 )
+
+from pipelines.exchanges import EXCHANGES
+from pipelines.jobs import refresh_job
+
+INGESTED = [AssetKey("ls_ratio"), AssetKey("klines"), AssetKey("open_interest")]
+# Every run of a day x exchange partition carries its exchange in this tag (Dagster sets it).
+EXCHANGE_TAG = "dagster/partition/exchange"
+UNFINISHED = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+# While ingestion keeps running (a long backfill), refresh anyway once the oldest unanswered
+# materialization is this old, so outputs never lag a busy day by more than this.
+MAX_WAIT = timedelta(minutes=10)
+
+
+def newest_ingestion(instance: DagsterInstance) -> int:
+    """Event-log id of the newest materialization of any ingested asset (0 if none)."""
+    records = instance.get_asset_records(INGESTED)
+    ids = [r.asset_entry.last_materialization_storage_id or 0 for r in records]
+    return max(ids, default=0)
+
+
+def oldest_unanswered_age(instance: DagsterInstance, answered: int) -> float:
+    """Seconds since the first ingestion materialization after event id `answered`."""
+    stamps = []
+    for key in INGESTED:
+        result = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=key, after_storage_id=answered), limit=1, ascending=True
+        )
+        stamps += [record.timestamp for record in result.records]
+    return time.time() - min(stamps) if stamps else 0.0
+
+
+def unfinished_ingestion(instance: DagsterInstance) -> int:
+    """Ingestion runs queued or in flight, whichever job launched them: the `ingest` job, the
+    schedule, or a backfill from an asset page (Dagster's implicit asset job)."""
+    tags = {EXCHANGE_TAG: list(EXCHANGES)}
+    return instance.get_runs_count(RunsFilter(tags=tags, statuses=UNFINISHED))
+
+
+def unfinished_refresh(instance: DagsterInstance) -> int:
+    return instance.get_runs_count(RunsFilter(job_name=refresh_job.name, statuses=UNFINISHED))
+
+
+@sensor(
+    job=refresh_job,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="After new ingestion, refreshes coverage, the derived tables, the Parquet "
+    "exports and the images in one run: once the ingestion runs in flight have finished, or "
+    f"after {MAX_WAIT.seconds // 60} minutes of continuous ingestion.",
+)
+def refresh_after_ingestion(context: SensorEvaluationContext) -> RunRequest | SkipReason:
+    instance = context.instance
+    answered = int(context.cursor or 0)
+    newest = newest_ingestion(instance)
+    if newest <= answered:
+        return SkipReason("no ingestion since the last refresh was requested")
+    if unfinished_refresh(instance):
+        return SkipReason("a refresh is queued or running; the next tick follows it up")
+    ingesting = unfinished_ingestion(instance)
+    waited = oldest_unanswered_age(instance, answered)
+    if ingesting and waited < MAX_WAIT.total_seconds():
+        return SkipReason(
+            f"waiting for {ingesting} ingestion runs to finish (new data {waited:.0f} s old)"
+        )
+    context.update_cursor(str(newest))
+    return RunRequest(run_key=f"ingestion-{newest}")
