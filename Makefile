@@ -37,7 +37,8 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-dev: install  ## the Dagster UI on http://127.0.0.1:3000 (with the daemon: schedules, sensors)
+dev: install  ## the Dagster UI on http://127.0.0.1:3000 (with the daemon), images on :3001
+	$(BIN)/lsr gallery --port 3001 & gallery=$$!; trap 'kill $$gallery 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 bench: install  ## benchmarks against the simulator; figures printed, never asserted
@@ -47,4 +48,4 @@ lock:  ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf warehouse/*.duckdb warehouse/*.wal warehouse/*.lock warehouse/landing warehouse/images warehouse/exports
+	rm -rf warehouse/*.duckdb warehouse/*.wal warehouse/*.lock warehouse/landing warehouse/images warehouse/exports warehouse/.rate-limits

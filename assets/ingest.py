@@ -10,7 +10,6 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetObservation,
     AssetSpec,
     Failure,
     MaterializeResult,
@@ -19,6 +18,7 @@ from dagster import (
 )
 
 from pipelines.errors import ExchangeError
+from pipelines.http import RateLimitLedger
 from pipelines.ingest import KLINES, OPEN_INTEREST, PartitionFetch, fetch_partition
 from pipelines.partitions import DAY_X_EXCHANGE
 from pipelines.resources import PipelineSettings
@@ -26,6 +26,8 @@ from pipelines.universe import load_universe
 from pipelines.warehouse import WriteSummary, connect, land_raw, write_partition
 
 GROUP = "ingest"
+# Beside the warehouse: the requests each exchange's last fetch made, for the next one to count.
+RATE_LIMIT_LEDGER = ".rate-limits"
 LS_DESCRIPTION = (
     "Long/short ratios of every universe coin, metric kind and period for one exchange and UTC "
     "day, validated with pandera and upserted into DuckDB table `ls_ratio` (rejected rows go to "
@@ -54,6 +56,7 @@ LS_DESCRIPTION = (
         AssetCheckSpec(
             "rows_valid",
             asset="ls_ratio",
+            partitions_def=DAY_X_EXCHANGE,
             description="Every fetched row passed the pandera schema (the count and reasons of "
             "rejected rows otherwise; they are kept in ls_ratio_rejected).",
         )
@@ -73,6 +76,7 @@ async def ingest_exchange_day(context: AssetExecutionContext, settings: Pipeline
             periods=settings.period_list(),
             rate_limit_scale=settings.limit_scale(),
             progress=step,
+            ledger=RateLimitLedger(settings.warehouse_file().parent / RATE_LIMIT_LEDGER),
         )
     except ExchangeError as error:  # the instrument list itself could not be fetched
         raise Failure(description=f"{exchange} {day}: nothing fetched: {error}") from error
@@ -81,8 +85,7 @@ async def ingest_exchange_day(context: AssetExecutionContext, settings: Pipeline
     )
     with connect(settings.warehouse_file()) as conn:
         summary = write_partition(conn, fetched, load_universe())
-    partition = str(context.partition_key)
-    for result in _results(fetched, summary, partition, str(landed) if landed else None):
+    for result in _results(fetched, summary, str(landed) if landed else None):
         yield result
     if fetched.failures:
         raise Failure(
@@ -92,7 +95,7 @@ async def ingest_exchange_day(context: AssetExecutionContext, settings: Pipeline
 
 
 def _results(
-    fetched: PartitionFetch, summary: WriteSummary, partition: str, landed: str | None
+    fetched: PartitionFetch, summary: WriteSummary, landed: str | None
 ) -> Iterator[object]:
     rows = {"ls_ratio": summary.ls_rows, KLINES: summary.kline_rows, OPEN_INTEREST: summary.oi_rows}
     common: dict[str, Any] = {
@@ -113,21 +116,21 @@ def _results(
             )
         ]
         status = Counter(o.status for o in outcomes)
-        if rows[asset] == 0 and status and set(status) <= {"unavailable", "empty"}:
-            # Not faked as materialised-with-no-data: say why and skip.
-            reasons = sorted({o.detail or o.status for o in outcomes})
-            yield AssetObservation(
-                asset_key=asset,
-                partition=partition,
-                metadata={"unavailable": "; ".join(reasons)[:500], **common},
-            )
+        if status["failed"]:
+            # Not materialized: the step fails after this, so Dagster marks this asset's
+            # partition failed (what did load is stored; a rerun fetches the rest).
             continue
+        # A dataset the exchange does not serve for this day (out of its reach, not published
+        # for a coin) is materialized with no rows and the reason, not skipped: Dagster would
+        # count a skipped partition as a failed one in the backfill, and retry it forever.
+        unavailable = sorted({o.detail or o.status for o in outcomes if o.status != "ok"})
         yield MaterializeResult(
             asset_key=asset,
             metadata={
-                "rows": rows[asset],
+                "dagster/row_count": rows[asset],
                 "coins": len({o.task.coin for o in outcomes if o.status == "ok"}),
                 "fetch_status": MetadataValue.json(dict(status)),
+                "unavailable": "; ".join(unavailable)[:500] or "none",
                 **common,
                 **(
                     {"rows_outside_window_dropped": fetched.out_of_window_rows}

@@ -10,16 +10,20 @@ can land it in the raw zone.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
+from filelock import FileLock
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -123,6 +127,18 @@ class SlidingWindowLimiter:
             self._in_flight -= cost
             self._done.append((self._clock(), cost))
 
+    def history(self) -> list[tuple[float, int]]:
+        """The answered requests still inside the window, as (wall-clock time, units)."""
+        now, wall = self._clock(), time.time()
+        self._used(now)  # drops what has left the window
+        return [(wall - (now - t), units) for t, units in self._done]
+
+    def seed(self, history: Iterable[tuple[float, int]]) -> None:
+        """Count requests another process made (wall-clock times) as if made here."""
+        now, wall = self._clock(), time.time()
+        earlier = sorted((now - (wall - w), units) for w, units in history)
+        self._done = deque(sorted([*earlier, *self._done]))
+
     def _used(self, now: float) -> int:
         # Compared as the sleep below computes it, so waking at the deadline admits.
         while self._done and now >= self._done[0][0] + self.window:
@@ -142,10 +158,55 @@ class SlidingWindowLimiter:
                 await self._sleep(wake - now)
 
 
+class RateLimitLedger:
+    """What one process leaves for the next that fetches from the same exchange and host.
+
+    Exchanges count requests per IP, not per process: a run that starts while the previous
+    run's requests are still inside a window (Binance's five minutes, Bitget's one second) must
+    count them too, or back-to-back partitions break the limit. Each exchange's fetches are
+    serialised (Dagster run-tag limits; the `fetch_lock` on one host), so a JSON file per
+    exchange and base URL is read when a client starts and written when it closes.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def fetch_lock(self, exchange: str, base_url: str) -> FileLock:
+        """Held for a whole partition fetch: one fetch per exchange and host at a time."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return FileLock(self._path(exchange, base_url).with_suffix(".lock"))
+
+    def load(self, exchange: str, base_url: str) -> dict[str, list[tuple[float, int]]]:
+        path = self._path(exchange, base_url)
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):  # none yet, or a torn file: nothing to count
+            return {}
+        return {
+            bucket: [(float(w), int(u)) for w, u in entries]
+            for bucket, entries in saved.get("buckets", {}).items()
+        }
+
+    def save(
+        self, exchange: str, base_url: str, buckets: dict[str, list[tuple[float, int]]]
+    ) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._path(exchange, base_url)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({"buckets": buckets}))
+        temporary.replace(path)  # atomic: a reader sees the old file or the new one
+
+    def _path(self, exchange: str, base_url: str) -> Path:
+        digest = hashlib.sha256(base_url.encode()).hexdigest()[:12]
+        return self.folder / f"{exchange}-{digest}.json"
+
+
 @dataclass
 class _ExchangeState:
     limiters: dict[str, SlidingWindowLimiter]
     semaphore: asyncio.Semaphore
+    base_url: str
+    earlier: dict[str, list[tuple[float, int]]]  # the ledger's entries, per bucket
     banned: ExchangeBanned | None = None
     requests: int = 0
     retries: int = 0
@@ -181,8 +242,10 @@ class HttpClient:
         timeout: float = 15.0,
         max_attempts: int = 6,
         rate_limit_scale: float = 1.0,
+        ledger: RateLimitLedger | None = None,
     ) -> None:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.ledger = ledger
         self.max_attempts = max_attempts
         self.rate_limit_scale = rate_limit_scale
         self.responses: list[RawResponse] = []
@@ -202,6 +265,16 @@ class HttpClient:
     async def __aexit__(self, *exc: object) -> None:
         if self._session is not None:
             await self._session.close()
+        if self.ledger is not None:
+            for name, state in self._states.items():
+                self.ledger.save(name, state.base_url, self._history(state))
+
+    @staticmethod
+    def _history(state: _ExchangeState) -> dict[str, list[tuple[float, int]]]:
+        """The ledger's entries and this client's own, per bucket, still inside a window."""
+        mine = {bucket: limiter.history() for bucket, limiter in state.limiters.items()}
+        untouched = {b: e for b, e in state.earlier.items() if b not in mine}
+        return {**untouched, **{b: e for b, e in mine.items() if e}}
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Requests and retries made per exchange, and per rate-limit bucket."""
@@ -213,7 +286,10 @@ class HttpClient:
     def _state(self, profile: ExchangeProfile) -> _ExchangeState:
         state = self._states.get(profile.name)
         if state is None:
-            state = _ExchangeState({}, asyncio.Semaphore(profile.concurrency))
+            earlier = self.ledger.load(profile.name, profile.base_url) if self.ledger else {}
+            state = _ExchangeState(
+                {}, asyncio.Semaphore(profile.concurrency), profile.base_url, earlier
+            )
             self._states[profile.name] = state
         return state
 
@@ -226,6 +302,7 @@ class HttpClient:
         if limiter is None:
             limit = profile.limits[bucket.split(":", 1)[0]]
             limiter = state.limiters[bucket] = SlidingWindowLimiter(limit, self.rate_limit_scale)
+            limiter.seed(state.earlier.get(bucket, ()))
         return limiter
 
     async def get_shared_json(

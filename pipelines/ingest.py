@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -33,7 +33,7 @@ from pipelines.exchanges.base import (
     Window,
     keep_inside,
 )
-from pipelines.http import HttpClient, RawResponse
+from pipelines.http import HttpClient, RateLimitLedger, RawResponse
 from pipelines.universe import Listing, Universe, resolve
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class Outcome:
     detail: str | None = None
     endpoint: str | None = None
     raw: str | None = None  # the body a parser could not read (the landing zone has them all)
+    window: Window | None = None  # what was asked of the exchange (the reachable part of the day)
 
 
 @dataclass
@@ -136,14 +137,43 @@ async def fetch_partition(
     now: datetime | None = None,
     rate_limit_scale: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
+    ledger: RateLimitLedger | None = None,
 ) -> PartitionFetch:
-    """Fetch everything configured for one exchange and one UTC day."""
+    """Fetch everything configured for one exchange and one UTC day.
+
+    With a `ledger`, the fetch waits for any other fetch from the same exchange on this host
+    and counts the requests that one made (exchanges limit per IP, not per run).
+    """
     conn = connector(exchange)
     now = now or datetime.now(UTC)
     window = day_window(day, now)
     if window is None:
         raise ValueError(f"{exchange} {day}: the day has not begun yet (now {now:%Y-%m-%d %H:%M})")
-    async with HttpClient(rate_limit_scale=rate_limit_scale) as client:
+    if ledger is None:
+        return await _fetch(conn, day, window, universe, periods, now, rate_limit_scale, progress)
+    lock = ledger.fetch_lock(exchange, conn.profile().base_url)
+    await asyncio.to_thread(lock.acquire)
+    try:
+        return await _fetch(
+            conn, day, window, universe, periods, now, rate_limit_scale, progress, ledger
+        )
+    finally:
+        lock.release()
+
+
+async def _fetch(
+    conn: Connector,
+    day: date,
+    window: Window,
+    universe: Universe,
+    periods: tuple[str, ...],
+    now: datetime,
+    rate_limit_scale: float,
+    progress: Callable[[int, int], None] | None,
+    ledger: RateLimitLedger | None = None,
+) -> PartitionFetch:
+    exchange = conn.NAME
+    async with HttpClient(rate_limit_scale=rate_limit_scale, ledger=ledger) as client:
         listings = await conn.fetch_instruments(client)
         mapping = resolve(exchange, listings, universe)
         tasks = plan(conn, mapping, periods)
@@ -241,6 +271,10 @@ class _Runner:
                 f"{_describe_reach(reach)} only"
             )
             return None, Outcome(task, "unavailable", detail=reason)
+        outcome = await self._fetch(task, window)
+        return outcome[0], replace(outcome[1], window=window)
+
+    async def _fetch(self, task: Task, window: Window) -> tuple[pd.DataFrame | None, Outcome]:
         fetch, parse = self._steps(task, window)
         if self.banned is not None:
             return None, Outcome(task, "failed", detail=f"not fetched: {self.banned}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dagster import RunRequest, ScheduleEvaluationContext, schedule
+from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
 from pipelines.exchanges import EXCHANGES
 from pipelines.jobs import ingest_job
@@ -15,6 +15,8 @@ from pipelines.partitions import partition_key
     cron_schedule="7 * * * *",
     job=ingest_job,
     execution_timezone="UTC",
+    # On from the start: latest-window exchanges lose every hour it does not run.
+    default_status=DefaultScheduleStatus.RUNNING,
     description="Every hour at :07 UTC, fetch today's partition for every exchange (and, in the "
     "first two hours of a day, yesterday's, so its last buckets are complete).",
 )

@@ -10,7 +10,7 @@ import pytest
 from pipelines.errors import ExchangeBanned, RetryableError
 from pipelines.exchanges import binance, bybit
 from pipelines.exchanges.base import Window
-from pipelines.http import HttpClient, RateLimit, SlidingWindowLimiter
+from pipelines.http import HttpClient, RateLimit, RateLimitLedger, SlidingWindowLimiter
 from pipelines.simulator import FaultConfig, run_simulator
 
 SCALE = 0.01
@@ -92,6 +92,36 @@ async def test_client_stays_inside_the_simulators_rate_limits(monkeypatch) -> No
         assert sim.stats.rate_limited("bybit") == 0
         assert sim.stats.total_requests("bybit") == 700
         assert sim.stats.max_requests_in_window("bybit", "ip-5s") <= 600
+
+
+@pytest.mark.parametrize("shared_ledger", [True, False])
+async def test_back_to_back_runs_share_one_window_through_the_ledger(
+    monkeypatch, tmp_path, shared_ledger: bool
+) -> None:
+    """Two runs of 400 requests each, one after the other, as two backfill partitions are.
+
+    Bybit allows 600 per window per IP: the second run must count the first run's requests.
+    Without the ledger (the control) it does not, and the exchange sees more than allowed.
+    """
+    scale = 0.5
+    async with run_simulator(rate_limit_scale=scale, exchanges=("bybit",)) as sim:
+        monkeypatch.setenv("LSR_BYBIT_BASE_URL", sim.base_urls["bybit"])
+        for run in range(2):
+            ledger = RateLimitLedger(tmp_path / (".rate-limits" if shared_ledger else str(run)))
+            async with HttpClient(rate_limit_scale=scale, ledger=ledger, max_attempts=1) as client:
+                await asyncio.gather(
+                    *(
+                        bybit.fetch_ls(client, "BTCUSDT", "global_account", "1h", _yesterday())
+                        for _ in range(400)
+                    ),
+                    return_exceptions=True,
+                )
+        peak = sim.stats.max_requests_in_window("bybit", "ip-5s")
+        refused = sim.stats.rate_limited("bybit")
+    if shared_ledger:
+        assert peak <= 600 and refused == 0
+    else:
+        assert peak > 600 or refused > 0
 
 
 async def test_429_5xx_and_truncated_bodies_are_retried_to_the_same_answer(monkeypatch) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, materialize
 
 from assets.images import heatmap_image_on_request
 from assets.ingest import ingest_exchange_day
@@ -45,12 +45,17 @@ def _settings(warehouse: Path, periods: tuple[str, ...] = ("1h",)) -> PipelineSe
     return PipelineSettings(warehouse=str(warehouse), rate_limit_scale=SCALE, periods=list(periods))
 
 
-def _ingest(settings: PipelineSettings, exchange: str, day: date = YESTERDAY) -> object:
+def _ingest(
+    settings: PipelineSettings,
+    exchange: str,
+    day: date = YESTERDAY,
+    instance: DagsterInstance | None = None,
+) -> object:
     return materialize(
         [ingest_exchange_day],
         partition_key=str(partition_key(day, exchange)),
         resources={"settings": settings},
-        instance=DagsterInstance.ephemeral(),
+        instance=instance or DagsterInstance.ephemeral(),
         run_config=QUIET,
         raise_on_error=False,
     )
@@ -139,24 +144,21 @@ def test_bybit_partition_then_derived_tables_and_images(
     assert (coverage.loc[~coverage["listed"], "n_rows"] == 0).all()
 
 
-def test_a_day_binance_no_longer_serves_is_reported_not_faked(
+def test_a_day_binance_no_longer_serves_is_reported_as_unavailable_not_failed(
     sim_env: SimulatorThread, warehouse_file: Path
 ) -> None:
     old_day = YESTERDAY - timedelta(days=40)
     result = _ingest(_settings(warehouse_file, ("1d",)), "binance", old_day)
     assert result.success  # type: ignore[attr-defined]
-    materialized = {
-        m.asset_key.to_user_string()  # type: ignore[attr-defined]
-        for m in result.asset_materializations_for_node("ingest_exchange_day")
+    metadata = {
+        m.asset_key.to_user_string(): {k: v.value for k, v in m.metadata.items()}  # type: ignore[attr-defined]
+        for m in result.asset_materializations_for_node("ingest_exchange_day")  # type: ignore[attr-defined]
     }
-    assert materialized == {"klines"}  # klines reach back years; L/S and OI 30 days
-    observations = [
-        e.event_specific_data.asset_observation  # type: ignore[attr-defined]
-        for e in result.all_events
-        if e.event_type_value == "ASSET_OBSERVATION"
-    ]
-    reasons = {o.asset_key.to_user_string(): o.metadata["unavailable"].value for o in observations}
-    assert "30 days" in reasons["ls_ratio"]
+    # klines reach back years; L/S and OI 30 days: no rows, and the reason why
+    assert metadata["klines"]["dagster/row_count"] > 0
+    assert metadata["ls_ratio"]["dagster/row_count"] == 0
+    assert "30 days" in metadata["ls_ratio"]["unavailable"]
+    assert metadata["open_interest"]["dagster/row_count"] == 0
     log = _query(
         warehouse_file, "SELECT DISTINCT status FROM partition_log WHERE dataset <> 'klines'"
     )
@@ -187,13 +189,21 @@ def test_schema_drift_is_recorded_with_the_raw_body_and_fails_the_run_loudly(
 ) -> None:
     warehouse = tmp_path / "drift.duckdb"
     faults = FaultConfig(rate=1.0, kinds=("drift",))
+    instance = DagsterInstance.ephemeral()
     with SimulatorThread(port=0, rate_limit_scale=SCALE, faults=faults) as sim:
         _point_at(monkeypatch, sim)
-        result = _ingest(_settings(warehouse, ("1d",)), "bybit")
+        result = _ingest(_settings(warehouse, ("1d",)), "bybit", instance=instance)
     assert not result.success  # type: ignore[attr-defined]
     failure = next(e for e in result.all_events if e.is_failure)  # type: ignore[attr-defined]
     text = failure.step_failure_data.user_failure_data.description
     assert "bybit" in text and "/v5/market/" in text and "symbol=" in text
+    # The partition shows as failed (Dagster: a materialization planned by a run that failed
+    # and never made), not as materialized with whatever happened to load.
+    attempts = instance.event_log_storage
+    failed = attempts.get_latest_asset_partition_materialization_attempts_without_materializations(
+        AssetKey("ls_ratio")
+    )
+    assert set(failed) == {str(partition_key(YESTERDAY, "bybit"))}
     rejected = _query(warehouse, "SELECT * FROM ls_ratio_rejected")
     assert len(rejected) >= 45 and rejected["raw"].str.len().gt(2).all()
     assert rejected["reason"].str.match(r"bybit /v5/market/[a-z-]+ symbol=[A-Z0-9]+USDT: ").all()
