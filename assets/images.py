@@ -1,21 +1,20 @@
 """Images: the two-panel heatmap PNGs, one per exchange and period at the default range."""
 
-import base64
+from pathlib import Path
 from typing import Any
 
 from dagster import (
     AssetExecutionContext,
     AssetKey,
-    AutomationCondition,
     Config,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
-from pipelines.gallery import write_gallery
+from pipelines.gallery import gallery_url, image_url, write_gallery
 from pipelines.images import default_requests, is_simulated, render_and_record
-from pipelines.render import RenderRequest, RenderResult, thumbnail_png
+from pipelines.render import RenderRequest, RenderResult
 from pipelines.resources import PipelineSettings
 from pipelines.themes import DEFAULT_THEME
 from pipelines.warehouse import connect
@@ -28,7 +27,6 @@ IMAGE_INPUTS = [AssetKey(t) for t in ("btc_ls", "alt_average", "heatmap_matrix",
     deps=IMAGE_INPUTS,
     group_name="images",
     pool="duckdb",
-    automation_condition=AutomationCondition.eager(),
     description="Two-panel PNG per exchange and period (BTC price, BTC and alt-average L/S on "
     "top; coin x time heatmap of ln(ratio) below) under warehouse/images/, listed in table "
     "`heatmap_images`.",
@@ -44,22 +42,25 @@ def heatmap_images(context: AssetExecutionContext, settings: PipelineSettings) -
         context.log.info(f"wrote {result.path}")
     metadata: dict[str, Any] = {
         "images": len(rendered),
-        "gallery": MetadataValue.path(str(gallery)),
+        "gallery": MetadataValue.url(f"{gallery_url()}/"),
+        "gallery_file": MetadataValue.path(str(gallery)),
         "paths": MetadataValue.md("\n".join(f"- `{r.path}`" for r in rendered) or "none"),
     }
     if rendered:
         # The hourly image has the most data behind it on a young warehouse: show that one.
-        metadata |= _preview(next((r for r in rendered if r.period == "1h"), rendered[0]))
+        metadata |= _preview(
+            next((r for r in rendered if r.period == "1h"), rendered[0]), images_root
+        )
     return MaterializeResult(metadata=metadata)
 
 
-def _preview(result: RenderResult) -> dict[str, Any]:
-    """A thumbnail inline (tens of KB: larger metadata breaks Dagster's storage) and the file."""
-    thumb = base64.b64encode(thumbnail_png(result.path)).decode()
+def _preview(result: RenderResult, images_root: Path) -> dict[str, Any]:
+    """The image inline on the asset page, by its URL on the gallery server (`make dev` starts
+    it): Dagster shows markdown of under 1,000 characters inline, and an embedded image is far
+    larger. The file path stays beside it for when the server is not running."""
+    url = image_url(images_root, result.path)
     return {
-        "preview": MetadataValue.md(
-            f"![{result.exchange} {result.period}](data:image/png;base64,{thumb})"
-        ),
+        "preview": MetadataValue.md(f"![{result.exchange} {result.period}]({url})"),
         "preview_file": MetadataValue.path(str(result.path)),
     }
 
@@ -99,7 +100,8 @@ def heatmap_image_on_request(
     return MaterializeResult(
         metadata={
             "path": MetadataValue.path(str(result.path)),
-            **_preview(result),
+            **_preview(result, images_root),
+            "gallery": MetadataValue.url(f"{gallery_url()}/"),
             "n_coins": result.n_coins,
             "data_end": str(result.data_end),
         }

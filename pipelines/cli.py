@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     themes = sub.add_parser("themes", help="list colour themes, one per line")
     themes.set_defaults(handler=_themes)
 
+    gallery = sub.add_parser(
+        "gallery", help="serve the images folder on 127.0.0.1 (the Dagster UI's previews)"
+    )
+    gallery.add_argument("--port", type=int, default=3001)
+    gallery.set_defaults(handler=_gallery)
+
     simulate = sub.add_parser("simulate", help="serve the exchange simulator on 127.0.0.1")
     simulate.add_argument("--port", type=int, default=8765)
     simulate.add_argument("--faults", type=float, default=0.0)
@@ -163,6 +169,13 @@ def _themes(args: argparse.Namespace) -> int:
     from pipelines.themes import theme_names
 
     print("\n".join(theme_names()))
+    return 0
+
+
+def _gallery(args: argparse.Namespace) -> int:
+    from pipelines.gallery import serve_gallery
+
+    serve_gallery(warehouse_path().parent / "images", port=args.port)
     return 0
 
 

@@ -25,7 +25,6 @@ from pipelines.render import (
     image_path,
     render_heatmap,
     save_png,
-    thumbnail_png,
 )
 from pipelines.themes import DEFAULT_THEME, UnknownThemeError, get_theme, theme_names
 
@@ -421,15 +420,3 @@ def test_image_path_never_leaves_the_root_even_through_a_symlink(tmp_path: Path)
     os.symlink(outside, root / "binance")
     with pytest.raises(ValueError, match="escapes"):
         image_path(root, "binance", "global_account", "1h", 7)
-
-
-# ---------------------------------------------------------------------------------- thumbnail
-
-
-def test_thumbnail_is_a_small_png(conn: duckdb.DuckDBPyConnection, tmp_path: Path):
-    out = tmp_path / "full.png"
-    render_heatmap(conn, _request(), out)
-    data = thumbnail_png(out)
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert int.from_bytes(data[16:20], "big") == 480  # width from the PNG header
-    assert len(data) < 150_000
