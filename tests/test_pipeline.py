@@ -210,6 +210,19 @@ def test_schema_drift_is_recorded_with_the_raw_body_and_fails_the_run_loudly(
     account_ratio = rejected[rejected["metric"] == "global_account"]
     assert account_ratio["reason"].str.contains("lacks field").all()
 
+    # Re-executing the partition once the exchange answers properly fills it and clears it.
+    with SimulatorThread(port=0, rate_limit_scale=SCALE) as sim:
+        _point_at(monkeypatch, sim)
+        rerun = _ingest(_settings(warehouse, ("1d",)), "bybit", instance=instance)
+    assert rerun.success  # type: ignore[attr-defined]
+    assert (
+        not attempts.get_latest_asset_partition_materialization_attempts_without_materializations(
+            AssetKey("ls_ratio")
+        )
+    )
+    filled = _query(warehouse, "SELECT count(DISTINCT coin) AS n FROM ls_ratio")
+    assert filled["n"].iloc[0] >= 45
+
 
 def test_a_ban_stops_calls_to_that_exchange_and_is_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
