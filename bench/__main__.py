@@ -13,14 +13,17 @@ from bench import derive, ingest, render
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
     every = ["ingest", "render", "derive"]
-    # No default here: argparse checks a list default against `choices` as one value and fails.
-    parser.add_argument("what", nargs="*", choices=every, help="default: all three")
+    # Checked by hand: argparse tests an empty or list default against `choices` as one value.
+    parser.add_argument("what", nargs="*", help=f"any of {', '.join(every)} (default: all)")
     parser.add_argument("--days", type=int, default=1, help="day partitions per exchange")
     parser.add_argument(
         "--scale", type=float, default=1.0, help="rate-limit window scale (1 = the real limits)"
     )
     args = parser.parse_args(argv)
     args.what = args.what or every
+    unknown = sorted(set(args.what) - set(every))
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(every)}")
     if "ingest" in args.what:
         print(ingest.report(ingest.run(args.days, args.scale), args.days, args.scale), flush=True)
     if "render" in args.what:
