@@ -141,7 +141,9 @@ def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dagster]:
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_for("the Dagster webserver", lambda: _ready(url), timeout=180)
-            yield Dagster(url, process, warehouse, simulator, log)
+            running = Dagster(url, process, warehouse, simulator, log)
+            _stop_hourly_poll(running)
+            yield running
         finally:
             gallery.terminate()
             os.killpg(process.pid, signal.SIGTERM)
@@ -149,6 +151,34 @@ def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dagster]:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+
+
+SCHEDULE = """
+query Schedule {
+  scheduleOrError(scheduleSelector: {repositoryLocationName: "lsr",
+                  repositoryName: "__repository__", scheduleName: "hourly_poll"}) {
+    ... on Schedule { id scheduleState { status } }
+  }
+}
+"""
+
+STOP_SCHEDULE = """
+mutation Stop($id: String) {
+  stopRunningSchedule(id: $id) {
+    __typename
+    ... on ScheduleStateResult { scheduleState { status } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def _stop_hourly_poll(dagster: Dagster) -> None:
+    """The poll is on by default; it must not fire into the walk if the clock passes :07."""
+    schedule = dagster.graphql(SCHEDULE)["scheduleOrError"]
+    assert schedule["scheduleState"]["status"] == "RUNNING"  # on from the start, as shipped
+    stopped = dagster.graphql(STOP_SCHEDULE, {"id": schedule["id"]})["stopRunningSchedule"]
+    assert stopped.get("scheduleState", {}).get("status") == "STOPPED", stopped
 
 
 LAUNCH = """
