@@ -359,7 +359,7 @@ def test_the_sensor_refreshed_tables_and_images_after_ingestion(
         images = conn.execute("SELECT exchange, path FROM heatmap_images").fetchall()
         newest = conn.execute("SELECT max(ts) FROM alt_average").fetchall()[0][0]
     assert {exchange for exchange, _ in images} == {*EXCHANGES, "cross"}
-    assert newest.date() == TODAY
+    assert newest.date() >= TODAY  # (a walk that crosses midnight ends on the next day)
     for _, path in images:
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
