@@ -42,7 +42,6 @@ def heatmap_images(context: AssetExecutionContext, settings: PipelineSettings) -
         context.log.info(f"wrote {result.path}")
     metadata: dict[str, Any] = {
         "images": len(rendered),
-        "gallery": MetadataValue.url(f"{gallery_url()}/"),
         "gallery_file": MetadataValue.path(str(gallery)),
         "paths": MetadataValue.md("\n".join(f"- `{r.path}`" for r in rendered) or "none"),
     }
@@ -57,11 +56,13 @@ def heatmap_images(context: AssetExecutionContext, settings: PipelineSettings) -
 def _preview(result: RenderResult, images_root: Path) -> dict[str, Any]:
     """The image inline on the asset page, by its URL on the gallery server (`make dev` starts
     it): Dagster shows markdown of under 1,000 characters inline, and an embedded image is far
-    larger. The file path stays beside it for when the server is not running."""
+    larger. The file path stays beside it for when the server is not running, and the gallery
+    page is linked for the other images."""
     url = image_url(images_root, result.path)
     return {
         "preview": MetadataValue.md(f"![{result.exchange} {result.period}]({url})"),
         "preview_file": MetadataValue.path(str(result.path)),
+        "gallery": MetadataValue.url(f"{gallery_url()}/"),
     }
 
 
@@ -101,7 +102,6 @@ def heatmap_image_on_request(
         metadata={
             "path": MetadataValue.path(str(result.path)),
             **_preview(result, images_root),
-            "gallery": MetadataValue.url(f"{gallery_url()}/"),
             "n_coins": result.n_coins,
             "data_end": str(result.data_end),
         }

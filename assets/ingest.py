@@ -28,8 +28,6 @@ from pipelines.universe import load_universe
 from pipelines.warehouse import WriteSummary, connect, land_raw, write_partition
 
 GROUP = "ingest"
-# Beside the warehouse: the requests each exchange's last fetch made, for the next one to count.
-RATE_LIMIT_LEDGER = ".rate-limits"
 LS_DESCRIPTION = (
     "Long/short ratios of every universe coin, metric kind and period for one exchange and UTC "
     "day, validated with pandera and upserted into DuckDB table `ls_ratio` (rejected rows go to "
@@ -83,7 +81,7 @@ async def ingest_exchange_day(context: AssetExecutionContext, settings: Pipeline
             periods=settings.period_list(),
             rate_limit_scale=settings.limit_scale(),
             progress=step,
-            ledger=RateLimitLedger(settings.warehouse_file().parent / RATE_LIMIT_LEDGER),
+            ledger=RateLimitLedger(settings.rate_limit_dir()),
         )
     except ExchangeError as error:  # the instrument list itself could not be fetched
         raise Failure(description=f"{exchange} {day}: nothing fetched: {error}") from error

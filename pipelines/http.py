@@ -164,17 +164,23 @@ class RateLimitLedger:
     Exchanges count requests per IP, not per process: a run that starts while the previous
     run's requests are still inside a window (Binance's five minutes, Bitget's one second) must
     count them too, or back-to-back partitions break the limit. Each exchange's fetches are
-    serialised (Dagster run-tag limits; the `fetch_lock` on one host), so a JSON file per
+    serialised (Dagster run-tag limits; `exclusive` on one host), so a JSON file per
     exchange and base URL is read when a client starts and written when it closes.
     """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def fetch_lock(self, exchange: str, base_url: str) -> FileLock:
+    @asynccontextmanager
+    async def exclusive(self, exchange: str, base_url: str) -> AsyncIterator[None]:
         """Held for a whole partition fetch: one fetch per exchange and host at a time."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        return FileLock(self._path(exchange, base_url).with_suffix(".lock"))
+        lock = FileLock(self._path(exchange, base_url).with_suffix(".lock"))
+        await asyncio.to_thread(lock.acquire)  # waiting must not block the event loop
+        try:
+            yield
+        finally:
+            lock.release()
 
     def load(self, exchange: str, base_url: str) -> dict[str, list[tuple[float, int]]]:
         path = self._path(exchange, base_url)

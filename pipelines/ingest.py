@@ -7,6 +7,7 @@ result is a plain `PartitionFetch` that `pipelines.warehouse.write_partition` st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -149,31 +150,13 @@ async def fetch_partition(
     window = day_window(day, now)
     if window is None:
         raise ValueError(f"{exchange} {day}: the day has not begun yet (now {now:%Y-%m-%d %H:%M})")
-    if ledger is None:
-        return await _fetch(conn, day, window, universe, periods, now, rate_limit_scale, progress)
-    lock = ledger.fetch_lock(exchange, conn.profile().base_url)
-    await asyncio.to_thread(lock.acquire)
-    try:
-        return await _fetch(
-            conn, day, window, universe, periods, now, rate_limit_scale, progress, ledger
-        )
-    finally:
-        lock.release()
-
-
-async def _fetch(
-    conn: Connector,
-    day: date,
-    window: Window,
-    universe: Universe,
-    periods: tuple[str, ...],
-    now: datetime,
-    rate_limit_scale: float,
-    progress: Callable[[int, int], None] | None,
-    ledger: RateLimitLedger | None = None,
-) -> PartitionFetch:
-    exchange = conn.NAME
-    async with HttpClient(rate_limit_scale=rate_limit_scale, ledger=ledger) as client:
+    exclusive = (
+        ledger.exclusive(exchange, conn.profile().base_url) if ledger else contextlib.nullcontext()
+    )
+    async with (
+        exclusive,
+        HttpClient(rate_limit_scale=rate_limit_scale, ledger=ledger) as client,
+    ):
         listings = await conn.fetch_instruments(client)
         mapping = resolve(exchange, listings, universe)
         tasks = plan(conn, mapping, periods)

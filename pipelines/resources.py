@@ -29,6 +29,10 @@ class PipelineSettings(ConfigurableResource):
     def warehouse_file(self) -> Path:
         return Path(self.warehouse) if self.warehouse else warehouse_path()
 
+    def rate_limit_dir(self) -> Path:
+        """Beside the warehouse: the requests each exchange's last fetch made, for the next."""
+        return self.warehouse_file().parent / ".rate-limits"
+
     def limit_scale(self) -> float:
         if self.rate_limit_scale > 0:
             return self.rate_limit_scale

@@ -302,10 +302,6 @@ def _store_instruments(
         conn.unregister("_listed")
 
 
-def _moment(epoch_ms: int) -> pd.Timestamp:
-    return pd.Timestamp(epoch_ms, unit="ms")
-
-
 def _store_log(conn: duckdb.DuckDBPyConnection, fetched: PartitionFetch, at: datetime) -> None:
     frame = pd.DataFrame(
         [
@@ -320,8 +316,8 @@ def _store_log(conn: duckdb.DuckDBPyConnection, fetched: PartitionFetch, at: dat
                 "detail": o.detail,
                 "simulated": fetched.simulated,
                 "updated_at": at,
-                "window_start": _moment(o.window.start_ms) if o.window else None,
-                "window_end": _moment(o.window.end_ms) if o.window else None,
+                "window_start": pd.Timestamp(o.window.start_ms, unit="ms") if o.window else None,
+                "window_end": pd.Timestamp(o.window.end_ms, unit="ms") if o.window else None,
             }
             for o in fetched.outcomes
         ]
