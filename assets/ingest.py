@@ -12,20 +12,31 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetSpec,
+    Backoff,
     Failure,
+    Jitter,
     MaterializeResult,
     MetadataValue,
     PreviewWarning,
+    RetryPolicy,
     multi_asset,
 )
 
-from pipelines.errors import ExchangeError
+from pipelines.errors import ExchangeError, RetryableError
 from pipelines.http import RateLimitLedger
 from pipelines.ingest import KLINES, OPEN_INTEREST, PartitionFetch, fetch_partition
 from pipelines.partitions import DAY_X_EXCHANGE
 from pipelines.resources import PipelineSettings
-from pipelines.universe import load_universe
-from pipelines.warehouse import WriteSummary, connect, land_raw, write_partition
+from pipelines.universe import Universe, load_universe
+from pipelines.warehouse import (
+    OriginConflict,
+    WarehouseUnusable,
+    WriteSummary,
+    check_warehouse_file,
+    connect,
+    land_raw,
+    write_partition,
+)
 
 GROUP = "ingest"
 LS_DESCRIPTION = (
@@ -68,35 +79,59 @@ with warnings.catch_warnings():
     check_specs=[ROWS_VALID],
     partitions_def=DAY_X_EXCHANGE,
     can_subset=False,
+    # Fetches still failing on transient errors after the fetch's own retry rounds: Dagster
+    # runs the step again, later, before the partition is reported failed. A ban or a body
+    # no parser understands is not retried (`Failure(allow_retries=False)` below).
+    retry_policy=RetryPolicy(
+        max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+    ),
 )
 async def ingest_exchange_day(context: AssetExecutionContext, settings: PipelineSettings):  # type: ignore[no-untyped-def]  # Dagster reads outputs from the return annotation
     keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
     exchange, day = keys["exchange"], date.fromisoformat(keys["date"])
     step = _ProgressLog(context, f"{exchange} {day}")
+    universe, periods = _preflight(settings)
     try:
         fetched = await fetch_partition(
             exchange,
             day,
-            universe=load_universe(),
-            periods=settings.period_list(),
+            universe=universe,
+            periods=periods,
             rate_limit_scale=settings.limit_scale(),
             progress=step,
             ledger=RateLimitLedger(settings.rate_limit_dir()),
         )
     except ExchangeError as error:  # the instrument list itself could not be fetched
-        raise Failure(description=f"{exchange} {day}: nothing fetched: {error}") from error
+        raise Failure(
+            description=f"{exchange} {day}: nothing fetched: {error}",
+            allow_retries=isinstance(error, RetryableError),
+        ) from error
     landed = land_raw(
         fetched.responses, exchange, day, settings.warehouse_file().parent / "landing"
     )
-    with connect(settings.warehouse_file()) as conn:
-        summary = write_partition(conn, fetched, load_universe())
+    try:
+        with connect(settings.warehouse_file()) as conn:
+            summary = write_partition(conn, fetched, universe)
+    except OriginConflict as error:  # no retry can fix it; say why in one line
+        raise Failure(description=f"{exchange} {day}: {error}", allow_retries=False) from error
     for result in _results(fetched, summary, str(landed) if landed else None):
         yield result
     if fetched.failures:
         raise Failure(
             description=_failure_text(fetched),
             metadata={"failed_fetches": len(fetched.failures), "banned": fetched.banned or ""},
+            allow_retries=fetched.banned is None and all(o.transient for o in fetched.failures),
         )
+
+
+def _preflight(settings: PipelineSettings) -> tuple[Universe, tuple[str, ...]]:
+    """What the run needs, checked before the first request (a warehouse we could not write
+    to would throw every fetch away); a mistake here is not retried, and says what it is."""
+    try:
+        check_warehouse_file(settings.warehouse_file())
+        return load_universe(), settings.period_list()
+    except (WarehouseUnusable, ValueError) as error:
+        raise Failure(description=str(error), allow_retries=False) from error
 
 
 def _results(

@@ -61,7 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--range", required=True, help="7d .. 365d", type=_range_days)
     render.add_argument("--theme", default=None)
     render.add_argument("--color-by", choices=("ln_ratio", "zscore"), default="ln_ratio")
-    render.add_argument("--out", type=Path, default=None, help="PNG file (default: images/...)")
+    render.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="PNG file; a relative path is taken inside the images folder, an absolute one as is",
+    )
     render.set_defaults(handler=_render)
 
     themes = sub.add_parser("themes", help="list colour themes, one per line")
@@ -82,7 +87,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--days", type=int, default=7, help="full UTC days before today")
+    parser.add_argument(
+        "--days",
+        type=_days_back,
+        default=7,
+        help=f"full UTC days before today (0 .. {_max_days()})",
+    )
     parser.add_argument(
         "--exchange",
         action="append",
@@ -92,8 +102,32 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _max_days() -> int:
+    """Days back to the first partition: the UI's partition grid starts there too."""
+    from datetime import UTC, date, datetime
+
+    from pipelines.partitions import FIRST_DAY
+
+    return (datetime.now(UTC).date() - date.fromisoformat(FIRST_DAY)).days
+
+
+def _days_back(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if not 0 <= days <= _max_days():
+        raise argparse.ArgumentTypeError(
+            f"{days} is outside 0 .. {_max_days()} (partitions start on the first day kept)"
+        )
+    return days
+
+
 def _range_days(text: str) -> int:
-    days = int(text.lower().removesuffix("d"))
+    try:
+        days = int(text.lower().removesuffix("d"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a range such as 30d") from None
     if not 7 <= days <= 365:
         raise argparse.ArgumentTypeError("range must be between 7d and 365d")
     return days
@@ -103,7 +137,12 @@ def _run(args: argparse.Namespace, *, simulated: bool = False) -> int:
     from pipelines.resources import PipelineSettings
     from pipelines.runner import days_back, run_pipeline
     from pipelines.summary import ensure_warehouse_kind
+    from pipelines.universe import load_universe
 
+    # Everything a run depends on is checked before the first request, each in one line.
+    settings = PipelineSettings()
+    settings.period_list()
+    load_universe()
     ensure_warehouse_kind(warehouse_path(), simulated=simulated)
     exchanges = args.exchanges or list(EXCHANGES)
     days = days_back(args.days)
@@ -111,13 +150,19 @@ def _run(args: argparse.Namespace, *, simulated: bool = False) -> int:
         f"Fetching {days[0]} .. {days[-1]} (UTC) for {', '.join(exchanges)}"
         f"{' from the simulator' if simulated else ''}"
     )
-    report = run_pipeline(days, exchanges, PipelineSettings())
+    report = run_pipeline(days, exchanges, settings)
     return _print_report(report)
 
 
 def _print_report(report: RunReport) -> int:
     from pipelines.summary import describe_warehouse
 
+    if report.released_runs:
+        print(
+            f"released {len(report.released_runs)} run(s) a killed process left unfinished "
+            f"(marked failed, concurrency slots freed): {', '.join(report.released_runs)}",
+            file=sys.stderr,
+        )
     for key, error in report.partitions_failed.items():
         print(f"partition {key} failed: {error.splitlines()[0]}", file=sys.stderr)
     if report.outputs_error:
@@ -148,6 +193,8 @@ def _render(args: argparse.Namespace) -> int:
 
     theme = args.theme or DEFAULT_THEME
     get_theme(theme)  # fail early, with close matches, before opening the warehouse
+    images_root = warehouse_path().parent / "images"
+    out = _output_path(images_root, args.out) if args.out is not None else None
     with connect() as conn:
         request = RenderRequest(
             exchange=args.exchange,
@@ -158,11 +205,24 @@ def _render(args: argparse.Namespace) -> int:
             color_by=args.color_by,
             simulated=is_simulated(conn, args.exchange),
         )
-        images_root = warehouse_path().parent / "images"
-        result = render_and_record(conn, request, images_root, args.out)
+        result = render_and_record(conn, request, images_root, out)
         write_gallery(conn, images_root)
     print(result.path)
     return 0
+
+
+def _output_path(root: Path, out: Path) -> Path:
+    """A relative `--out` stays inside the images folder; an absolute one is the user's choice."""
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out {out}: images are PNG files; end the name with .png")
+    if out.is_absolute():
+        return out
+    target = (root / out).resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise ValueError(
+            f"--out {out} leaves the images folder {root}; give a path inside it or an absolute one"
+        )
+    return target
 
 
 def _themes(args: argparse.Namespace) -> int:

@@ -40,7 +40,9 @@ from pipelines.errors import (
     RetryableError,
 )
 
-ErrorKind = Literal["rate_limit", "unavailable", "error"]
+# rate_limit: slow down and retry; busy: the exchange's own "try again" (service error, system
+# busy), retried like a 5xx; unavailable: no data to serve; error: a business error, final.
+ErrorKind = Literal["rate_limit", "busy", "unavailable", "error"]
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,7 @@ class _ExchangeState:
     banned: ExchangeBanned | None = None
     requests: int = 0
     retries: int = 0
+    sent: int = 0  # what the transport put on the wire, counted by a trace hook
     per_bucket: dict[str, int] = field(default_factory=dict)
 
 
@@ -261,12 +264,24 @@ class HttpClient:
 
     async def __aenter__(self) -> HttpClient:
         # Created here, inside the running loop, never at construction time.
+        tracing = aiohttp.TraceConfig()
+        tracing.on_request_headers_sent.append(self._count_sent)
         self._session = aiohttp.ClientSession(
             timeout=self.timeout,
             connector=aiohttp.TCPConnector(limit=64, ttl_dns_cache=300),
             headers={"User-Agent": "lsr-heatmap/0.1", "Accept": "application/json"},
+            trace_configs=[tracing],
         )
+        # aiohttp re-sends an idempotent request by itself when a kept-alive connection was
+        # reset, within milliseconds and past the rate limiter. Every retry goes through the
+        # limiter instead (aiohttp's own test client turns it off the same way; no public knob).
+        self._session._retry_connection = False
         return self
+
+    async def _count_sent(self, _session: object, context: Any, _params: object) -> None:
+        state = self._states.get(getattr(context, "trace_request_ctx", None) or "")
+        if state is not None:
+            state.sent += 1
 
     async def __aexit__(self, *exc: object) -> None:
         if self._session is not None:
@@ -283,9 +298,16 @@ class HttpClient:
         return {**untouched, **{b: e for b, e in mine.items() if e}}
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        """Requests and retries made per exchange, and per rate-limit bucket."""
+        """Requests and retries made per exchange, what the transport sent, and per bucket.
+
+        `sent` equals `requests` unless something below the limiter re-sent a request."""
         return {
-            name: {"requests": s.requests, "retries": s.retries, "per_bucket": dict(s.per_bucket)}
+            name: {
+                "requests": s.requests,
+                "retries": s.retries,
+                "sent": s.sent,
+                "per_bucket": dict(s.per_bucket),
+            }
             for name, s in self._states.items()
         }
 
@@ -405,7 +427,11 @@ class HttpClient:
         assert self._session is not None, "HttpClient used outside `async with`"
         url = profile.base_url + endpoint
         try:
-            async with self._session.get(url, params={k: str(v) for k, v in params.items()}) as r:
+            async with self._session.get(
+                url,
+                params={k: str(v) for k, v in params.items()},
+                trace_request_ctx=profile.name,  # type: ignore[arg-type]  # any object is passed on
+            ) as r:
                 return r.status, await r.text(), r.headers
         except TimeoutError as error:
             raise RetryableError(
@@ -415,6 +441,10 @@ class HttpClient:
             raise RetryableError(
                 profile.name, endpoint, f"connection failed: {error}", symbol=symbol
             ) from error
+
+
+def _code(envelope: ApiError | None) -> str | None:
+    return envelope.code if envelope else None
 
 
 def _interpret(
@@ -438,8 +468,15 @@ def _interpret(
     if status == 429 or (envelope is not None and envelope.kind == "rate_limit"):
         detail = envelope.message if envelope else f"rate limited: {snippet}"
         raise RetryableError(
-            profile.name, endpoint, detail, retry_after=_retry_after(headers), **where
+            profile.name,
+            endpoint,
+            detail,
+            retry_after=_retry_after(headers),
+            code=_code(envelope),
+            **where,
         )
+    if envelope is not None and envelope.kind == "busy":
+        raise RetryableError(profile.name, endpoint, envelope.message, code=envelope.code, **where)
     if status >= 500:
         raise RetryableError(profile.name, endpoint, f"server error: {snippet}", **where)
     if envelope is not None:
@@ -448,8 +485,10 @@ def _interpret(
         )
         raise error_type(profile.name, endpoint, envelope.message, code=envelope.code, **where)
     if body is None:
-        if status == 200:
-            # A cut-off body: the exchange (or a proxy) dropped the connection mid-answer.
+        if status == 200 or text.lstrip()[:1] in ("{", "["):
+            # A cut-off body: the exchange (or a proxy) dropped the connection mid-answer. An
+            # error envelope can be cut too (Bitget's 40054 arrives as HTTP 400), so any JSON
+            # that does not parse is asked for again; an HTML error page is final.
             raise RetryableError(profile.name, endpoint, f"invalid JSON body: {snippet}", **where)
         raise ExchangeApiError(profile.name, endpoint, f"unexpected body: {snippet}", **where)
     if status >= 400:

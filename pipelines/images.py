@@ -76,8 +76,12 @@ def default_requests(conn: duckdb.DuckDBPyConnection) -> list[RenderRequest]:
 def is_simulated(conn: duckdb.DuckDBPyConnection, exchange: str) -> bool:
     """True when the exchange's latest fetched data came from the simulator.
 
-    For `CROSS`: true when any exchange's latest fetched data did.
+    For `CROSS`: true when any exchange's latest fetched data did. A warehouse that stored its
+    origin (every one written since) answers for all exchanges at once.
     """
+    origin = one_row(conn, "SELECT origin FROM warehouse_origin")
+    if origin:
+        return bool(origin[0] == "simulated")
     if exchange == CROSS:
         row = one_row(
             conn,

@@ -23,6 +23,7 @@ from pipelines.errors import (
     ExchangeBanned,
     ExchangeError,
     PayloadError,
+    RetryableError,
 )
 from pipelines.exchanges import connector
 from pipelines.exchanges.base import (
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 
 KLINES = "klines"
 OPEN_INTEREST = "open_interest"
+# Pauses (seconds at real limits) before fetching again what still failed with a transient
+# error once the client's own retries were spent: an exchange that answers "busy" several
+# times in a row gets two more chances, well apart, before the partition is marked failed.
+RETRY_ROUNDS: tuple[float, ...] = (5.0, 20.0)
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class Outcome:
     endpoint: str | None = None
     raw: str | None = None  # the body a parser could not read (the landing zone has them all)
     window: Window | None = None  # what was asked of the exchange (the reachable part of the day)
+    transient: bool = False  # failed on something worth another try (busy, 5xx, timeout)
 
 
 @dataclass
@@ -162,6 +168,7 @@ async def fetch_partition(
         tasks = plan(conn, mapping, periods)
         runner = _Runner(conn, client, window, now, len(tasks), progress)
         results = await asyncio.gather(*(runner.run(task) for task in tasks))
+        results = await _retry_transient(runner, results, rate_limit_scale)
         frames = {
             table: [f for f, o in results if o.task.dataset in datasets and f is not None]
             for table, datasets in _datasets_by_table(conn).items()
@@ -181,6 +188,28 @@ async def fetch_partition(
             http_stats=client.stats().get(exchange, {}),
             banned=str(runner.banned) if runner.banned else None,
         )
+
+
+async def _retry_transient(
+    runner: _Runner, results: list[tuple[pd.DataFrame | None, Outcome]], scale: float
+) -> list[tuple[pd.DataFrame | None, Outcome]]:
+    """Fetch again, after a pause, the tasks that failed on a transient error."""
+    results = list(results)
+    for pause in RETRY_ROUNDS:
+        again = [i for i, (_, outcome) in enumerate(results) if outcome.transient]
+        if not again or runner.banned is not None:
+            break
+        log.warning(
+            "%s: fetching %d failed tasks again in %g s",
+            runner.conn.NAME,
+            len(again),
+            pause * scale,
+        )
+        await asyncio.sleep(pause * scale)
+        redone = await asyncio.gather(*(runner.attempt(results[i][1].task) for i in again))
+        for i, result in zip(again, redone, strict=True):
+            results[i] = result
+    return results
 
 
 def _datasets_by_table(conn: Connector) -> dict[str, tuple[str, ...]]:
@@ -238,13 +267,13 @@ class _Runner:
 
     async def run(self, task: Task) -> tuple[pd.DataFrame | None, Outcome]:
         try:
-            return await self._run(task)
+            return await self.attempt(task)
         finally:
             self.done += 1
             if self.progress:
                 self.progress(self.done, self.total)
 
-    async def _run(self, task: Task) -> tuple[pd.DataFrame | None, Outcome]:
+    async def attempt(self, task: Task) -> tuple[pd.DataFrame | None, Outcome]:
         reach = self.conn.reach(task.dataset, task.period)
         window = reachable(self.window, reach, self.now, task.period)
         if window is None:
@@ -276,6 +305,11 @@ class _Runner:
         except ExchangeBanned as error:
             self.banned = error
             return None, Outcome(task, "failed", detail=str(error), endpoint=error.endpoint)
+        except RetryableError as error:
+            log.warning("%s", error)
+            return None, Outcome(
+                task, "failed", detail=str(error), endpoint=error.endpoint, transient=True
+            )
         except ExchangeError as error:
             log.warning("%s", error)
             return None, Outcome(task, "failed", detail=str(error), endpoint=error.endpoint)

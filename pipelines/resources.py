@@ -8,7 +8,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from pipelines.config import configured_periods, warehouse_path
+from pipelines.config import PERIOD_MS, configured_periods, warehouse_path
 
 
 class PipelineSettings(ConfigurableResource):
@@ -39,4 +39,9 @@ class PipelineSettings(ConfigurableResource):
         return float(os.environ.get("LSR_RATE_LIMIT_SCALE", "1"))
 
     def period_list(self) -> tuple[str, ...]:
-        return tuple(self.periods) if self.periods else configured_periods()
+        if not self.periods:
+            return configured_periods()
+        unknown = [p for p in self.periods if p not in PERIOD_MS]
+        if unknown:
+            raise ValueError(f"settings name unknown periods {unknown}; known: {list(PERIOD_MS)}")
+        return tuple(self.periods)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.queues
 import os
 import queue
 from collections.abc import Sequence
@@ -24,6 +25,8 @@ from assets.analytics import DERIVED_ASSETS, coverage, parquet_exports
 from assets.images import heatmap_images
 from assets.ingest import ingest_exchange_day
 from pipelines.partitions import partition_key
+from pipelines.processes import die_with_parent
+from pipelines.recovery import release_dead_runs
 from pipelines.resources import PipelineSettings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -36,6 +39,7 @@ class RunReport:
     partitions_failed: dict[str, str] = field(default_factory=dict)
     outputs_ok: bool = False
     outputs_error: str | None = None
+    released_runs: list[str] = field(default_factory=list)  # left STARTED by a killed process
 
 
 def days_back(days: int, today: date | None = None) -> list[date]:
@@ -69,18 +73,21 @@ def run_pipeline(
         "rate_limit_scale": settings.rate_limit_scale,
         "periods": list(settings.periods),
     }
-    _prepare_instance()
+    report.released_runs = _prepare_instance()
     spawn = multiprocessing.get_context("spawn")  # no forked Dagster or event-loop state
     total = len(days) * len(exchanges)
+    progress: multiprocessing.queues.Queue[Any] = spawn.Queue()
     with (
-        spawn.Manager() as manager,
-        ProcessPoolExecutor(max_workers=max(len(exchanges), 1), mp_context=spawn) as pool,
+        ProcessPoolExecutor(
+            max_workers=max(len(exchanges), 1),
+            mp_context=spawn,
+            initializer=_start_worker,
+            initargs=(progress, os.getpid()),
+        ) as pool,
         tqdm(total=total, desc="ingest partitions", unit="run", disable=not show_progress) as bar,
     ):
-        progress = manager.Queue()
         workers = [
-            pool.submit(_ingest_exchange, exchange, list(days), config, progress)
-            for exchange in exchanges
+            pool.submit(_ingest_exchange, exchange, list(days), config) for exchange in exchanges
         ]
         while bar.n < total:
             try:
@@ -107,12 +114,23 @@ def run_pipeline(
     return report
 
 
-def _prepare_instance() -> None:
-    """Create the instance's storage once, before the workers start: on a new DAGSTER_HOME six
-    workers creating the same SQLite tables at once collide ("table runs already exists")."""
+def _prepare_instance() -> list[str]:
+    """Create the instance's storage once, before the workers start (on a new DAGSTER_HOME six
+    workers creating the same SQLite tables at once collide: "table runs already exists"), and
+    release what a killed earlier run left claimed; returns the ids of the runs released."""
     with instance() as dagster_instance:
         dagster_instance.get_runs(limit=1)
         dagster_instance.get_latest_materialization_event(AssetKey("ls_ratio"))
+        return release_dead_runs(dagster_instance)
+
+
+_progress: multiprocessing.queues.Queue[Any] | None = None  # a worker's channel back to the parent
+
+
+def _start_worker(progress: multiprocessing.queues.Queue[Any], parent_pid: int) -> None:
+    global _progress
+    _progress = progress
+    die_with_parent(parent_pid)
 
 
 def _raise_if_a_worker_died(workers: list[Future[None]]) -> None:
@@ -121,10 +139,9 @@ def _raise_if_a_worker_died(workers: list[Future[None]]) -> None:
             raise RuntimeError(f"an ingestion worker crashed: {worker.exception()}")
 
 
-def _ingest_exchange(
-    exchange: str, days: list[date], config: dict[str, Any], progress: queue.Queue[Any]
-) -> None:
+def _ingest_exchange(exchange: str, days: list[date], config: dict[str, Any]) -> None:
     """One worker process: the exchange's partitions, oldest day first."""
+    assert _progress is not None, "started without _start_worker"
     logging.getLogger("dagster").setLevel(logging.WARNING)
     settings = PipelineSettings(**config)
     with instance() as dagster_instance:
@@ -138,7 +155,7 @@ def _ingest_exchange(
                 run_config=QUIET,
                 raise_on_error=False,
             )
-            progress.put((key, None if result.success else _first_error(result)))
+            _progress.put((key, None if result.success else _first_error(result)))
 
 
 def _first_error(result: object) -> str:
@@ -148,5 +165,13 @@ def _first_error(result: object) -> str:
             user = event.step_failure_data.user_failure_data
             if user is not None and user.description:
                 return str(user.description)
-            return error.message.strip() if error else "step failed"
+            return _root_cause(error) if error else "step failed"
     return "run failed"
+
+
+def _root_cause(error: Any) -> str:
+    """The innermost error's message: Dagster wraps what an asset raised in "Error occurred
+    while executing op" and keeps the original as the cause."""
+    while error.cause is not None:
+        error = error.cause
+    return str(error.message).strip()

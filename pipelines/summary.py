@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.warehouse import connect, one_row
+from pipelines.warehouse import claim_origin, connect, one_row, transaction
 
 TABLES = (
     "ls_ratio",
@@ -24,26 +24,10 @@ TABLES = (
 
 
 def ensure_warehouse_kind(path: Path, *, simulated: bool) -> None:
-    """Refuse to mix simulated and real exchange data in one warehouse file."""
-    if not path.exists():
-        return
-    with connect(path) as conn:
-        row = one_row(
-            conn,
-            "SELECT count(*) FILTER (WHERE simulated), count(*) FILTER (WHERE NOT simulated) "
-            "FROM partition_log",
-        )
-    sim_rows, real_rows = row if row else (0, 0)
-    if simulated and real_rows:
-        raise RuntimeError(
-            f"{path} holds real exchange data; run the demo into another file "
-            "with LSR_WAREHOUSE=warehouse/demo.duckdb"
-        )
-    if not simulated and sim_rows:
-        raise RuntimeError(
-            f"{path} holds simulated data from `make demo`; delete it or set "
-            "LSR_WAREHOUSE to another file"
-        )
+    """Refuse to mix simulated and real exchange data in one warehouse file: before a run
+    fetches anything, it claims the file for its kind (a new file is created and claimed)."""
+    with connect(path) as conn, transaction(conn):
+        claim_origin(conn, simulated=simulated)
 
 
 def describe_warehouse(path: Path) -> str:

@@ -8,6 +8,7 @@ universe with what an exchange actually lists.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -30,17 +31,55 @@ class Universe:
     overrides: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
+def load_universe(path: Path | None = None) -> Universe:
+    """The universe: `path`, else `LSR_UNIVERSE`, else the bundled universe.yaml."""
+    return _load(path or Path(os.environ.get("LSR_UNIVERSE") or UNIVERSE_FILE))
+
+
 @cache
-def load_universe(path: Path = UNIVERSE_FILE) -> Universe:
-    raw = yaml.safe_load(path.read_text())
-    coins = tuple(str(c).upper() for c in raw["coins"])
-    if len(set(coins)) != len(coins):
-        raise ValueError(f"{path}: a coin is listed twice")
+def _load(path: Path) -> Universe:
+    """The universe file, or a one-line `UniverseError` saying what is wrong in it."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        reason = getattr(error, "problem", None) or error
+        raise UniverseError(f"{path}: cannot read it{at}: {reason}") from error
+    if not isinstance(raw, dict) or not isinstance(raw.get("coins"), list):
+        raise UniverseError(f"{path}: expected a mapping with a `coins:` list of coin symbols")
+    coins = tuple(_symbol(path, c) for c in raw["coins"])
+    if not coins:
+        raise UniverseError(f"{path}: `coins:` is empty; list at least one coin (BTC first)")
+    twice = sorted({c for c in coins if coins.count(c) > 1})
+    if twice:
+        raise UniverseError(f"{path}: coins listed twice: {', '.join(twice)}")
+    overrides = raw.get("overrides") or {}
+    if not isinstance(overrides, dict) or not all(isinstance(m, dict) for m in overrides.values()):
+        raise UniverseError(f"{path}: `overrides:` must map exchange -> coin -> instrument")
     return Universe(
         coins=coins,
-        alt_exclusions=tuple(str(c).upper() for c in raw.get("alt_exclusions") or ()),
-        overrides={ex: dict(m) for ex, m in (raw.get("overrides") or {}).items()},
+        alt_exclusions=tuple(_symbol(path, c) for c in raw.get("alt_exclusions") or ()),
+        overrides={
+            str(ex): {str(c).upper(): str(i) for c, i in m.items()} for ex, m in overrides.items()
+        },
     )
+
+
+class UniverseError(ValueError):
+    """The universe file cannot be used as it is."""
+
+
+_SYMBOL = re.compile(r"^[A-Z0-9]{1,20}$")
+
+
+def _symbol(path: Path, value: object) -> str:
+    symbol = str(value).strip().upper()
+    if isinstance(value, (dict, list)) or not _SYMBOL.fullmatch(symbol):
+        raise UniverseError(
+            f"{path}: {value!r} is not a coin symbol (letters and digits, e.g. BTC)"
+        )
+    return symbol
 
 
 def split_multiplier(base_asset: str) -> tuple[str, int]:

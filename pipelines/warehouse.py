@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,19 @@ class WarehouseLocked(RuntimeError):
     """Another process holds the DuckDB file for longer than we are willing to wait."""
 
 
+class OriginConflict(RuntimeError):
+    """Simulated data headed for a warehouse of real exchange data, or the reverse."""
+
+
+_ORIGIN = {True: "simulated", False: "exchanges"}
+_ORIGIN_ADVICE = {
+    "simulated": "it holds the simulator's data from `lsr demo`; point LSR_WAREHOUSE at another "
+    "file for real data",
+    "exchanges": "it holds real exchange data; run the demo into another file, e.g. "
+    "LSR_WAREHOUSE=warehouse/demo.duckdb",
+}
+
+
 @contextmanager
 def connect(
     path: Path | None = None, *, read_only: bool = False
@@ -50,13 +66,14 @@ def connect(
     pipeline (a notebook) is waited out by retrying. A writable open creates missing tables.
     """
     path = path or warehouse_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_warehouse_file(path, writable=not read_only)
     try:
         with FileLock(f"{path}.lock", timeout=LOCK_WAIT_SECONDS):
             conn = _open_with_retry(path, read_only)
             try:
                 conn.execute("SET TimeZone='UTC'")
                 if not read_only:
+                    _refuse_foreign_tables(conn, path)
                     conn.execute(DDL_FILE.read_text())
                 yield conn
             finally:
@@ -65,19 +82,101 @@ def connect(
         raise WarehouseLocked(f"{path} stayed busy for {LOCK_WAIT_SECONDS:.0f} s") from error
 
 
+class WarehouseUnusable(RuntimeError):
+    """The warehouse path cannot hold this pipeline's DuckDB file (and was left untouched)."""
+
+
+# Every DuckDB database file carries this magic at byte 8 of its header.
+_DUCKDB_MAGIC = b"DUCK"
+# Never fetch an extension from the internet because a file looks like SQLite or Parquet.
+_NO_EXTENSION_DOWNLOADS: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+
+
+def check_warehouse_file(path: Path, *, writable: bool = True) -> None:
+    """Refuse, in one line and before anything is fetched or written, a path that cannot be
+    this pipeline's warehouse: a directory, a file of another kind, a place we cannot write."""
+    if path.is_dir():
+        raise WarehouseUnusable(f"warehouse {path} is a directory; give a file path (.duckdb)")
+    if path.exists():
+        with path.open("rb") as handle:
+            header = handle.read(16)
+        if header and header[8:12] != _DUCKDB_MAGIC:
+            kind = "a SQLite database" if header.startswith(b"SQLite format") else "not DuckDB"
+            raise WarehouseUnusable(
+                f"warehouse {path} is {kind} (header {header[:12]!r}); give a DuckDB file or a "
+                "new path"
+            )
+        if writable and not os.access(path, os.W_OK):
+            raise WarehouseUnusable(f"warehouse {path} is read-only for this user")
+        return
+    folder = _existing_parent(path)
+    if writable and not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
+        raise WarehouseUnusable(f"cannot create warehouse {path}: {folder} is not writable")
+    if writable:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _existing_parent(path: Path) -> Path:
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _refuse_foreign_tables(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """A table with one of our names but not our columns belongs to another program: stop
+    before the DDL touches it (its comments would be overwritten first)."""
+    present = conn.execute(
+        "SELECT table_name, list(column_name) FROM information_schema.columns "
+        "WHERE table_schema = current_schema() GROUP BY table_name"
+    ).fetchall()
+    for table, columns in present:
+        expected = _ddl_columns().get(table)
+        if expected is None:
+            continue
+        missing = sorted(expected - set(columns))
+        if missing:
+            raise WarehouseUnusable(
+                f"warehouse {path} has a table {table} that is not this pipeline's (it lacks "
+                f"{', '.join(missing)}); left untouched; use another LSR_WAREHOUSE"
+            )
+
+
+@cache
+def _ddl_columns() -> dict[str, set[str]]:
+    """The columns each stored table has when created, minus those later migrations add."""
+    with duckdb.connect(":memory:") as memory:
+        memory.execute(DDL_FILE.read_text())
+        rows = memory.execute(
+            "SELECT table_name, list(column_name) FROM information_schema.columns "
+            "GROUP BY table_name"
+        ).fetchall()
+    added = set(
+        re.findall(r"ALTER TABLE (\w+) ADD COLUMN IF NOT EXISTS (\w+)", DDL_FILE.read_text())
+    )
+    return {table: {c for c in columns if (table, c) not in added} for table, columns in rows}
+
+
 def _open_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     delay = 0.05
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(str(path), read_only=read_only, config=_NO_EXTENSION_DOWNLOADS)
         except duckdb.IOException as error:
-            if "lock" not in str(error).lower() or time.monotonic() > deadline:
+            if "lock" not in str(error).lower():
+                raise WarehouseUnusable(f"cannot open warehouse {path}: {error}") from error
+            if time.monotonic() > deadline:
                 raise WarehouseLocked(
                     f"{path} is held by another process ({error}); stop it or wait"
                 ) from error
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+        except duckdb.Error as error:  # a corrupt or foreign file that passed the header check
+            raise WarehouseUnusable(f"cannot open warehouse {path}: {error}") from error
 
 
 def one_row(
@@ -108,6 +207,37 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def stored_origin(conn: duckdb.DuckDBPyConnection) -> str | None:
+    """'exchanges', 'simulated', or None for a warehouse nothing was written to yet.
+
+    A warehouse from before the origin was stored answers from its partition log."""
+    row = one_row(conn, "SELECT origin FROM warehouse_origin")
+    if row:
+        return str(row[0])
+    legacy = one_row(conn, "SELECT bool_or(simulated) FROM partition_log")
+    return None if not legacy or legacy[0] is None else _ORIGIN[bool(legacy[0])]
+
+
+def claim_origin(conn: duckdb.DuckDBPyConnection, *, simulated: bool) -> None:
+    """Decide what this warehouse holds (the first writer) or refuse a write of the other kind.
+
+    Called inside the write transaction, so two first writers of different kinds cannot both
+    win: the second one's transaction is rolled back with the error."""
+    wanted = _ORIGIN[simulated]
+    held = stored_origin(conn)
+    if held is None:
+        conn.execute(
+            "INSERT INTO warehouse_origin (origin, decided_at) VALUES (?, ?)",
+            [wanted, datetime.now(UTC).replace(tzinfo=None)],
+        )
+    elif held != wanted:
+        name = conn.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchone()
+        where = name[0] if name else "the warehouse"
+        raise OriginConflict(
+            f"refusing to write {wanted} data into {where}: {_ORIGIN_ADVICE[held]}"
+        )
 
 
 def upsert(
@@ -158,7 +288,11 @@ def land_raw(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     path = folder / f"{stamp}-{uuid.uuid4().hex[:12]}.parquet"
     table = pa.Table.from_pylist([r.__dict__ for r in responses])
-    pq.write_table(table, path, compression="zstd")
+    # Written aside, then renamed: a kill mid-write leaves a stray .tmp, never a torn file
+    # under a name that readers of the landing zone would scan.
+    temporary = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, temporary, compression="zstd")
+    os.replace(temporary, path)
     return path
 
 
@@ -185,6 +319,7 @@ def write_partition(
     kept, rejected = split_valid(fetched.ls)
     rejections = _rejections(fetched, rejected, fetched_at)
     with transaction(conn):
+        claim_origin(conn, simulated=fetched.simulated)
         ls_rows = upsert(
             conn, "ls_ratio", kept[[*LS_COLUMNS]].assign(fetched_at=fetched_at), LS_KEY
         )

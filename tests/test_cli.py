@@ -8,7 +8,7 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.summary import ensure_warehouse_kind
-from pipelines.warehouse import connect
+from pipelines.warehouse import OriginConflict, connect
 
 
 def test_themes_lists_sixty_plus_names_one_per_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,5 +86,5 @@ def test_real_and_simulated_data_never_share_a_warehouse(warehouse_file: Path) -
             "'global_account', 'BTC', '1h', 'ok', 24, NULL, true, now()::TIMESTAMP)"
         )
     ensure_warehouse_kind(warehouse_file, simulated=True)  # more simulated data: fine
-    with pytest.raises(RuntimeError, match="simulated data"):
+    with pytest.raises(OriginConflict, match=r"refusing to write exchanges data into .*lsr demo"):
         ensure_warehouse_kind(warehouse_file, simulated=False)

@@ -7,10 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipelines.errors import ExchangeBanned, RetryableError
-from pipelines.exchanges import binance, bybit
+from pipelines.errors import ExchangeApiError, ExchangeBanned, RetryableError
+from pipelines.exchanges import binance, bybit, connector
 from pipelines.exchanges.base import Window
-from pipelines.http import HttpClient, RateLimit, RateLimitLedger, SlidingWindowLimiter
+from pipelines.http import (
+    HttpClient,
+    RateLimit,
+    RateLimitLedger,
+    SlidingWindowLimiter,
+    _interpret,
+)
 from pipelines.simulator import FaultConfig, run_simulator
 
 SCALE = 0.01
@@ -163,3 +169,37 @@ async def test_a_ban_stops_every_later_call_to_that_exchange(monkeypatch) -> Non
                 with pytest.raises(ExchangeBanned, match="bybit"):
                     await bybit.fetch_ls(client, "BTCUSDT", "global_account", "1h", _yesterday())
         assert sim.stats.total_requests("bybit") == 1
+
+
+@pytest.mark.parametrize(
+    ("module", "status", "body"),
+    [
+        ("bitget", 200, '{"code":"40725","msg":"service return an error","data":null}'),
+        (
+            "htx",
+            200,
+            '{"status":"error","err_code":1004,"err_msg":"System busy. Please try'
+            ' again later","ts":1}',
+        ),
+        ("bybit", 200, '{"retCode":10016,"retMsg":"Internal server error.","result":{}}'),
+        (
+            "okx",
+            429,
+            '{"code":"50013","data":[],"msg":"Systems are busy. Please try again later."}',
+        ),
+        ("binance", 503, '{"code":-1008,"msg":"Server is currently overloaded."}'),
+        ("gate", 500, '{"label":"SERVER_ERROR","message":"Internal server error"}'),
+        # A "not published" envelope cut in half arrives as unparseable JSON with HTTP 400.
+        ("bitget", 400, '{"code":"40054","msg":"The data fetched by BTCU'),
+    ],
+)
+def test_an_exchanges_own_try_again_answer_is_retried(module: str, status: int, body: str) -> None:
+    profile = connector(module).profile()
+    with pytest.raises(RetryableError, match=f"^{module} /x symbol=BTC"):
+        _interpret(profile, "/x", "BTC", status, body, {})
+
+
+def test_an_html_error_page_on_a_client_error_is_final() -> None:
+    profile = connector("bitget").profile()
+    with pytest.raises(ExchangeApiError, match="HTTP 404"):
+        _interpret(profile, "/x", None, 404, "<html><body>Not Found</body></html>", {})

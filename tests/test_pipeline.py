@@ -13,7 +13,6 @@ from dagster import AssetKey, DagsterInstance, materialize
 
 from assets.images import heatmap_image_on_request
 from assets.ingest import ingest_exchange_day
-from pipelines.exchanges import EXCHANGES
 from pipelines.partitions import partition_key
 from pipelines.resources import PipelineSettings
 from pipelines.runner import OUTPUT_ASSETS
@@ -164,24 +163,6 @@ def test_a_day_binance_no_longer_serves_is_reported_as_unavailable_not_failed(
     )
     assert log["status"].tolist() == ["unavailable"]
     assert _query(warehouse_file, "SELECT count(*) AS n FROM ls_ratio")["n"].iloc[0] == 0
-
-
-def test_faults_on_a_tenth_of_requests_change_nothing_in_the_warehouse(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, simulator: SimulatorThread
-) -> None:
-    clean, faulty = tmp_path / "clean.duckdb", tmp_path / "faulty.duckdb"
-    _point_at(monkeypatch, simulator)
-    for exchange in EXCHANGES:
-        assert _ingest(_settings(clean, ("4h",)), exchange).success  # type: ignore[attr-defined]
-    faults = FaultConfig(rate=0.1, kinds=("429", "5xx", "truncated"), seed=7)
-    with SimulatorThread(port=0, rate_limit_scale=SCALE, faults=faults) as sim:
-        _point_at(monkeypatch, sim)
-        for exchange in EXCHANGES:
-            assert _ingest(_settings(faulty, ("4h",)), exchange).success  # type: ignore[attr-defined]
-        injected = sum(sim.stats.as_dict()["faults"].values())
-    assert injected > 10
-    values = "SELECT * EXCLUDE (fetched_at) FROM ls_ratio ORDER BY ALL"
-    pd.testing.assert_frame_equal(_query(clean, values), _query(faulty, values))
 
 
 def test_schema_drift_is_recorded_with_the_raw_body_and_fails_the_run_loudly(

@@ -129,3 +129,12 @@ CREATE TABLE IF NOT EXISTS heatmap_images (
     generated_at TIMESTAMP NOT NULL
 );
 COMMENT ON TABLE heatmap_images IS 'PNG heatmaps written under warehouse/images/<exchange>/<metric>/<period>_<range>.png, one row per file (the latest render).';
+
+-- What this warehouse holds, decided by its first write and never changed: real exchange data
+-- or the simulator's. One row at most (the key can only be true).
+CREATE TABLE IF NOT EXISTS warehouse_origin (
+    only_row   BOOLEAN PRIMARY KEY DEFAULT true CHECK (only_row),
+    origin     VARCHAR NOT NULL CHECK (origin IN ('exchanges', 'simulated')),
+    decided_at TIMESTAMP NOT NULL
+);
+COMMENT ON TABLE warehouse_origin IS 'Whether this file holds real exchange data (origin = exchanges) or the simulator''s (simulated); set by the first write, every later write must match';

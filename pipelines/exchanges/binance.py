@@ -76,6 +76,9 @@ def _error_of(status: int, body: Any) -> ApiError | None:
         code, message = str(body["code"]), str(body["msg"])
         if code == "-1003":
             return ApiError(code, message, "rate_limit")
+        # Internal error / backend timeout / "Server is currently overloaded": try again.
+        if code in ("-1001", "-1007", "-1008"):
+            return ApiError(code, message, "busy")
         # 2026: a startTime older than the 30-day window is refused outright.
         if code == "-1130" and "startTime" in message:
             return ApiError(code, message, "unavailable")

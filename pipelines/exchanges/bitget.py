@@ -104,6 +104,8 @@ LIMITS = {path: RateLimit(1, 1) for path, *_ in LS_ENDPOINTS.values()} | {
     IP: RateLimit(6000, 60),
 }
 _RATE_CODES = {"429"}
+# "service return an error" and "request timed out", both as HTTP 200: try again.
+_BUSY_CODES = {"40725", "40010"}
 _NOT_PUBLISHED = {"40054"}  # "The data fetched by X is empty"
 
 
@@ -126,6 +128,8 @@ def _error_of(status: int, body: Any) -> ApiError | None:
         code, message = str(body["code"]), str(body.get("msg", ""))
         if code in _RATE_CODES:
             return ApiError(code, message, "rate_limit")
+        if code in _BUSY_CODES:
+            return ApiError(code, message, "busy")
         if code in _NOT_PUBLISHED:
             return ApiError(code, message, "unavailable")
         return ApiError(code, message)

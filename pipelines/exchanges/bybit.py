@@ -46,6 +46,7 @@ PAGE_LIMITS = {
 }
 LIMITS = {"ip": RateLimit(600, 5)}  # all endpoints together
 _RATE_CODES = {"10006", "10429"}
+_BUSY_CODES = {"10000", "10016"}  # server timeout, internal service error (HTTP 200)
 
 
 def reach(dataset: str, period: str) -> timedelta | None:
@@ -59,6 +60,8 @@ def _error_of(status: int, body: Any) -> ApiError | None:
         message = str(body.get("retMsg", ""))
         if code in _RATE_CODES:
             return ApiError(code, message, "rate_limit")
+        if code in _BUSY_CODES:
+            return ApiError(code, message, "busy")
         return ApiError(code, message)
     return None
 

@@ -78,6 +78,8 @@ def _error_of(status: int, body: Any) -> ApiError | None:
         message = str(body.get("message") or label)
         if label == "TOO_MANY_REQUESTS":
             return ApiError(label, message, "rate_limit")
+        if label in ("SERVER_ERROR", "TOO_BUSY"):
+            return ApiError(label, message, "busy")
         if "too long ago" in message.lower():
             return ApiError(label, message, "unavailable")
         return ApiError(label, message)

@@ -34,7 +34,7 @@ from pipelines.exchanges.base import (
     rows_of,
     to_float,
 )
-from pipelines.http import ApiError, ExchangeProfile, HttpClient, RateLimit
+from pipelines.http import ApiError, ErrorKind, ExchangeProfile, HttpClient, RateLimit
 from pipelines.universe import Listing
 
 NAME = "htx"
@@ -61,6 +61,8 @@ KLINE_SIZE = 2000  # candles per from/to request
 # Elite ratios, contract info and OI history share 240 / 3 s per IP; market data 800 / s.
 LIMITS = {"public": RateLimit(240, 3), "market": RateLimit(800, 1)}
 _RATE_CODES = {"1032"}
+# System error / not ready / "System busy. Please try again later", as HTTP 200 envelopes.
+_BUSY_CODES = {"1000", "1001", "1004"}
 
 
 def reach(dataset: str, period: str) -> timedelta | None:
@@ -79,7 +81,10 @@ def _error_of(status: int, body: Any) -> ApiError | None:
         raw = body.get("err_code", body.get("err-code"))
         code = None if raw is None else str(raw)
         message = str(body.get("err_msg", body.get("err-msg", "")))
-        return ApiError(code, message, "rate_limit" if code in _RATE_CODES else "error")
+        kind: ErrorKind = (
+            "rate_limit" if code in _RATE_CODES else "busy" if code in _BUSY_CODES else "error"
+        )
+        return ApiError(code, message, kind)
     if isinstance(body.get("status"), int) and body["status"] >= 400:  # Spring-style 404
         detail = f"{body.get('error', '')} {body.get('path', '')}".strip()
         return ApiError(str(body["status"]), detail)

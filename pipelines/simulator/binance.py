@@ -427,6 +427,11 @@ def _banned(breach: Breach) -> Reply:
     return Reply(418, {"code": -1003, "msg": msg}, {"Retry-After": str(breach.retry_after_s)})
 
 
+def _busy(_now_ms: int) -> Reply:
+    msg = "Server is currently overloaded with other requests. Please try again in a few minutes."
+    return Reply(503, {"code": -1008, "msg": msg})
+
+
 def _throttled(now_ms: int) -> Reply:
     msg = "Too many requests; please use the websocket for live updates to avoid polling the API."
     return Reply(429, {"code": -1003, "msg": msg}, {"Retry-After": "1"})
@@ -449,6 +454,7 @@ SPEC = ExchangeSpec(
     too_many=_too_many,
     banned=_banned,
     throttled=_throttled,
+    busy=_busy,
     instruments=instruments,
     drift=(
         ("longAccount", "longAcct"),

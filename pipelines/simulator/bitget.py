@@ -417,6 +417,12 @@ def _too_many(_breach: Breach) -> Reply:
     return Reply(429, {"code": "429", "msg": "Too Many Requests"})
 
 
+def _busy(now_ms: int) -> Reply:
+    # Seen as HTTP 200 from the real API: the envelope alone says "try again".
+    body = {"code": "40725", "msg": "service return an error", "requestTime": now_ms, "data": None}
+    return Reply(200, body)
+
+
 def _throttled(_now_ms: int) -> Reply:
     return Reply(429, {"code": "429", "msg": "Too Many Requests"})
 
@@ -449,6 +455,7 @@ SPEC = ExchangeSpec(
     too_many=_too_many,
     banned=_too_many,
     throttled=_throttled,
+    busy=_busy,
     instruments=instruments,
     drift=(
         ("longRatio", "longRate"),

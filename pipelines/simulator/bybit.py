@@ -391,6 +391,10 @@ def _banned(breach: Breach) -> Reply:
     )
 
 
+def _busy(now_ms: int) -> Reply:
+    return Reply(200, _envelope({}, now_ms, 10016, "Internal server error."))
+
+
 def _throttled(now_ms: int) -> Reply:
     return Reply(429, _envelope({}, now_ms, 10006, "Too many visits!"), {"Retry-After": "1"})
 
@@ -408,6 +412,7 @@ SPEC = ExchangeSpec(
     too_many=_banned,
     banned=_banned,
     throttled=_throttled,
+    busy=_busy,
     instruments=instruments,
     drift=(("buyRatio", "buy_ratio"), ("openInterest", "open_interest")),
 )

@@ -386,6 +386,10 @@ def _too_many(breach: Breach) -> Reply:
     return Reply(429, body, headers)
 
 
+def _busy(_now_ms: int) -> Reply:
+    return Reply(500, {"label": "SERVER_ERROR", "message": "Internal server error"})
+
+
 def _throttled(now_ms: int) -> Reply:
     return _too_many(Breach(ip="", now_ms=now_ms, retry_after_s=1, until_ms=now_ms + 1000))
 
@@ -403,6 +407,7 @@ SPEC = ExchangeSpec(
     too_many=_too_many,
     banned=_too_many,
     throttled=_throttled,
+    busy=_busy,
     instruments=instruments,
     drift=(("lsr_account", "lsr_acct"), ("sum", "quote_volume")),
 )

@@ -433,6 +433,16 @@ def instruments(listing_gaps: bool, now_ms: int) -> tuple[Instrument, ...]:
 # Rate-limit answers: 1032 in an HTTP 200 body, no Retry-After, no ban
 
 
+def _busy(now_ms: int) -> Reply:
+    body = {
+        "status": "error",
+        "err_code": 1004,
+        "err_msg": "System busy. Please try again later",
+        "ts": now_ms,
+    }
+    return Reply(200, body, RATE_HEADERS)
+
+
 def _over_limit(now_ms: int) -> Reply:
     body = {
         "status": "error",
@@ -478,6 +488,7 @@ SPEC = ExchangeSpec(
     too_many=_too_many,
     banned=_too_many,
     throttled=_over_limit,
+    busy=_busy,
     instruments=instruments,
     drift=(("buy_ratio", "buy_rate"), ("volume", "oi_volume")),
 )

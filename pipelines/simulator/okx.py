@@ -456,6 +456,12 @@ def _too_many(_breach: Breach) -> Reply:
     return Reply(429, {"msg": "Too Many Requests", "code": "50011"})
 
 
+def _busy(_now_ms: int) -> Reply:
+    return Reply(
+        429, {"code": "50013", "data": [], "msg": "Systems are busy. Please try again later."}
+    )
+
+
 def _throttled(_now_ms: int) -> Reply:
     # The other form of 50011 [doc]: HTTP 200 with the error in the body.
     msg = "Rate limit reached. Please refer to API documentation and throttle requests accordingly."
@@ -476,6 +482,7 @@ SPEC = ExchangeSpec(
     too_many=_too_many,
     banned=_too_many,
     throttled=_throttled,
+    busy=_busy,
     instruments=instruments,
     # The instrument list's listTime first (the connector does without it), else the envelope's
     # `data`: rubik, candle and OI rows are arrays with no field names to rename.

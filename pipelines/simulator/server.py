@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import random
 import signal
 import socket
@@ -47,7 +48,16 @@ SPECS: dict[str, ExchangeSpec] = {
     for spec in (binance.SPEC, bybit.SPEC, okx.SPEC, bitget.SPEC, gate.SPEC, htx.SPEC)
 }
 EXCHANGES: tuple[str, ...] = tuple(SPECS)
-FAULT_KINDS: tuple[str, ...] = ("429", "5xx", "timeout", "truncated", "drift", "ban")
+FAULT_KINDS: tuple[str, ...] = (
+    "429",  # the exchange's over-limit answer
+    "5xx",  # a gateway's HTML error page
+    "timeout",  # the answer stalls for `timeout_seconds`
+    "truncated",  # status and headers as usual, the body cut in half
+    "busy",  # the exchange's own "try again" envelope (often HTTP 200: Bitget 40725, HTX 1004)
+    "reset",  # the connection is dropped before any answer
+    "drift",  # a data field renamed
+    "ban",  # the ban answer
+)
 SIMULATED_HEADER = "X-LSR-Simulated"
 
 Clock = Callable[[], float]
@@ -62,9 +72,13 @@ class FaultConfig:
     """
 
     rate: float = 0.0
-    kinds: tuple[str, ...] = ("429", "5xx", "timeout", "truncated")
+    kinds: tuple[str, ...] = ("429", "5xx", "timeout", "truncated", "busy", "reset")
     seed: int = 0
     timeout_seconds: float = 30.0  # how long a "timeout" fault stalls before answering
+    # Bursts: a faulted request, asked again, is faulted again with probability `repeat` (None:
+    # `rate`, independent draws), at most `max_in_a_row` times in a row (None: no cap).
+    repeat: float | None = None
+    max_in_a_row: int | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.kinds) - set(FAULT_KINDS)
@@ -240,15 +254,29 @@ class _Dice:
         self.config = config or FaultConfig()
         self._rng = random.Random(self.config.seed)
 
-    def roll(self) -> str | None:
-        if self.config.rate <= 0 or not self.config.kinds:
+        self._streaks: dict[object, int] = {}  # consecutive faults per request
+
+    def roll(self, request: object = None) -> str | None:
+        """The fault for this request, if any; `request` identifies it across retries."""
+        config = self.config
+        if config.rate <= 0 or not config.kinds:
             return None
-        if self._rng.random() >= self.config.rate:
+        streak = self._streaks.pop(request, 0)
+        capped = config.max_in_a_row is not None and streak >= config.max_in_a_row
+        chance = config.repeat if streak and config.repeat is not None else config.rate
+        if capped or self._rng.random() >= chance:
             return None
-        return self._rng.choice(self.config.kinds)
+        self._streaks[request] = streak + 1
+        return self._rng.choice(config.kinds)
 
     def gateway_status(self) -> int:
         return self._rng.choice((502, 503))
+
+
+def _drop_connection(request: web.Request) -> None:
+    """A connection reset: the socket closes with no answer (the reply written later is lost)."""
+    if request.transport is not None:
+        request.transport.abort()
 
 
 def _server_error(status: int) -> Reply:
@@ -356,9 +384,11 @@ def _endpoint(
         reply = venue.limiter.admit(ip, route.cost(query), now)
         fault = None
         if reply is None:
-            fault = ctx.dice.roll()
+            fault = ctx.dice.roll((name, route.path, tuple(sorted(query.items()))))
             if fault is not None:
                 ctx.stats.faults[(name, fault)] += 1
+            if fault == "reset":
+                _drop_connection(request)
             reply = await _answer(ctx, venue, route, query, fault, ip)
         response = _response(reply, truncate=fault == "truncated")
         for header, bucket in venue.spec.usage_headers:
@@ -375,6 +405,8 @@ async def _answer(
     now = ctx.clock()
     if fault == "429":
         return venue.spec.throttled(int(now * 1000))
+    if fault == "busy":
+        return venue.spec.busy(int(now * 1000))
     if fault == "5xx":
         return _server_error(ctx.dice.gateway_status())
     if fault == "ban":  # the ban answer only; the IP is not actually banned afterwards
@@ -582,6 +614,11 @@ class SimulatorProcess:
             "--fault-seed", str(self._faults.seed),
             "--timeout-seconds", str(self._faults.timeout_seconds),
         ]  # fmt: skip
+        if self._faults.repeat is not None:
+            command += ["--fault-repeat", str(self._faults.repeat)]
+        if self._faults.max_in_a_row is not None:
+            command += ["--fault-max-in-a-row", str(self._faults.max_in_a_row)]
+        command += ["--parent-pid", str(os.getpid())]  # a kill -9 of ours takes it down too
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + self._startup_timeout
         while not _listening(self.port):

@@ -103,6 +103,7 @@ class ExchangeSpec:
     too_many: Callable[[Breach], Reply]  # rate limit hit (Binance 429)
     banned: Callable[[Breach], Reply]  # IP banned (Binance 418, Bybit 403)
     throttled: Callable[[int], Reply]  # the "429" fault: overload answer at now_ms
+    busy: Callable[[int], Reply]  # the "busy" fault: the exchange's own "try again" answer
     instruments: Callable[[bool, int], tuple[Instrument, ...]]  # (listing_gaps, now_ms)
     drift: tuple[tuple[str, str], ...]  # "drift" fault: first data field found is renamed
     usage_headers: tuple[tuple[str, str], ...] = ()  # (header, bucket): current usage echoed
