@@ -11,13 +11,13 @@ from dagster import (
     MetadataValue,
     asset,
 )
+from duckdb import DuckDBPyConnection
 
-from pipelines.gallery import gallery_url, image_url, write_gallery
-from pipelines.images import default_requests, is_simulated, render_and_record
+from pipelines.gallery import gallery_url, image_url
+from pipelines.images import default_image, default_requests, is_simulated, render_and_record
 from pipelines.render import RenderRequest, RenderResult
 from pipelines.resources import PipelineSettings
 from pipelines.themes import DEFAULT_THEME
-from pipelines.warehouse import connect
 
 # What render.py reads: the price and ratio lines, the heatmap, the zone shading.
 IMAGE_INPUTS = [AssetKey(t) for t in ("btc_ls", "alt_average", "heatmap_matrix", "signal_zones")]
@@ -33,11 +33,12 @@ IMAGE_INPUTS = [AssetKey(t) for t in ("btc_ls", "alt_average", "heatmap_matrix",
 )
 def heatmap_images(context: AssetExecutionContext, settings: PipelineSettings) -> MaterializeResult:
     images_root = settings.warehouse_file().parent / "images"
-    with connect(settings.warehouse_file()) as conn:
-        rendered = [
-            render_and_record(conn, request, images_root) for request in default_requests(conn)
-        ]
-        gallery = write_gallery(conn, images_root)
+    rendered = render_and_record(
+        settings.warehouse_file(),
+        images_root,
+        lambda snapshot: [(r, default_image(images_root, r)) for r in default_requests(snapshot)],
+    )
+    gallery = images_root / "index.html"
     for result in rendered:
         context.log.info(f"wrote {result.path}")
     metadata: dict[str, Any] = {
@@ -89,14 +90,16 @@ def heatmap_image_on_request(
     context: AssetExecutionContext, config: ImageRequest, settings: PipelineSettings
 ) -> MaterializeResult:
     images_root = settings.warehouse_file().parent / "images"
-    with connect(settings.warehouse_file()) as conn:
+
+    def plan(snapshot: DuckDBPyConnection) -> list[tuple[RenderRequest, Path]]:
         request = RenderRequest(
             exchange=config.exchange, metric=config.metric, period=config.period,
             range_days=config.range_days, theme=config.theme, color_by=config.color_by,
-            simulated=is_simulated(conn, config.exchange),
+            simulated=is_simulated(snapshot, config.exchange),
         )  # fmt: skip
-        result = render_and_record(conn, request, images_root)
-        write_gallery(conn, images_root)
+        return [(request, default_image(images_root, request))]
+
+    (result,) = render_and_record(settings.warehouse_file(), images_root, plan)
     context.log.info(f"wrote {result.path}")
     return MaterializeResult(
         metadata={

@@ -11,8 +11,10 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetMaterialization,
     AssetSpec,
     Backoff,
+    DagsterInstance,
     Failure,
     Jitter,
     MaterializeResult,
@@ -25,16 +27,19 @@ from dagster import (
 from pipelines.errors import ExchangeError, RetryableError
 from pipelines.http import RateLimitLedger
 from pipelines.ingest import KLINES, OPEN_INTEREST, PartitionFetch, fetch_partition
-from pipelines.partitions import DAY_X_EXCHANGE
+from pipelines.partitions import DAY_X_EXCHANGE, partition_key
 from pipelines.resources import PipelineSettings
 from pipelines.universe import Universe, load_universe
 from pipelines.warehouse import (
     OriginConflict,
+    WarehouseLocked,
     WarehouseUnusable,
     WriteSummary,
     check_warehouse_file,
     connect,
+    keep_pending,
     land_raw,
+    store_pending,
     write_partition,
 )
 
@@ -106,14 +111,22 @@ async def ingest_exchange_day(context: AssetExecutionContext, settings: Pipeline
             description=f"{exchange} {day}: nothing fetched: {error}",
             allow_retries=isinstance(error, RetryableError),
         ) from error
-    landed = land_raw(
-        fetched.responses, exchange, day, settings.warehouse_file().parent / "landing"
-    )
+    landing = settings.warehouse_file().parent / "landing"
+    landed = land_raw(fetched.responses, exchange, day, landing)
     try:
         with connect(settings.warehouse_file()) as conn:
+            earlier = store_pending(conn, landing, universe)
             summary = write_partition(conn, fetched, universe)
     except OriginConflict as error:  # no retry can fix it; say why in one line
         raise Failure(description=f"{exchange} {day}: {error}", allow_retries=False) from error
+    except WarehouseLocked as error:  # a reader held the file: keep the data, fail the step
+        kept = keep_pending(fetched, landing)
+        raise Failure(
+            description=f"{exchange} {day}: {error}; the fetched data waits in {kept} and is "
+            "stored by the next ingestion run or `lsr reload`",
+            allow_retries=False,
+        ) from error
+    record_stored(context.instance, earlier)
     for result in _results(fetched, summary, str(landed) if landed else None):
         yield result
     if fetched.failures:
@@ -122,6 +135,30 @@ async def ingest_exchange_day(context: AssetExecutionContext, settings: Pipeline
             metadata={"failed_fetches": len(fetched.failures), "banned": fetched.banned or ""},
             allow_retries=fetched.banned is None and all(o.transient for o in fetched.failures),
         )
+
+
+def record_stored(
+    instance: DagsterInstance, stored: list[tuple[PartitionFetch, WriteSummary]]
+) -> None:
+    """Tell Dagster about partitions stored outside their own run (fetches that waited for a
+    busy warehouse), so the partition grid shows them materialized."""
+    for fetched, summary in stored:
+        key = str(partition_key(fetched.day, fetched.exchange))
+        failed = {o.task.dataset for o in fetched.failures}
+        for asset, rows in (
+            ("ls_ratio", summary.ls_rows),
+            (KLINES, summary.kline_rows),
+            (OPEN_INTEREST, summary.oi_rows),
+        ):
+            if asset in failed or (asset == "ls_ratio" and failed - {KLINES, OPEN_INTEREST}):
+                continue
+            instance.report_runless_asset_event(
+                AssetMaterialization(
+                    asset_key=asset,
+                    partition=key,
+                    metadata={"dagster/row_count": rows, "stored_from": "pending fetch"},
+                )
+            )
 
 
 def _preflight(settings: PipelineSettings) -> tuple[Universe, tuple[str, ...]]:

@@ -13,6 +13,8 @@ from pipelines.config import METRICS, PERIOD_MS, warehouse_path
 from pipelines.exchanges import EXCHANGES
 
 if TYPE_CHECKING:
+    import duckdb
+
     from pipelines.runner import RunReport
 
 # The demo compresses every rate-limit window 20x (in the simulator and the client alike), so
@@ -68,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         help="PNG file; a relative path is taken inside the images folder, an absolute one as is",
     )
     render.set_defaults(handler=_render)
+
+    reload = sub.add_parser(
+        "reload",
+        help="store fetches that waited in the landing zone while the warehouse was busy",
+    )
+    reload.set_defaults(handler=_reload)
 
     themes = sub.add_parser("themes", help="list colour themes, one per line")
     themes.set_defaults(handler=_themes)
@@ -185,17 +193,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from pipelines.gallery import write_gallery
-    from pipelines.images import is_simulated, render_and_record
+    from pipelines.images import default_image, is_simulated, render_and_record
     from pipelines.render import RenderRequest
     from pipelines.themes import DEFAULT_THEME, get_theme
-    from pipelines.warehouse import connect
 
     theme = args.theme or DEFAULT_THEME
     get_theme(theme)  # fail early, with close matches, before opening the warehouse
     images_root = warehouse_path().parent / "images"
     out = _output_path(images_root, args.out) if args.out is not None else None
-    with connect() as conn:
+
+    def plan(snapshot: duckdb.DuckDBPyConnection) -> list[tuple[RenderRequest, Path]]:
         request = RenderRequest(
             exchange=args.exchange,
             metric=args.metric,
@@ -203,10 +210,11 @@ def _render(args: argparse.Namespace) -> int:
             range_days=args.range,
             theme=theme,
             color_by=args.color_by,
-            simulated=is_simulated(conn, args.exchange),
+            simulated=is_simulated(snapshot, args.exchange),
         )
-        result = render_and_record(conn, request, images_root, out)
-        write_gallery(conn, images_root)
+        return [(request, out or default_image(images_root, request))]
+
+    (result,) = render_and_record(warehouse_path(), images_root, plan)
     print(result.path)
     return 0
 
@@ -223,6 +231,29 @@ def _output_path(root: Path, out: Path) -> Path:
             f"--out {out} leaves the images folder {root}; give a path inside it or an absolute one"
         )
     return target
+
+
+def _reload(args: argparse.Namespace) -> int:
+    from assets.ingest import record_stored
+    from pipelines.runner import instance
+    from pipelines.universe import load_universe
+    from pipelines.warehouse import connect, store_pending
+
+    landing = warehouse_path().parent / "landing"
+    with connect() as conn:
+        stored = store_pending(conn, landing, load_universe())
+    with instance() as dagster_instance:
+        record_stored(dagster_instance, stored)
+    for fetched, summary in stored:
+        print(
+            f"stored {fetched.exchange} {fetched.day}: {summary.ls_rows} ls_ratio, "
+            f"{summary.kline_rows} klines, {summary.oi_rows} open_interest rows"
+        )
+    if not stored:
+        print(f"nothing waits in {landing / 'pending'}")
+    else:
+        print("derived tables and images follow with the next run (or `refresh_outputs`)")
+    return 0
 
 
 def _themes(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,17 +10,12 @@ import duckdb
 
 from pipelines.config import DEFAULT_RANGE_DAYS
 from pipelines.exchanges import CONNECTORS
+from pipelines.gallery import write_gallery
 from pipelines.render import CROSS, RenderRequest, RenderResult, image_path, render_heatmap
 from pipelines.themes import DEFAULT_THEME
-from pipelines.warehouse import one_row, table_exists
+from pipelines.warehouse import connect, one_row, read_snapshot, table_exists, transaction
 
 DEFAULT_METRIC = "global_account"
-
-
-@dataclass(frozen=True)
-class RenderedImage:
-    result: RenderResult
-    request: RenderRequest
 
 
 def default_metric(exchange: str) -> str:
@@ -97,16 +92,31 @@ def is_simulated(conn: duckdb.DuckDBPyConnection, exchange: str) -> bool:
     return bool(row and row[0])
 
 
-def render_and_record(
-    conn: duckdb.DuckDBPyConnection,
-    request: RenderRequest,
-    images_root: Path,
-    out: Path | None = None,
-) -> RenderResult:
-    out = out or image_path(
+# What to draw, chosen from the snapshot: each request with the file it goes to.
+Plan = Callable[[duckdb.DuckDBPyConnection], list[tuple[RenderRequest, Path]]]
+
+
+def render_and_record(warehouse: Path, images_root: Path, plan: Plan) -> list[RenderResult]:
+    """Render from a read snapshot (no lock held while drawing), then list the images in
+    `heatmap_images` and rewrite the gallery in one short write."""
+    with read_snapshot(warehouse) as snapshot:
+        rendered = [
+            (request, render_heatmap(snapshot, request, out)) for request, out in plan(snapshot)
+        ]
+    with connect(warehouse) as conn, transaction(conn):
+        for request, result in rendered:
+            _record(conn, request, result)
+        write_gallery(conn, images_root)
+    return [result for _, result in rendered]
+
+
+def default_image(images_root: Path, request: RenderRequest) -> Path:
+    return image_path(
         images_root, request.exchange, request.metric, request.period, request.range_days
     )
-    result = render_heatmap(conn, request, out)
+
+
+def _record(conn: duckdb.DuckDBPyConnection, request: RenderRequest, result: RenderResult) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO heatmap_images VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
@@ -125,4 +135,3 @@ def render_and_record(
             datetime.now(UTC).replace(tzinfo=None),
         ],
     )
-    return result

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,7 +37,11 @@ from schemas.ls_ratio import KEY as LS_KEY
 from schemas.ls_ratio import split_valid
 
 DDL_FILE = WAREHOUSE_DIR / "ddl.sql"
-LOCK_WAIT_SECONDS = 120.0
+
+
+def lock_wait_seconds() -> float:
+    """How long a writer waits for the file (`LSR_LOCK_WAIT_SECONDS`, default 120)."""
+    return float(os.environ.get("LSR_LOCK_WAIT_SECONDS", "120"))
 
 
 class WarehouseLocked(RuntimeError):
@@ -68,7 +74,7 @@ def connect(
     path = path or warehouse_path()
     check_warehouse_file(path, writable=not read_only)
     try:
-        with FileLock(f"{path}.lock", timeout=LOCK_WAIT_SECONDS):
+        with FileLock(f"{path}.lock", timeout=lock_wait_seconds()):
             conn = _open_with_retry(path, read_only)
             try:
                 conn.execute("SET TimeZone='UTC'")
@@ -79,7 +85,7 @@ def connect(
             finally:
                 conn.close()
     except Timeout as error:
-        raise WarehouseLocked(f"{path} stayed busy for {LOCK_WAIT_SECONDS:.0f} s") from error
+        raise WarehouseLocked(f"{path} stayed busy for {lock_wait_seconds():.0f} s") from error
 
 
 class WarehouseUnusable(RuntimeError):
@@ -161,7 +167,7 @@ def _ddl_columns() -> dict[str, set[str]]:
 
 
 def _open_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    deadline = time.monotonic() + lock_wait_seconds()
     delay = 0.05
     while True:
         try:
@@ -177,6 +183,50 @@ def _open_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             delay = min(delay * 2, 2.0)
         except duckdb.Error as error:  # a corrupt or foreign file that passed the header check
             raise WarehouseUnusable(f"cannot open warehouse {path}: {error}") from error
+
+
+@contextmanager
+def read_snapshot(path: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A private copy of the warehouse to read for as long as needed (rendering every image).
+
+    The writer's lock is held only while the file is checkpointed and copied, not while the
+    copy is read: other writers and outside readers wait for a copy, not for the drawing."""
+    path = path or warehouse_path()
+    folder = path.parent / ".snapshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    _remove_orphaned_snapshots(folder)
+    copy = folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.duckdb"
+    try:
+        with connect(path) as conn:
+            conn.execute("CHECKPOINT")  # everything in the main file, nothing left in the WAL
+            shutil.copyfile(path, copy)
+        snapshot = duckdb.connect(str(copy), config=_NO_EXTENSION_DOWNLOADS)
+        try:
+            snapshot.execute("SET TimeZone='UTC'")
+            yield snapshot
+        finally:
+            snapshot.close()
+    finally:
+        for leftover in (copy, copy.with_name(copy.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+
+
+def _remove_orphaned_snapshots(folder: Path) -> None:
+    """Copies whose process is gone (killed while rendering) are deleted by the next one."""
+    for stale in folder.glob("*.duckdb*"):
+        pid = stale.name.split("-", 1)[0]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def one_row(
@@ -300,6 +350,34 @@ def _safe(name: str) -> str:
     if not name.isalnum():
         raise ValueError(f"refusing a path component built from {name!r}")
     return name
+
+
+def keep_pending(fetched: PartitionFetch, landing_root: Path) -> Path:
+    """Keep a fetch the warehouse could not take (busy past the wait) for a later write.
+
+    Pickled whole, next to the raw responses: `store_pending` (the next ingestion run, or
+    `lsr reload`) writes it exactly as `write_partition` would have."""
+    folder = landing_root / "pending"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    path = folder / f"{stamp}-{_safe(fetched.exchange)}-{fetched.day.isoformat()}.pickle"
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(pickle.dumps(fetched))
+    os.replace(temporary, path)
+    return path
+
+
+def store_pending(
+    conn: duckdb.DuckDBPyConnection, landing_root: Path, universe: Universe
+) -> list[tuple[PartitionFetch, WriteSummary]]:
+    """Write every fetch left waiting, oldest first (so a newer fetch of the same buckets,
+    written after, wins), each in its own transaction, deleting each file once committed."""
+    stored = []
+    for path in sorted((landing_root / "pending").glob("*.pickle")):
+        fetched = pickle.loads(path.read_bytes())  # our own file, written above
+        stored.append((fetched, write_partition(conn, fetched, universe)))
+        path.unlink()
+    return stored
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, materialize
 
 from assets.ingest import ingest_exchange_day
 from pipelines.cli import main
@@ -444,3 +445,78 @@ def test_a_run_killed_in_any_phase_blocks_nothing_and_the_next_run_finishes(
         images_made = conn.execute("SELECT count(*) FROM heatmap_images").fetchall()[0][0]
     assert {s for (s,) in statuses} <= {"ok", "empty", "unavailable"}
     assert images_made > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# A reader holding the file: the pipeline waits, then keeps the data for later; nothing is lost
+
+
+@contextmanager
+def _reader_holding(warehouse: Path) -> Iterator[None]:
+    """Another program (a notebook) with the DuckDB file open until the block ends."""
+    hold = "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+    hold += "print('held', flush=True); sys.stdin.read()"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", hold, str(warehouse)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdout is not None and reader.stdin is not None
+    try:
+        assert reader.stdout.readline().strip() == "held"
+        yield
+    finally:
+        reader.stdin.close()
+        reader.wait(timeout=30)
+
+
+def _ingest(warehouse: Path, exchange: str, instance: DagsterInstance) -> object:
+    settings = PipelineSettings(warehouse=str(warehouse), rate_limit_scale=SCALE, periods=["4h"])
+    return materialize(
+        [ingest_exchange_day],
+        partition_key=str(partition_key(YESTERDAY, exchange)),
+        resources={"settings": settings},
+        instance=instance,
+        run_config=QUIET,
+        raise_on_error=False,
+    )
+
+
+@pytest.mark.parametrize("stored_by", ["the next run", "lsr reload"])
+def test_a_fetch_that_met_a_held_file_waits_and_is_stored_later(
+    stored_by: str,
+    clean_run: dict[str, pd.DataFrame],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    monkeypatch.setenv("LSR_WAREHOUSE", str(warehouse))
+    monkeypatch.setenv("LSR_LOCK_WAIT_SECONDS", "1")
+    ensure_warehouse_kind(warehouse, simulated=True)
+    instance = DagsterInstance.ephemeral()
+    with SimulatorThread(port=0, rate_limit_scale=SCALE) as sim:
+        _point_at(monkeypatch, sim)
+        with _reader_holding(warehouse):
+            blocked = _ingest(warehouse, "okx", instance)
+        assert not blocked.success
+        failure = next(e for e in blocked.all_events if e.is_failure)
+        reason = failure.step_failure_data.user_failure_data.description
+        assert "stayed busy" in reason or "held by another process" in reason
+        assert "waits in" in reason and "lsr reload" in reason
+        if stored_by == "the next run":
+            assert _ingest(warehouse, "gate", instance).success
+        else:
+            assert main(["reload"]) == 0
+            assert f"stored okx {YESTERDAY}" in capsys.readouterr().out
+    assert not list((warehouse.parent / "landing" / "pending").glob("*.pickle"))
+    okx = clean_run["ls_ratio"].query("exchange == 'okx'").reset_index(drop=True)
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        stored = conn.sql(
+            f"{STORED['ls_ratio'].split(' ORDER')[0]} WHERE exchange = 'okx' ORDER BY ALL"
+        ).df()
+    pd.testing.assert_frame_equal(stored, okx)
+    if stored_by == "the next run":  # the partition grid shows it materialized
+        done = instance.get_materialized_partitions(AssetKey("ls_ratio"))
+        assert str(partition_key(YESTERDAY, "okx")) in done
