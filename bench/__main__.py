@@ -1,4 +1,4 @@
-"""`python -m bench [ingest|render|derive] ...`: print the figures the closing notes report."""
+"""`python -m bench [ingest|render|derive|faults|readers]`: the figures closing notes report."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import resource
 import sys
 from pathlib import Path
 
-from bench import derive, ingest, render
+from bench import derive, ingest, reliability, render
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
-    every = ["ingest", "render", "derive"]
+    every = ["ingest", "render", "derive", "faults", "readers"]
     # Checked by hand: argparse tests an empty or list default against `choices` as one value.
     parser.add_argument("what", nargs="*", help=f"any of {', '.join(every)} (default: all)")
     parser.add_argument("--days", type=int, default=1, help="day partitions per exchange")
@@ -31,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     if "derive" in args.what:
         year = Path(".bench") / "year.duckdb"  # git-ignored; rebuilt on every run
         print(derive.report(derive.run(year)), flush=True)
+    if "faults" in args.what:
+        runs = reliability.faults(args.days)
+        print(reliability.faults_report(runs, args.days), flush=True)
+    if "readers" in args.what:
+        figures = reliability.readers(args.days)
+        print(reliability.readers_report(figures, args.days), flush=True)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory of this process: {peak_mb:.0f} MB")
     return 0

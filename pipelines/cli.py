@@ -151,7 +151,7 @@ def _run(args: argparse.Namespace, *, simulated: bool = False) -> int:
     settings = PipelineSettings()
     settings.period_list()
     load_universe()
-    ensure_warehouse_kind(warehouse_path(), simulated=simulated)
+    ensure_warehouse_kind(warehouse_path(), simulated=_expects_simulated(simulated))
     exchanges = args.exchanges or list(EXCHANGES)
     days = days_back(args.days)
     print(
@@ -160,6 +160,16 @@ def _run(args: argparse.Namespace, *, simulated: bool = False) -> int:
     )
     report = run_pipeline(days, exchanges, settings)
     return _print_report(report)
+
+
+def _expects_simulated(demo: bool) -> bool | None:
+    """What this run will write: the demo simulated data, a run with no base URL overridden
+    real data; behind an override (a proxy, `lsr simulate`) only the answers can tell, and the
+    first write decides."""
+    if demo:
+        return True
+    overridden = any(os.environ.get(f"LSR_{e.upper()}_BASE_URL") for e in EXCHANGES)
+    return None if overridden else False
 
 
 def _print_report(report: RunReport) -> int:

@@ -23,11 +23,13 @@ TABLES = (
 )
 
 
-def ensure_warehouse_kind(path: Path, *, simulated: bool) -> None:
+def ensure_warehouse_kind(path: Path, *, simulated: bool | None) -> None:
     """Refuse to mix simulated and real exchange data in one warehouse file: before a run
-    fetches anything, it claims the file for its kind (a new file is created and claimed)."""
+    fetches anything, it claims the file for its kind (a new file is created and claimed).
+    `None` (the kind shows only in the answers) just opens the file, which checks it is ours."""
     with connect(path) as conn, transaction(conn):
-        claim_origin(conn, simulated=simulated)
+        if simulated is not None:
+            claim_origin(conn, simulated=simulated)
 
 
 def describe_warehouse(path: Path) -> str:
