@@ -39,8 +39,9 @@ from pipelines.warehouse import (
     connect,
     keep_pending,
     land_raw,
+    prepare_partition,
     store_pending,
-    write_partition,
+    write_prepared,
 )
 
 GROUP = "ingest"
@@ -113,10 +114,11 @@ async def ingest_exchange_day(context: AssetExecutionContext, settings: Pipeline
         ) from error
     landing = settings.warehouse_file().parent / "landing"
     landed = land_raw(fetched.responses, exchange, day, landing)
+    prepared = prepare_partition(fetched, universe)  # validation before the file is opened
     try:
         with connect(settings.warehouse_file()) as conn:
             earlier = store_pending(conn, landing, universe)
-            summary = write_partition(conn, fetched, universe)
+            summary = write_prepared(conn, prepared)
     except OriginConflict as error:  # no retry can fix it; say why in one line
         raise Failure(description=f"{exchange} {day}: {error}", allow_retries=False) from error
     except WarehouseLocked as error:  # a reader held the file: keep the data, fail the step

@@ -79,8 +79,7 @@ def connect(
             try:
                 conn.execute("SET TimeZone='UTC'")
                 if not read_only:
-                    _refuse_foreign_tables(conn, path)
-                    conn.execute(DDL_FILE.read_text())
+                    _ensure_schema(conn, path)
                 yield conn
             finally:
                 conn.close()
@@ -130,6 +129,23 @@ def _existing_parent(path: Path) -> Path:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     return folder
+
+
+def _ensure_schema(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Create or migrate the stored tables, unless this very DDL was applied already: a
+    writer's open then costs one lookup instead of the whole script."""
+    ddl = DDL_FILE.read_text()
+    digest = hashlib.sha256(ddl.encode()).hexdigest()[:16]
+    applied = table_exists(conn, "warehouse_schema")
+    if applied and one_row(conn, "SELECT ddl_hash FROM warehouse_schema") == (digest,):
+        return
+    _refuse_foreign_tables(conn, path)
+    conn.execute(ddl)
+    conn.execute(
+        "CREATE OR REPLACE TABLE warehouse_schema AS SELECT ?::VARCHAR AS ddl_hash, "
+        "now()::TIMESTAMP AS applied_at",
+        [digest],
+    )
 
 
 def _refuse_foreign_tables(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -389,27 +405,66 @@ class WriteSummary:
     rejected_reasons: dict[str, int]
 
 
+@dataclass(frozen=True)
+class PreparedPartition:
+    """One partition's rows, validated and shaped before the file is opened, so the writer's
+    lock is held only for the inserts."""
+
+    simulated: bool
+    ls: pd.DataFrame
+    klines: pd.DataFrame
+    open_interest: pd.DataFrame
+    rejections: pd.DataFrame
+    instruments: pd.DataFrame
+    log: pd.DataFrame
+
+
+def prepare_partition(fetched: PartitionFetch, universe: Universe) -> PreparedPartition:
+    fetched_at = datetime.now(UTC).replace(tzinfo=None)
+    kept, rejected = split_valid(fetched.ls)
+    return PreparedPartition(
+        simulated=fetched.simulated,
+        ls=kept[[*LS_COLUMNS]].assign(fetched_at=fetched_at),
+        klines=_dedupe(fetched.klines, fetched_at),
+        open_interest=_dedupe(fetched.open_interest, fetched_at),
+        rejections=_rejections(fetched, rejected, fetched_at),
+        instruments=_instruments_frame(fetched, universe, fetched_at),
+        log=_log_frame(fetched, fetched_at),
+    )
+
+
+def write_prepared(conn: duckdb.DuckDBPyConnection, prepared: PreparedPartition) -> WriteSummary:
+    """Store one prepared partition in a single transaction."""
+    with transaction(conn):
+        claim_origin(conn, simulated=prepared.simulated)
+        ls_rows = upsert(conn, "ls_ratio", prepared.ls, LS_KEY)
+        kline_rows = upsert(conn, "klines", prepared.klines, _PRICE_KEY)
+        oi_rows = upsert(conn, "open_interest", prepared.open_interest, _PRICE_KEY)
+        upsert(conn, "ls_ratio_rejected", prepared.rejections, ["rejection_id"])
+        _insert(conn, prepared.instruments, _UPSERT_INSTRUMENTS)
+        _insert(
+            conn, prepared.log, "INSERT OR REPLACE INTO partition_log BY NAME SELECT * FROM _rows"
+        )
+    rejections = prepared.rejections
+    reasons = {str(k): int(v) for k, v in rejections["reason"].value_counts().items()}
+    return WriteSummary(ls_rows, len(rejections), kline_rows, oi_rows, reasons)
+
+
 def write_partition(
     conn: duckdb.DuckDBPyConnection, fetched: PartitionFetch, universe: Universe
 ) -> WriteSummary:
     """Validate and store one partition in a single transaction."""
-    fetched_at = datetime.now(UTC).replace(tzinfo=None)
-    kept, rejected = split_valid(fetched.ls)
-    rejections = _rejections(fetched, rejected, fetched_at)
-    with transaction(conn):
-        claim_origin(conn, simulated=fetched.simulated)
-        ls_rows = upsert(
-            conn, "ls_ratio", kept[[*LS_COLUMNS]].assign(fetched_at=fetched_at), LS_KEY
-        )
-        kline_rows = upsert(conn, "klines", _dedupe(fetched.klines, fetched_at), _PRICE_KEY)
-        oi_rows = upsert(
-            conn, "open_interest", _dedupe(fetched.open_interest, fetched_at), _PRICE_KEY
-        )
-        upsert(conn, "ls_ratio_rejected", rejections, ["rejection_id"])
-        _store_instruments(conn, fetched, universe, fetched_at)
-        _store_log(conn, fetched, fetched_at)
-    reasons = {str(k): int(v) for k, v in rejections["reason"].value_counts().items()}
-    return WriteSummary(ls_rows, len(rejections), kline_rows, oi_rows, reasons)
+    return write_prepared(conn, prepare_partition(fetched, universe))
+
+
+def _insert(conn: duckdb.DuckDBPyConnection, frame: pd.DataFrame, sql: str) -> None:
+    if frame.empty:
+        return
+    conn.register("_rows", frame)
+    try:
+        conn.execute(sql)
+    finally:
+        conn.unregister("_rows")
 
 
 _PRICE_KEY = ["exchange", "instrument", "period", "ts"]
@@ -479,11 +534,17 @@ def _plain(value: object) -> object:
     return None if isinstance(value, float) and value != value else value
 
 
-def _store_instruments(
-    conn: duckdb.DuckDBPyConnection, fetched: PartitionFetch, universe: Universe, seen: datetime
-) -> None:
+_UPSERT_INSTRUMENTS = """
+    INSERT INTO instruments SELECT * FROM _rows
+    ON CONFLICT DO UPDATE SET coin = excluded.coin, base_asset = excluded.base_asset,
+        multiplier = excluded.multiplier, onboard_at = excluded.onboard_at,
+        in_universe = excluded.in_universe, last_seen = excluded.last_seen
+"""
+
+
+def _instruments_frame(fetched: PartitionFetch, universe: Universe, seen: datetime) -> pd.DataFrame:
     chosen = set(fetched.mapping.values())
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         [
             {
                 "exchange": fetched.exchange,
@@ -499,24 +560,10 @@ def _store_instruments(
             for item in fetched.listings
         ]
     )
-    if frame.empty:
-        return
-    conn.register("_listed", frame)
-    try:
-        conn.execute(
-            """
-            INSERT INTO instruments SELECT * FROM _listed
-            ON CONFLICT DO UPDATE SET coin = excluded.coin, base_asset = excluded.base_asset,
-                multiplier = excluded.multiplier, onboard_at = excluded.onboard_at,
-                in_universe = excluded.in_universe, last_seen = excluded.last_seen
-            """
-        )
-    finally:
-        conn.unregister("_listed")
 
 
-def _store_log(conn: duckdb.DuckDBPyConnection, fetched: PartitionFetch, at: datetime) -> None:
-    frame = pd.DataFrame(
+def _log_frame(fetched: PartitionFetch, at: datetime) -> pd.DataFrame:
+    return pd.DataFrame(
         [
             {
                 "exchange": fetched.exchange,
@@ -535,10 +582,3 @@ def _store_log(conn: duckdb.DuckDBPyConnection, fetched: PartitionFetch, at: dat
             for o in fetched.outcomes
         ]
     )
-    if frame.empty:
-        return
-    conn.register("_log", frame)
-    try:
-        conn.execute("INSERT OR REPLACE INTO partition_log BY NAME SELECT * FROM _log")
-    finally:
-        conn.unregister("_log")

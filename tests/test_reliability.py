@@ -520,3 +520,33 @@ def test_a_fetch_that_met_a_held_file_waits_and_is_stored_later(
     if stored_by == "the next run":  # the partition grid shows it materialized
         done = instance.get_materialized_partitions(AssetKey("ls_ratio"))
         assert str(partition_key(YESTERDAY, "okx")) in done
+
+
+def test_a_partition_that_still_fails_is_run_again_by_dagster_before_anyone_is_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outage longer than the client's six attempts: the step fails, Dagster's retry
+    policy runs it again after its delay, and the partition ends materialized."""
+    outage = FaultConfig(rate=1.0, kinds=("busy",), first_requests=6)  # the instrument list
+    warehouse = tmp_path / "w.duckdb"
+    with SimulatorThread(
+        port=0, rate_limit_scale=SCALE, faults=outage, exchanges=("bitget",)
+    ) as sim:
+        _point_at(monkeypatch, sim)
+        settings = PipelineSettings(
+            warehouse=str(warehouse), rate_limit_scale=SCALE, periods=["1d"]
+        )
+        result = materialize(
+            [ingest_exchange_day],
+            partition_key=str(partition_key(YESTERDAY, "bitget")),
+            resources={"settings": settings},
+            instance=DagsterInstance.ephemeral(),
+            run_config=QUIET,
+            raise_on_error=False,
+        )
+        busy_answers = sim.stats.faults[("bitget", "busy")]
+    assert result.success
+    retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retried) == 1 and busy_answers == 6
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM ls_ratio").fetchall()[0][0] > 0

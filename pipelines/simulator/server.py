@@ -79,6 +79,8 @@ class FaultConfig:
     # `rate`, independent draws), at most `max_in_a_row` times in a row (None: no cap).
     repeat: float | None = None
     max_in_a_row: int | None = None
+    # Only the first `first_requests` requests can be faulted (an outage that ends); None: all.
+    first_requests: int | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.kinds) - set(FAULT_KINDS)
@@ -255,11 +257,14 @@ class _Dice:
         self._rng = random.Random(self.config.seed)
 
         self._streaks: dict[object, int] = {}  # consecutive faults per request
+        self._rolled = 0
 
     def roll(self, request: object = None) -> str | None:
         """The fault for this request, if any; `request` identifies it across retries."""
         config = self.config
-        if config.rate <= 0 or not config.kinds:
+        self._rolled += 1
+        over = config.first_requests is not None and self._rolled > config.first_requests
+        if config.rate <= 0 or not config.kinds or over:
             return None
         streak = self._streaks.pop(request, 0)
         capped = config.max_in_a_row is not None and streak >= config.max_in_a_row
