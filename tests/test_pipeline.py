@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -12,20 +12,13 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
 from assets.images import heatmap_image_on_request
-from assets.ingest import ingest_exchange_day
 from pipelines.partitions import partition_key
 from pipelines.resources import PipelineSettings
 from pipelines.runner import OUTPUT_ASSETS
 from pipelines.simulator import FaultConfig, SimulatorThread
-
-SCALE = 0.05
-YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-
-
-def _point_at(monkeypatch: pytest.MonkeyPatch, sim: SimulatorThread) -> None:
-    for exchange, url in sim.base_urls.items():
-        monkeypatch.setenv(f"LSR_{exchange.upper()}_BASE_URL", url)
+from tests.partition_runs import QUIET, SCALE, YESTERDAY
+from tests.partition_runs import ingest as _ingest
+from tests.partition_runs import point_at as _point_at
 
 
 @pytest.fixture(scope="module")
@@ -42,22 +35,6 @@ def sim_env(simulator: SimulatorThread, monkeypatch: pytest.MonkeyPatch) -> Simu
 
 def _settings(warehouse: Path, periods: tuple[str, ...] = ("1h",)) -> PipelineSettings:
     return PipelineSettings(warehouse=str(warehouse), rate_limit_scale=SCALE, periods=list(periods))
-
-
-def _ingest(
-    settings: PipelineSettings,
-    exchange: str,
-    day: date = YESTERDAY,
-    instance: DagsterInstance | None = None,
-) -> object:
-    return materialize(
-        [ingest_exchange_day],
-        partition_key=str(partition_key(day, exchange)),
-        resources={"settings": settings},
-        instance=instance or DagsterInstance.ephemeral(),
-        run_config=QUIET,
-        raise_on_error=False,
-    )
 
 
 def _query(warehouse: Path, sql: str) -> pd.DataFrame:

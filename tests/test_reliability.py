@@ -12,15 +12,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
 import pytest
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance
 
-from assets.ingest import ingest_exchange_day
 from pipelines.cli import main
 from pipelines.exchanges import EXCHANGES, connector
 from pipelines.http import HttpClient
@@ -29,11 +28,10 @@ from pipelines.resources import PipelineSettings
 from pipelines.simulator import FaultConfig, SimulatorThread
 from pipelines.summary import ensure_warehouse_kind
 from pipelines.warehouse import OriginConflict
+from tests.partition_runs import SCALE, YESTERDAY, ingest
+from tests.partition_runs import point_at as _point_at
 
 REPO = Path(__file__).resolve().parents[1]
-SCALE = 0.05
-YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 # Everything an exchange or the network does that means "ask again" (timeouts are left to
 # tests/test_http.py: the client waits 15 s for each).
 TRANSIENT = ("429", "5xx", "truncated", "busy", "reset")
@@ -44,27 +42,17 @@ STORED = {
 }
 
 
-def _point_at(monkeypatch: pytest.MonkeyPatch, sim: SimulatorThread) -> None:
-    for exchange, url in sim.base_urls.items():
-        monkeypatch.setenv(f"LSR_{exchange.upper()}_BASE_URL", url)
+def _ingest(
+    warehouse: Path, exchange: str, period: str = "4h", instance: DagsterInstance | None = None
+) -> Any:
+    """Yesterday's partition of one exchange, as Dagster runs it."""
+    settings = PipelineSettings(warehouse=str(warehouse), rate_limit_scale=SCALE, periods=[period])
+    return ingest(settings, exchange, instance=instance)
 
 
 def _ingest_all(warehouse: Path) -> list[str]:
-    """One 4h partition per exchange, as Dagster runs it; the exchanges whose run failed."""
-    settings = PipelineSettings(warehouse=str(warehouse), rate_limit_scale=SCALE, periods=["4h"])
-    failed = []
-    for exchange in EXCHANGES:
-        result = materialize(
-            [ingest_exchange_day],
-            partition_key=str(partition_key(YESTERDAY, exchange)),
-            resources={"settings": settings},
-            instance=DagsterInstance.ephemeral(),
-            run_config=QUIET,
-            raise_on_error=False,
-        )
-        if not result.success:
-            failed.append(exchange)
-    return failed
+    """One 4h partition per exchange; the exchanges whose run failed."""
+    return [exchange for exchange in EXCHANGES if not _ingest(warehouse, exchange).success]
 
 
 def _stored(warehouse: Path) -> dict[str, pd.DataFrame]:
@@ -137,17 +125,7 @@ def test_the_dagster_path_refuses_simulated_data_for_a_real_warehouse(
     ensure_warehouse_kind(warehouse, simulated=False)  # what `lsr run` claims before fetching
     with SimulatorThread(port=0, rate_limit_scale=SCALE, exchanges=("okx",)) as sim:
         _point_at(monkeypatch, sim)
-        settings = PipelineSettings(
-            warehouse=str(warehouse), rate_limit_scale=SCALE, periods=["1d"]
-        )
-        result = materialize(
-            [ingest_exchange_day],
-            partition_key=str(partition_key(YESTERDAY, "okx")),
-            resources={"settings": settings},
-            instance=DagsterInstance.ephemeral(),
-            run_config=QUIET,
-            raise_on_error=False,
-        )
+        result = _ingest(warehouse, "okx", "1d")
     assert not result.success
     failure = next(e for e in result.all_events if e.is_failure)
     reason = failure.step_failure_data.user_failure_data.description
@@ -181,6 +159,9 @@ def _lsr(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
     return code, err.splitlines()[-1] if err else ""
 
 
+RENDER_OKX = ["render", "--exchange", "okx", "--metric", "global_account"]
+
+
 @pytest.fixture
 def unreachable_exchanges(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any fetch would fail loudly: nothing listens on port 9."""
@@ -195,34 +176,8 @@ def unreachable_exchanges(monkeypatch: pytest.MonkeyPatch) -> None:
         (["run", "--days", "100000"], "100000 is outside 0 .. "),
         (["run", "--days", "week"], "'week' is not a whole number of days"),
         (["run", "--exchange", "kraken"], "invalid choice: 'kraken'"),
-        (
-            [
-                "render",
-                "--exchange",
-                "okx",
-                "--metric",
-                "global_account",
-                "--period",
-                "7m",
-                "--range",
-                "30d",
-            ],
-            "invalid choice: '7m'",
-        ),
-        (
-            [
-                "render",
-                "--exchange",
-                "okx",
-                "--metric",
-                "global_account",
-                "--period",
-                "1h",
-                "--range",
-                "month",
-            ],
-            "'month' is not a range such as 30d",
-        ),
+        ([*RENDER_OKX, "--period", "7m", "--range", "30d"], "invalid choice: '7m'"),
+        ([*RENDER_OKX, "--period", "1h", "--range", "month"], "'month' is not a range such as 30d"),
     ],
 )
 def test_bad_arguments_are_refused_in_one_line(
@@ -331,8 +286,7 @@ def test_a_foreign_tables_comment_survives(
 def test_render_keeps_a_relative_out_path_inside_the_images_folder(
     out: str, capsys: pytest.CaptureFixture[str], warehouse_file: Path
 ) -> None:
-    argv = ["render", "--exchange", "okx", "--metric", "global_account", "--period", "1h"]
-    code, line = _lsr([*argv, "--range", "7d", "--out", out], capsys)
+    code, line = _lsr([*RENDER_OKX, "--period", "1h", "--range", "7d", "--out", out], capsys)
     assert code == 1 and f"--out {out}" in line
     assert not list(warehouse_file.parent.parent.rglob("x.png"))
 
@@ -378,11 +332,11 @@ def _wait_for(condition: Callable[[], bool], what: str, seconds: float = 240.0) 
 
 
 class _Demo:
-    """`lsr demo` for one exchange and today, in its own process, its stderr collected."""
+    """`lsr demo` for one exchange, yesterday and today, in its own process, output collected."""
 
     def __init__(self, env: dict[str, str]) -> None:
         lsr = Path(sys.executable).with_name("lsr")
-        command = [str(lsr), "demo", "--exchange", "okx", "--days", "0"]
+        command = [str(lsr), "demo", "--exchange", "okx", "--days", "1"]
         self.process = subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -430,7 +384,7 @@ def test_a_run_killed_in_any_phase_blocks_nothing_and_the_next_run_finishes(
     phases: list[tuple[str, Callable[[_Demo], bool]]] = [
         ("fetch", lambda _: any(warehouse.parent.glob(".rate-limits/*.lock"))),
         ("write", lambda _: any(landing.rglob("*.parquet"))),
-        ("derive", lambda demo: demo.said("1/1")),
+        ("derive", lambda demo: demo.said("2/2")),
         ("render", lambda _: any(images.rglob("*.png"))),
     ]
     for phase, reached in phases:
@@ -471,18 +425,6 @@ def _reader_holding(warehouse: Path) -> Iterator[None]:
         reader.wait(timeout=30)
 
 
-def _ingest(warehouse: Path, exchange: str, instance: DagsterInstance) -> object:
-    settings = PipelineSettings(warehouse=str(warehouse), rate_limit_scale=SCALE, periods=["4h"])
-    return materialize(
-        [ingest_exchange_day],
-        partition_key=str(partition_key(YESTERDAY, exchange)),
-        resources={"settings": settings},
-        instance=instance,
-        run_config=QUIET,
-        raise_on_error=False,
-    )
-
-
 @pytest.mark.parametrize("stored_by", ["the next run", "lsr reload"])
 def test_a_fetch_that_met_a_held_file_waits_and_is_stored_later(
     stored_by: str,
@@ -499,14 +441,14 @@ def test_a_fetch_that_met_a_held_file_waits_and_is_stored_later(
     with SimulatorThread(port=0, rate_limit_scale=SCALE) as sim:
         _point_at(monkeypatch, sim)
         with _reader_holding(warehouse):
-            blocked = _ingest(warehouse, "okx", instance)
+            blocked = _ingest(warehouse, "okx", instance=instance)
         assert not blocked.success
         failure = next(e for e in blocked.all_events if e.is_failure)
         reason = failure.step_failure_data.user_failure_data.description
         assert "stayed busy" in reason or "held by another process" in reason
         assert "waits in" in reason and "lsr reload" in reason
         if stored_by == "the next run":
-            assert _ingest(warehouse, "gate", instance).success
+            assert _ingest(warehouse, "gate", instance=instance).success
         else:
             assert main(["reload"]) == 0
             assert f"stored okx {YESTERDAY}" in capsys.readouterr().out
@@ -533,17 +475,7 @@ def test_a_partition_that_still_fails_is_run_again_by_dagster_before_anyone_is_a
         port=0, rate_limit_scale=SCALE, faults=outage, exchanges=("bitget",)
     ) as sim:
         _point_at(monkeypatch, sim)
-        settings = PipelineSettings(
-            warehouse=str(warehouse), rate_limit_scale=SCALE, periods=["1d"]
-        )
-        result = materialize(
-            [ingest_exchange_day],
-            partition_key=str(partition_key(YESTERDAY, "bitget")),
-            resources={"settings": settings},
-            instance=DagsterInstance.ephemeral(),
-            run_config=QUIET,
-            raise_on_error=False,
-        )
+        result = _ingest(warehouse, "bitget", "1d")
         busy_answers = sim.stats.faults[("bitget", "busy")]
     assert result.success
     retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]

@@ -433,24 +433,17 @@ def instruments(listing_gaps: bool, now_ms: int) -> tuple[Instrument, ...]:
 # Rate-limit answers: 1032 in an HTTP 200 body, no Retry-After, no ban
 
 
-def _busy(now_ms: int) -> Reply:
-    body = {
-        "status": "error",
-        "err_code": 1004,
-        "err_msg": "System busy. Please try again later",
-        "ts": now_ms,
-    }
+def _error_envelope(now_ms: int, code: int, message: str) -> Reply:
+    body = {"status": "error", "err_code": code, "err_msg": message, "ts": now_ms}
     return Reply(200, body, RATE_HEADERS)
+
+
+def _busy(now_ms: int) -> Reply:
+    return _error_envelope(now_ms, 1004, "System busy. Please try again later")
 
 
 def _over_limit(now_ms: int) -> Reply:
-    body = {
-        "status": "error",
-        "err_code": 1032,
-        "err_msg": "The number of access exceeded the limit.",
-        "ts": now_ms,
-    }
-    return Reply(200, body, RATE_HEADERS)
+    return _error_envelope(now_ms, 1032, "The number of access exceeded the limit.")
 
 
 def _too_many(breach: Breach) -> Reply:
