@@ -4,8 +4,10 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
+import duckdb
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -121,13 +123,9 @@ async def ingest_exchange_day(context: AssetExecutionContext, settings: Pipeline
             summary = write_prepared(conn, prepared)
     except OriginConflict as error:  # no retry can fix it; say why in one line
         raise Failure(description=f"{exchange} {day}: {error}", allow_retries=False) from error
-    except WarehouseLocked as error:  # a reader held the file: keep the data, fail the step
-        kept = keep_pending(fetched, landing)
-        raise Failure(
-            description=f"{exchange} {day}: {error}; the fetched data waits in {kept} and is "
-            "stored by the next ingestion run or `lsr reload`",
-            allow_retries=False,
-        ) from error
+    except (WarehouseLocked, WarehouseUnusable, duckdb.IOException) as error:
+        # A reader held the file, or it could not be written (a full disk): keep the data.
+        raise _kept_for_later(fetched, landing, error) from error
     record_stored(context.instance, earlier)
     for result in _results(fetched, summary, str(landed) if landed else None):
         yield result
@@ -137,6 +135,19 @@ async def ingest_exchange_day(context: AssetExecutionContext, settings: Pipeline
             metadata={"failed_fetches": len(fetched.failures), "banned": fetched.banned or ""},
             allow_retries=fetched.banned is None and all(o.transient for o in fetched.failures),
         )
+
+
+def _kept_for_later(fetched: PartitionFetch, landing: Path, error: Exception) -> Failure:
+    where = f"{fetched.exchange} {fetched.day}: {error}"
+    try:
+        kept = keep_pending(fetched, landing)
+    except OSError as keep_error:  # the disk is full for the landing zone too
+        return Failure(description=f"{where}; keeping the fetched data failed too: {keep_error}")
+    return Failure(
+        description=f"{where}; the fetched data waits in {kept} and is stored by the next "
+        "ingestion run or `lsr reload`",
+        allow_retries=False,
+    )
 
 
 def record_stored(

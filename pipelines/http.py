@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import time
 from collections import deque
@@ -39,6 +40,8 @@ from pipelines.errors import (
     ExchangeError,
     RetryableError,
 )
+
+log = logging.getLogger(__name__)
 
 # rate_limit: slow down and retry; busy: the exchange's own "try again" (service error, system
 # busy), retried like a 5xx; unavailable: no data to serve; error: a business error, final.
@@ -288,7 +291,10 @@ class HttpClient:
             await self._session.close()
         if self.ledger is not None:
             for name, state in self._states.items():
-                self.ledger.save(name, state.base_url, self._history(state))
+                try:
+                    self.ledger.save(name, state.base_url, self._history(state))
+                except OSError as error:  # a full disk must not cost the fetch itself
+                    log.warning("%s: rate-limit ledger not saved: %s", name, error)
 
     @staticmethod
     def _history(state: _ExchangeState) -> dict[str, list[tuple[float, int]]]:

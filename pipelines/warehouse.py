@@ -387,13 +387,30 @@ def store_pending(
     conn: duckdb.DuckDBPyConnection, landing_root: Path, universe: Universe
 ) -> list[tuple[PartitionFetch, WriteSummary]]:
     """Write every fetch left waiting, oldest first (so a newer fetch of the same buckets,
-    written after, wins), each in its own transaction, deleting each file once committed."""
+    written after, wins), each in its own transaction, deleting each file once committed.
+
+    A batch that cannot be written for a reason waiting will not cure (another origin, a file
+    from an incompatible version) is moved to `pending/unloadable/` with the reason beside it,
+    so it never blocks the fetches behind it."""
     stored = []
     for path in sorted((landing_root / "pending").glob("*.pickle")):
-        fetched = pickle.loads(path.read_bytes())  # our own file, written above
-        stored.append((fetched, write_partition(conn, fetched, universe)))
+        try:
+            fetched = pickle.loads(path.read_bytes())  # our own file, written above
+            stored.append((fetched, write_partition(conn, fetched, universe)))
+        except (WarehouseLocked, duckdb.IOException, OSError):
+            raise  # the file or the disk: the batch waits for the next write
+        except Exception as error:  # any other reason is the batch's own
+            _set_aside(path, error)
+            continue
         path.unlink()
     return stored
+
+
+def _set_aside(path: Path, error: Exception) -> None:
+    aside = path.parent / "unloadable"
+    aside.mkdir(exist_ok=True)
+    path.replace(aside / path.name)
+    (aside / f"{path.name}.reason.txt").write_text(f"{type(error).__name__}: {error}\n")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pipelines.exchanges.base import Window, empty_ls_frame
 from pipelines.http import RawResponse
 from pipelines.ingest import Outcome, PartitionFetch, Task
 from pipelines.universe import Listing, load_universe
-from pipelines.warehouse import connect, land_raw, write_partition
+from pipelines.warehouse import connect, keep_pending, land_raw, store_pending, write_partition
 from tests.conftest import load_payload
 
 DAY = date(2026, 9, 15)
@@ -127,3 +127,24 @@ def test_landing_refuses_path_components_built_from_odd_names(tmp_path: Path) ->
         assert "refusing" in str(error)
     else:  # pragma: no cover - the assertion is the point
         raise AssertionError("a path outside the landing zone was accepted")
+
+
+def test_pending_fetches_are_stored_oldest_first_and_a_bad_one_is_set_aside(
+    warehouse_file: Path,
+) -> None:
+    landing = warehouse_file.parent / "landing"
+    rows = _live_rows()
+    newest = rows.tail(1).assign(long_share=0.7, short_share=0.3, ratio=0.7 / 0.3)
+    keep_pending(_fetch(rows), landing)  # the older fetch
+    keep_pending(_fetch(newest), landing)  # a later fetch of the same newest bucket
+    unreadable = landing / "pending" / "20000101T000000000000-bybit-2026-09-15.pickle"
+    unreadable.write_bytes(b"not a pickle")  # sorts first
+
+    with connect(warehouse_file) as conn:
+        stored = store_pending(conn, landing, load_universe())
+    assert [summary.ls_rows for _, summary in stored] == [3, 1]
+    assert _table(warehouse_file).sort_values("ts")["long_share"].iloc[-1] == 0.7
+    assert not list((landing / "pending").glob("*.pickle"))
+    aside = landing / "pending" / "unloadable"
+    assert (aside / unreadable.name).exists()
+    assert "UnpicklingError" in (aside / f"{unreadable.name}.reason.txt").read_text()
