@@ -29,7 +29,10 @@ from pipelines.processes import die_with_parent
 from pipelines.recovery import release_dead_runs
 from pipelines.resources import PipelineSettings
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The command line reports each failure as one line (its root cause) at the end; Dagster's own
+# multi-line error logs stay in the instance (and the UI), or on the terminal with LSR_DEBUG=1.
+LOG_LEVEL = "WARNING" if os.environ.get("LSR_DEBUG") else "CRITICAL"
+QUIET = {"loggers": {"console": {"config": {"log_level": LOG_LEVEL}}}}
 OUTPUT_ASSETS = [coverage, *DERIVED_ASSETS, parquet_exports, heatmap_images]
 
 
@@ -66,7 +69,7 @@ def run_pipeline(
     exchange never runs twice at once (its rate limits are per process), and writes queue on
     the warehouse lock.
     """
-    logging.getLogger("dagster").setLevel(logging.WARNING)
+    logging.getLogger("dagster").setLevel(LOG_LEVEL)
     report = RunReport()
     config = {
         "warehouse": settings.warehouse,
@@ -142,7 +145,7 @@ def _raise_if_a_worker_died(workers: list[Future[None]]) -> None:
 def _ingest_exchange(exchange: str, days: list[date], config: dict[str, Any]) -> None:
     """One worker process: the exchange's partitions, oldest day first."""
     assert _progress is not None, "started without _start_worker"
-    logging.getLogger("dagster").setLevel(logging.WARNING)
+    logging.getLogger("dagster").setLevel(LOG_LEVEL)
     settings = PipelineSettings(**config)
     with instance() as dagster_instance:
         for day in days:
