@@ -77,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     reload.set_defaults(handler=_reload)
 
+    sql = sub.add_parser(
+        "sql", help="run a read-only SQL query on the warehouse and print the result"
+    )
+    sql.add_argument("query", help='e.g. "SELECT * FROM alt_average ORDER BY ts DESC LIMIT 5"')
+    sql.add_argument("--csv", action="store_true", help="comma-separated output with a header")
+    sql.set_defaults(handler=_sql)
+
     themes = sub.add_parser("themes", help="list colour themes, one per line")
     themes.set_defaults(handler=_themes)
 
@@ -264,6 +271,52 @@ def _reload(args: argparse.Namespace) -> int:
     else:
         print("derived tables and images follow with the next run (or `refresh_outputs`)")
     return 0
+
+
+def _sql(args: argparse.Namespace) -> int:
+    """The warehouse's own DuckDB, read-only (a DuckDB 1.x command line cannot read the file)."""
+    import csv
+
+    import duckdb
+
+    from pipelines.warehouse import connect
+
+    path = warehouse_path()
+    if not path.exists():
+        raise FileNotFoundError(f"no warehouse at {path} yet: run `lsr run` or `lsr demo` first")
+    with connect(path, read_only=True) as conn:
+        try:
+            cursor = conn.execute(args.query)
+            columns = [d[0] for d in cursor.description or []]
+            rows = cursor.fetchall()
+        except duckdb.Error as error:
+            raise ValueError(f"query refused: {str(error).splitlines()[0]}") from error
+    if args.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        print(_table(columns, rows))
+    return 0
+
+
+def _table(columns: list[str], rows: list[tuple[object, ...]]) -> str:
+    """Columns padded to their widest value; numbers right-aligned."""
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    numeric = [
+        all(isinstance(row[i], int | float) or row[i] is None for row in rows)
+        for i in range(len(columns))
+    ]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(columns), rule, *(line(r) for r in cells), f"({len(rows)} rows)"])
 
 
 def _themes(args: argparse.Namespace) -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from pathlib import Path
 
 from pipelines.warehouse import claim_origin, connect, one_row, transaction
@@ -51,5 +54,13 @@ def describe_warehouse(path: Path) -> str:
         lines.append(f"  {exchange}: {coins} coins; {metrics}")
     lines.append(f"Images ({len(images)}):")
     lines += [f"  {p}" for (p,) in images]
-    lines.append(f'Query it: duckdb {path} "SELECT * FROM alt_average LIMIT 5"')
+    lines.append(f'Query it: {_lsr()} sql "SELECT * FROM alt_average ORDER BY ts DESC LIMIT 5"')
     return "\n".join(lines)
+
+
+def _lsr() -> str:
+    """How to call `lsr` from the user's shell: by name when it is on PATH, else by its path."""
+    installed = Path(sys.executable).with_name("lsr")
+    if shutil.which("lsr") == str(installed):
+        return "lsr"
+    return os.path.relpath(installed) if installed.is_relative_to(Path.cwd()) else str(installed)

@@ -88,3 +88,47 @@ def test_real_and_simulated_data_never_share_a_warehouse(warehouse_file: Path) -
     ensure_warehouse_kind(warehouse_file, simulated=True)  # more simulated data: fine
     with pytest.raises(OriginConflict, match=r"refusing to write exchanges data into .*lsr demo"):
         ensure_warehouse_kind(warehouse_file, simulated=False)
+
+
+def test_sql_prints_a_read_only_query_as_a_table_or_csv(
+    warehouse_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with connect(warehouse_file) as conn:
+        conn.execute(
+            "INSERT INTO partition_log (exchange, day, dataset, coin, period, status, rows, "
+            "detail, simulated, updated_at) VALUES ('okx', DATE '2026-11-30', 'global_account', "
+            "'BTC', '1h', 'ok', 24, NULL, true, TIMESTAMP '2026-11-30 01:00:00')"
+        )
+    query = "SELECT exchange, coin, rows FROM partition_log"
+    assert main(["sql", query]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["exchange", "coin", "rows"]
+    assert table[2].split() == ["okx", "BTC", "24"] and table[-1] == "(1 rows)"
+    assert main(["sql", "--csv", query]) == 0
+    assert capsys.readouterr().out.splitlines() == ["exchange,coin,rows", "okx,BTC,24"]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("DELETE FROM partition_log", 'Cannot execute statement of type "DELETE"'),
+        ("SELEC 1", 'syntax error at or near "SELEC"'),
+    ],
+)
+def test_sql_refuses_writes_and_bad_sql_in_one_line(
+    query: str, message: str, warehouse_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with connect(warehouse_file):
+        pass
+    assert main(["sql", query]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lsr: error: query refused: ") and message in err
+    assert len(err.splitlines()) == 1
+
+
+def test_sql_on_a_missing_warehouse_says_how_to_make_one(
+    warehouse_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sql", "SELECT 1"]) == 1
+    assert "run `lsr run` or `lsr demo` first" in capsys.readouterr().err
+    assert not warehouse_file.exists()
