@@ -63,8 +63,9 @@ def worker_health(instance: DagsterInstance, run: DagsterRun) -> CheckRunHealthR
 def release_dead_runs(instance: DagsterInstance) -> list[str]:
     """Fail every unfinished run whose worker process died, and free its concurrency slots.
 
-    Only runs of this host are judged (a pid means nothing elsewhere); runs that have not
-    recorded a worker yet are left to Dagster's start timeout."""
+    A pid is judged on this host, which is where the default launcher and `lsr` start their
+    workers; an instance shared by several hosts needs its launcher's own health check instead.
+    Runs that have not recorded a worker yet are left to Dagster's start timeout."""
     released = []
     for record in instance.get_run_records(RunsFilter(statuses=UNFINISHED)):
         run = record.dagster_run
