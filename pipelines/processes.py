@@ -1,10 +1,11 @@
-"""Child processes that end with their parent."""
+"""Processes: children that end with their parent, and whether a pid still runs."""
 
 from __future__ import annotations
 
 import ctypes
 import os
 import signal
+from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 
@@ -19,3 +20,19 @@ def die_with_parent(parent_pid: int) -> None:
         return
     if os.getppid() != parent_pid:  # the parent died before the request took effect
         os._exit(1)
+
+
+def process_alive(pid: int, proc: Path = Path("/proc")) -> bool:
+    """True while `pid` runs; a zombie (dead, not yet reaped by its parent) counts as dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process, so it exists
+        return True
+    stat = proc / str(pid) / "stat"
+    try:
+        state = stat.read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): os.kill said it exists
+    return state not in ("Z", "X")

@@ -8,12 +8,11 @@ check and Dagster's run monitoring) and `lsr run` (before it starts) use `releas
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
 from dagster._core.storage.dagster_run import DagsterRun
+
+from pipelines.processes import process_alive
 
 # Statuses of a run that a live worker process would still move on.
 UNFINISHED = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
@@ -31,22 +30,6 @@ def worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
         if pid is not None:
             return int(str(pid.value))
     return None
-
-
-def process_alive(pid: int, proc: Path = Path("/proc")) -> bool:
-    """True while `pid` runs; a zombie (dead, not yet reaped by its parent) counts as dead."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process, so it exists
-        return True
-    stat = proc / str(pid) / "stat"
-    try:
-        state = stat.read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc (not Linux): os.kill said it exists
-    return state not in ("Z", "X")
 
 
 def worker_health(instance: DagsterInstance, run: DagsterRun) -> CheckRunHealthResult:

@@ -32,6 +32,7 @@ from pipelines.config import WAREHOUSE_DIR, output_dir, warehouse_path
 from pipelines.exchanges.base import LS_COLUMNS
 from pipelines.http import RawResponse
 from pipelines.ingest import PartitionFetch
+from pipelines.processes import process_alive
 from pipelines.universe import Universe
 from schemas.ls_ratio import KEY as LS_KEY
 from schemas.ls_ratio import split_valid
@@ -231,18 +232,8 @@ def _remove_orphaned_snapshots(folder: Path) -> None:
     """Copies whose process is gone (killed while rendering) are deleted by the next one."""
     for stale in folder.glob("*.duckdb*"):
         pid = stale.name.split("-", 1)[0]
-        if pid.isdigit() and not _process_exists(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             stale.unlink(missing_ok=True)
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def one_row(

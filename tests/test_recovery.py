@@ -17,7 +17,8 @@ from dagster import DagsterInstance, DagsterRunStatus, asset, materialize
 from dagster._core.launcher import WorkerStatus
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
-from pipelines.recovery import LocalRunLauncher, process_alive, release_dead_runs
+from pipelines.processes import process_alive
+from pipelines.recovery import LocalRunLauncher, release_dead_runs
 
 REPO = Path(__file__).resolve().parents[1]
 

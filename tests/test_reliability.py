@@ -24,6 +24,7 @@ from pipelines.cli import main
 from pipelines.exchanges import EXCHANGES, connector
 from pipelines.http import HttpClient
 from pipelines.partitions import partition_key
+from pipelines.processes import process_alive
 from pipelines.resources import PipelineSettings
 from pipelines.simulator import FaultConfig, SimulatorThread
 from pipelines.summary import ensure_warehouse_kind
@@ -312,15 +313,7 @@ def _children(pid: int) -> set[int]:
 
 
 def _gone(pids: set[int]) -> bool:
-    return not any(Path(f"/proc/{pid}").exists() and _alive(pid) for pid in pids)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    return not any(process_alive(pid) for pid in pids)
 
 
 def _wait_for(condition: Callable[[], bool], what: str, seconds: float = 240.0) -> None:
