@@ -31,13 +31,12 @@ from pipelines.http import RateLimitLedger
 from pipelines.ingest import KLINES, OPEN_INTEREST, PartitionFetch, fetch_partition
 from pipelines.partitions import DAY_X_EXCHANGE, partition_key
 from pipelines.resources import PipelineSettings
-from pipelines.universe import Universe, load_universe
+from pipelines.universe import Universe
 from pipelines.warehouse import (
     OriginConflict,
     WarehouseLocked,
     WarehouseUnusable,
     WriteSummary,
-    check_warehouse_file,
     connect,
     keep_pending,
     land_raw,
@@ -157,13 +156,9 @@ def record_stored(
     busy warehouse), so the partition grid shows them materialized."""
     for fetched, summary in stored:
         key = str(partition_key(fetched.day, fetched.exchange))
-        failed = {o.task.dataset for o in fetched.failures}
-        for asset, rows in (
-            ("ls_ratio", summary.ls_rows),
-            (KLINES, summary.kline_rows),
-            (OPEN_INTEREST, summary.oi_rows),
-        ):
-            if asset in failed or (asset == "ls_ratio" and failed - {KLINES, OPEN_INTEREST}):
+        failed = {_asset_of(o.task.dataset) for o in fetched.failures}
+        for asset, rows in _rows_by_asset(summary).items():
+            if asset in failed:
                 continue
             instance.report_runless_asset_event(
                 AssetMaterialization(
@@ -174,12 +169,20 @@ def record_stored(
             )
 
 
+def _asset_of(dataset: str) -> str:
+    """The asset a fetched dataset lands in: klines, open_interest, or ls_ratio (a metric)."""
+    return dataset if dataset in (KLINES, OPEN_INTEREST) else "ls_ratio"
+
+
+def _rows_by_asset(summary: WriteSummary) -> dict[str, int]:
+    return {"ls_ratio": summary.ls_rows, KLINES: summary.kline_rows, OPEN_INTEREST: summary.oi_rows}
+
+
 def _preflight(settings: PipelineSettings) -> tuple[Universe, tuple[str, ...]]:
     """What the run needs, checked before the first request (a warehouse we could not write
     to would throw every fetch away); a mistake here is not retried, and says what it is."""
     try:
-        check_warehouse_file(settings.warehouse_file())
-        return load_universe(), settings.period_list()
+        return settings.run_inputs()
     except (WarehouseUnusable, ValueError) as error:
         raise Failure(description=str(error), allow_retries=False) from error
 
@@ -187,7 +190,7 @@ def _preflight(settings: PipelineSettings) -> tuple[Universe, tuple[str, ...]]:
 def _results(
     fetched: PartitionFetch, summary: WriteSummary, landed: str | None
 ) -> Iterator[object]:
-    rows = {"ls_ratio": summary.ls_rows, KLINES: summary.kline_rows, OPEN_INTEREST: summary.oi_rows}
+    rows = _rows_by_asset(summary)
     # What the whole fetch did is said once, on ls_ratio: every event is stored in the
     # instance for good, and the hourly poll writes 144 ingestion runs a day.
     run_wide: dict[str, Any] = {
@@ -197,16 +200,8 @@ def _results(
         "simulated": fetched.simulated,
         "rows_outside_window_dropped": fetched.out_of_window_rows,
     }
-    for asset, datasets in (("ls_ratio", None), (KLINES, KLINES), (OPEN_INTEREST, OPEN_INTEREST)):
-        outcomes = [
-            o
-            for o in fetched.outcomes
-            if (
-                o.task.dataset == datasets
-                if datasets
-                else o.task.dataset not in (KLINES, OPEN_INTEREST)
-            )
-        ]
+    for asset in rows:
+        outcomes = [o for o in fetched.outcomes if _asset_of(o.task.dataset) == asset]
         status = Counter(o.status for o in outcomes)
         if status["failed"]:
             # Not materialized: the step fails after this, so Dagster marks this asset's

@@ -152,12 +152,9 @@ def _run(args: argparse.Namespace, *, simulated: bool = False) -> int:
     from pipelines.resources import PipelineSettings
     from pipelines.runner import days_back, run_pipeline
     from pipelines.summary import ensure_warehouse_kind
-    from pipelines.universe import load_universe
 
-    # Everything a run depends on is checked before the first request, each in one line.
     settings = PipelineSettings()
-    settings.period_list()
-    load_universe()
+    settings.run_inputs()  # everything checked before the first request, each in one line
     ensure_warehouse_kind(warehouse_path(), simulated=_expects_simulated(simulated))
     exchanges = args.exchanges or list(EXCHANGES)
     days = days_back(args.days)

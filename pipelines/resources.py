@@ -9,6 +9,8 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from pipelines.config import PERIOD_MS, configured_periods, warehouse_path
+from pipelines.universe import Universe, load_universe
+from pipelines.warehouse import check_warehouse_file
 
 
 class PipelineSettings(ConfigurableResource):
@@ -37,6 +39,12 @@ class PipelineSettings(ConfigurableResource):
         if self.rate_limit_scale > 0:
             return self.rate_limit_scale
         return float(os.environ.get("LSR_RATE_LIMIT_SCALE", "1"))
+
+    def run_inputs(self) -> tuple[Universe, tuple[str, ...]]:
+        """What a run needs, checked before its first request (each mistake in one line): the
+        warehouse path can hold our file, the universe file reads, the periods are known."""
+        check_warehouse_file(self.warehouse_file())
+        return load_universe(), self.period_list()
 
     def period_list(self) -> tuple[str, ...]:
         if not self.periods:
