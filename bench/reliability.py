@@ -1,4 +1,4 @@
-"""Reliability figures: a whole `lsr demo` run under 0/10/30 % faults, and what a reader meets.
+"""Reliability figures: a whole `lsr run` under 0/10/30 % faults, and what a reader meets.
 
 `faults`: wall time, requests and faults per fault rate, and whether the stored closed buckets
 equal the fault-free run's. `readers`: a second process opens the DuckDB file read-only every
@@ -37,7 +37,7 @@ class FaultRun:
     identical: bool | None = None  # closed buckets equal the fault-free run's
 
 
-def _demo(env: dict[str, str], days: int) -> tuple[float, int]:
+def _lsr_run(env: dict[str, str], days: int) -> tuple[float, int]:
     lsr = Path(sys.executable).with_name("lsr")
     started = time.monotonic()
     done = subprocess.run(
@@ -55,7 +55,7 @@ def _fault_run(rate: float, days: int, folder: Path, seed: int) -> FaultRun:
         env = {**os.environ, "LSR_WAREHOUSE": str(warehouse), "LSR_RATE_LIMIT_SCALE": str(SCALE)}
         env |= {f"LSR_{name.upper()}_BASE_URL": url for name, url in sim.base_urls.items()}
         env.pop("DAGSTER_HOME", None)
-        seconds, code = _demo(env, days)
+        seconds, code = _lsr_run(env, days)
         root = next(iter(sim.base_urls.values())).rsplit("/", 1)[0]
         with urllib.request.urlopen(f"{root}/_sim/stats") as answer:  # loopback
             stats = json.load(answer)

@@ -449,10 +449,6 @@ class HttpClient:
             ) from error
 
 
-def _code(envelope: ApiError | None) -> str | None:
-    return envelope.code if envelope else None
-
-
 def _interpret(
     profile: ExchangeProfile,
     endpoint: str,
@@ -478,7 +474,7 @@ def _interpret(
             endpoint,
             detail,
             retry_after=_retry_after(headers),
-            code=_code(envelope),
+            code=envelope.code if envelope else None,
             **where,
         )
     if envelope is not None and envelope.kind == "busy":
