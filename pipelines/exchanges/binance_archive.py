@@ -1,0 +1,291 @@
+"""Binance Vision's daily `metrics` archive: years of five-minute L/S ratios and open interest.
+
+`https://data.binance.vision/data/futures/um/daily/metrics/{SYMBOL}/{SYMBOL}-metrics-{DAY}.zip`
+holds one CSV of five-minute rows per symbol and UTC day, beside a `.CHECKSUM` (sha256). The REST
+endpoints keep 30 days; the archive goes back to 2020-09 (later for most symbols).
+
+What the files are like (measured by others, see BINANCE-ARCHIVE.md in the project's exchange
+notes; binance/binance-public-data issues #258, #276, #350, #491, #498):
+
+- ratios only, no shares: long share = r / (1 + r);
+- every era formats numbers differently (8 decimals, full binary-float precision, 16 decimals);
+- blank fields occur: a blank ratio is no observation, never 0;
+- `create_time` is naive UTC text whose seconds are not always `:00`: floored to five minutes;
+- rows are not always sorted, some are duplicated, some days are short;
+- the meaning of a label changed on 2026-06-25 (binance-public-data #491). Before, a row labelled
+  T holds the snapshot taken at T and the taker flow of [T - 5m, T); from that day on, the
+  snapshot taken at T + 5m and the taker flow of [T, T + 5m). The REST endpoints stamp snapshots
+  with their own time and taker rows with the start of the flow, so each row's `ts` here is the
+  REST timestamp of the same observation: comparable, bucket for bucket, with REST rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import UTC, date
+
+import numpy as np
+import pandas as pd
+
+from pipelines.config import PERIOD_MS
+from pipelines.errors import PayloadError
+from pipelines.exchanges.base import coin_of, ls_frame
+
+NAME = "binance"
+ENDPOINT = "archive metrics"
+DEFAULT_BASE_URL = "https://data.binance.vision"
+FIVE_MINUTES = pd.Timedelta(minutes=5)
+# binance-public-data #491: the first file written with the new label convention.
+LABEL_SWITCH = date(2026, 6, 25)
+SNAPSHOT_AT_LABEL = "snapshot_at_label"  # files of days before LABEL_SWITCH
+SLOT_STARTS_AT_LABEL = "slot_starts_at_label"  # files of LABEL_SWITCH and later
+
+HEADER = (
+    "create_time",
+    "symbol",
+    "sum_open_interest",
+    "sum_open_interest_value",
+    "count_toptrader_long_short_ratio",
+    "sum_toptrader_long_short_ratio",
+    "count_long_short_ratio",
+    "sum_taker_long_short_vol_ratio",
+)
+NUMBER_COLUMNS = HEADER[2:]
+# Binance publishes no mapping; the column names say it (BINANCE-ARCHIVE.md section 2).
+RATIO_COLUMNS: dict[str, str] = {
+    "global_account": "count_long_short_ratio",
+    "top_account": "count_toptrader_long_short_ratio",
+    "top_position": "sum_toptrader_long_short_ratio",
+    "taker_volume": "sum_taker_long_short_vol_ratio",
+}
+FLOW_METRICS = frozenset({"taker_volume"})
+
+
+def path(instrument: str, day: date) -> str:
+    """The archive path of one symbol-day zip (its checksum is this plus `.CHECKSUM`)."""
+    name = f"{instrument}-metrics-{day.isoformat()}"
+    return f"/data/futures/um/daily/metrics/{instrument}/{name}.zip"
+
+
+def convention_of(file_day: date) -> str:
+    return SLOT_STARTS_AT_LABEL if file_day >= LABEL_SWITCH else SNAPSHOT_AT_LABEL
+
+
+@dataclass(frozen=True)
+class MetricsTable:
+    """The lines of one archive CSV, typed: labels floored to five minutes, blanks as NaN."""
+
+    instrument: str
+    labels: pd.Series  # datetime64, floored create_time
+    numbers: dict[str, np.ndarray]  # column -> float64, NaN where blank
+    file_day: date
+
+    @property
+    def convention(self) -> str:
+        return convention_of(self.file_day)
+
+    def ts_of(self, metric: str | None) -> pd.Series:
+        """The REST timestamp of each line's observation of `metric` (None: open interest)."""
+        if self.convention == SNAPSHOT_AT_LABEL:
+            return self.labels - FIVE_MINUTES if metric in FLOW_METRICS else self.labels
+        return self.labels if metric in FLOW_METRICS else self.labels + FIVE_MINUTES
+
+
+def read_metrics(csv_text: str, *, instrument: str, file_day: date | None = None) -> MetricsTable:
+    """Parse and type one archive CSV; a file that is not one raises PayloadError.
+
+    The label convention follows the file's day: `file_day` when the caller knows it (it
+    fetched the file by name), else the day most labels fall on (a file's closing row may be
+    labelled with the next day's midnight, and some files carry stray rows of other days).
+    """
+    frame = _read_csv(csv_text, instrument)
+    labels = _labels(frame["create_time"], instrument)
+    symbols = set(frame["symbol"]) - {""}
+    if symbols - {instrument}:
+        raise PayloadError(
+            NAME,
+            ENDPOINT,
+            f"file holds rows of {sorted(symbols)}, not {instrument}",
+            symbol=instrument,
+        )
+    numbers = {column: _numbers(frame, column, instrument) for column in NUMBER_COLUMNS}
+    if file_day is None:
+        file_day = labels.dt.date.mode().iloc[0] if len(labels) else LABEL_SWITCH
+    return MetricsTable(instrument, labels, numbers, file_day)
+
+
+def _read_csv(csv_text: str, instrument: str) -> pd.DataFrame:
+    lines = list(csv.reader(io.StringIO(csv_text.lstrip("\ufeff")), skipinitialspace=True))
+    lines = [line for line in lines if line]
+    columns = tuple(c.strip() for c in lines[0]) if lines else ()
+    if set(columns) != set(HEADER) or len(columns) != len(HEADER):
+        raise PayloadError(
+            NAME,
+            ENDPOINT,
+            f"expected the header {','.join(HEADER)}, got {','.join(columns)[:200]!r}",
+            symbol=instrument,
+        )
+    for number, line in enumerate(lines[1:], start=2):
+        if len(line) != len(HEADER):
+            raise PayloadError(
+                NAME,
+                ENDPOINT,
+                f"line {number} has {len(line)} fields, not {len(HEADER)}",
+                symbol=instrument,
+            )
+    return pd.DataFrame(lines[1:], columns=list(columns), dtype=str)
+
+
+def _labels(texts: pd.Series, instrument: str) -> pd.Series:
+    texts = texts.str.strip()
+    if len(texts) and texts.str.fullmatch(r"\d{10,13}").all():
+        # Epoch numbers instead of text: seconds or milliseconds, read from the magnitude.
+        numbers = texts.astype("int64")
+        stamps = pd.to_datetime(numbers.where(numbers >= 10**11, numbers * 1000), unit="ms")
+    else:
+        stamps = pd.to_datetime(texts, format="ISO8601", errors="coerce")
+    bad = stamps.isna()
+    if bad.any():
+        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
+        raise PayloadError(
+            NAME,
+            ENDPOINT,
+            f"line {line}: create_time {texts.iloc[line - 2]!r} is not a date and time",
+            symbol=instrument,
+        )
+    if getattr(stamps.dt, "tz", None) is not None:
+        stamps = stamps.dt.tz_convert(UTC).dt.tz_localize(None)
+    # Closing rows stamped 00:00:02 belong to the 00:00 slot.
+    return stamps.dt.floor("5min").astype("datetime64[ns]")
+
+
+def _numbers(frame: pd.DataFrame, column: str, instrument: str) -> np.ndarray:
+    text = frame[column].str.strip()
+    values = pd.to_numeric(text.where(text != ""), errors="coerce")
+    bad = values.isna() & (text != "")
+    if bad.any():
+        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
+        raise PayloadError(
+            NAME,
+            ENDPOINT,
+            f"line {line}: {column} {text.iloc[line - 2]!r} is not a number",
+            symbol=instrument,
+        )
+    array = values.to_numpy(dtype="float64")
+    return np.where(np.isfinite(array), array, np.nan)
+
+
+def parse_metrics(csv_text: str, *, instrument: str, file_day: date | None = None) -> pd.DataFrame:
+    """One archive CSV -> `ls_ratio` rows: one per line and published kind, period `5m`.
+
+    `ts` is the REST timestamp of the observation (see the module docstring); `source_ratio` is
+    the archive's ratio exactly; the shares follow from it (long = r / (1 + r)). A blank ratio
+    gives no row for that kind. Extra columns: `create_time` (the label, floored) and
+    `label_convention`. Sorted by metric and time; duplicate lines are kept (one row per line).
+    """
+    return ls_rows(read_metrics(csv_text, instrument=instrument, file_day=file_day))
+
+
+def ls_rows(table: MetricsTable) -> pd.DataFrame:
+    frames = []
+    for metric, column in RATIO_COLUMNS.items():
+        ratio = table.numbers[column]
+        published = ~np.isnan(ratio)
+        r = ratio[published]
+        stamps = _epoch_ms(table.ts_of(metric)[published])
+        frame = ls_frame(
+            NAME,
+            coin=coin_from_instrument(table.instrument),
+            instrument=table.instrument,
+            metric=metric,
+            period="5m",
+            source_ts=stamps,
+            long_share=r / (1.0 + r),
+            short_share=1.0 / (1.0 + r),
+            source_ratio=r,
+        )
+        # ls_frame sorts by time (stably); the labels follow the same order. The archive's own
+        # timestamp of a row is its label.
+        labels = table.labels[published].to_numpy()[np.argsort(stamps, kind="stable")]
+        frames.append(
+            frame.assign(
+                create_time=labels, source_ts=labels.astype("datetime64[ms]").astype("int64")
+            )
+        )
+    return pd.concat(frames, ignore_index=True).assign(
+        label_convention=table.convention, file_day=table.file_day
+    )
+
+
+def oi_rows(table: MetricsTable) -> pd.DataFrame:
+    """Open interest (a snapshot, like the REST `openInterestHist` rows), period `5m`."""
+    amount = table.numbers["sum_open_interest"]
+    value = table.numbers["sum_open_interest_value"]
+    published = ~(np.isnan(amount) & np.isnan(value))
+    frame = pd.DataFrame(
+        {
+            "exchange": NAME,
+            "coin": coin_from_instrument(table.instrument),
+            "instrument": table.instrument,
+            "period": "5m",
+            "ts": table.ts_of(None)[published].to_numpy(),
+            "open_interest": amount[published],
+            "open_interest_value": value[published],
+            "file_day": table.file_day,
+        }
+    )
+    return frame.sort_values("ts", kind="stable", ignore_index=True)
+
+
+def coin_from_instrument(instrument: str) -> str:
+    return coin_of(instrument.removesuffix("USDT"))
+
+
+def _epoch_ms(stamps: pd.Series) -> np.ndarray:
+    return stamps.to_numpy(dtype="datetime64[ms]").astype("int64")
+
+
+def settle(rows: pd.DataFrame, key: list[str]) -> tuple[pd.DataFrame, int]:
+    """One row per key from the rows of several neighbouring files, and how many conflicted.
+
+    Exact twins (whole days were published twice) collapse. Two different values for one key
+    (the midnight row written by both neighbouring files, or a re-stamped duplicate) are
+    resolved by one rule: the file of the day the row's time falls on wins, and within a file
+    the later line.
+    """
+    if rows.empty:
+        return rows, 0
+    values = [
+        c
+        for c in rows.columns
+        if c not in (*key, "create_time", "source_ts", "file_day", "label_convention")
+    ]
+    distinct = rows.drop_duplicates(subset=[*key, *values])
+    conflicts = int(distinct.duplicated(subset=key).sum())
+    owner = distinct["file_day"] == distinct["ts"].dt.date
+    ordered = distinct.assign(_owner=owner, _line=np.arange(len(distinct)))
+    ordered = ordered.sort_values([*key, "_owner", "_line"], kind="stable")
+    kept = ordered.drop_duplicates(subset=key, keep="last").drop(columns=["_owner", "_line"])
+    return kept.reset_index(drop=True), conflicts
+
+
+def to_periods(rows: pd.DataFrame, periods: tuple[str, ...]) -> pd.DataFrame:
+    """Settled five-minute rows as rows of `periods`, with the meaning of the REST rows.
+
+    A REST row of a period is stamped with its snapshot time and holds the snapshot taken then
+    (L/S shares, open interest), so the five-minute row whose snapshot was taken at the bucket's
+    time is that bucket's row (`derived_from` = '5m'). Taker flow over an hour cannot be rebuilt
+    from five-minute ratios without the volumes behind them, so taker rows stay five-minute rows.
+    """
+    out = []
+    stamps = rows["ts"].to_numpy(dtype="datetime64[ms]").astype("int64")
+    for period in periods:
+        if period == "5m":
+            out.append(rows)
+            continue
+        snapshot = ~rows["metric"].isin(FLOW_METRICS) if "metric" in rows else True
+        on_grid = stamps % PERIOD_MS[period] == 0
+        out.append(rows[snapshot & on_grid].assign(period=period, derived_from="5m"))
+    return pd.concat(out, ignore_index=True) if out else rows.iloc[:0]
