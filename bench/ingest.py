@@ -70,8 +70,7 @@ def run(days: int, scale: float) -> list[ExchangeFigures]:
     today = datetime.now(UTC).date()
     wanted = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
     with SimulatorProcess(rate_limit_scale=scale) as sim:
-        for exchange, url in sim.base_urls.items():
-            os.environ[f"LSR_{exchange.upper()}_BASE_URL"] = url
+        os.environ.update(sim.environment)
         results = asyncio.run(_poll(wanted, scale))
         with urllib.request.urlopen(f"http://127.0.0.1:{sim.port}/_sim/stats") as answer:
             windows = json.load(answer)["windows"]

@@ -53,7 +53,7 @@ def _fault_run(rate: float, days: int, folder: Path, seed: int) -> FaultRun:
     warehouse = folder / f"faults-{rate:g}" / "lsr.duckdb"
     with SimulatorProcess(rate_limit_scale=SCALE, faults=faults) as sim:
         env = {**os.environ, "LSR_WAREHOUSE": str(warehouse), "LSR_RATE_LIMIT_SCALE": str(SCALE)}
-        env |= {f"LSR_{name.upper()}_BASE_URL": url for name, url in sim.base_urls.items()}
+        env |= sim.environment
         env.pop("DAGSTER_HOME", None)
         seconds, code = _lsr_run(env, days)
         root = next(iter(sim.base_urls.values())).rsplit("/", 1)[0]

@@ -199,8 +199,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     faults = FaultConfig(rate=args.faults) if args.faults else None
     with SimulatorProcess(rate_limit_scale=DEMO_RATE_LIMIT_SCALE, faults=faults) as sim:
-        for exchange, url in sim.base_urls.items():
-            os.environ[f"LSR_{exchange.upper()}_BASE_URL"] = url
+        os.environ.update(sim.environment)
         os.environ["LSR_RATE_LIMIT_SCALE"] = str(DEMO_RATE_LIMIT_SCALE)
         print(f"Simulator listening on {next(iter(sim.base_urls.values())).rsplit('/', 1)[0]}")
         return _run(args, simulated=True)

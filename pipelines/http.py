@@ -10,6 +10,7 @@ can land it in the raw zone.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -21,7 +22,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import aiohttp
 from filelock import FileLock
@@ -42,6 +43,7 @@ from pipelines.errors import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # rate_limit: slow down and retry; busy: the exchange's own "try again" (service error, system
 # busy), retried like a 5xx; unavailable: no data to serve; error: a business error, final.
@@ -351,13 +353,33 @@ class HttpClient:
         """`get_json`, made once per run for identical requests: where one response carries
         several datasets (Gate's contract_stats holds four metric kinds and open interest)."""
         key = (profile.name, endpoint, tuple(sorted((k, str(v)) for k, v in params.items())))
+        return await self.once(
+            key, lambda: self.get_json(profile, endpoint, params, buckets=buckets, symbol=symbol)
+        )
+
+    async def once(self, key: tuple[object, ...], make: Callable[[], Awaitable[T]]) -> T:
+        """The result of `make()`, awaited once per run and key however many tasks ask."""
         task = self._shared.get(key)
         if task is None:
-            task = asyncio.ensure_future(
-                self.get_json(profile, endpoint, params, buckets=buckets, symbol=symbol)
-            )
+            task = asyncio.ensure_future(make())
             self._shared[key] = task
-        return await asyncio.shield(task)
+        return cast(T, await asyncio.shield(task))
+
+    async def get_file(
+        self,
+        profile: ExchangeProfile,
+        endpoint: str,
+        *,
+        buckets: Mapping[str, int],
+        symbol: str | None = None,
+    ) -> bytes | None:
+        """GET a file (a zip, a checksum): its bytes, or None when it does not exist (404).
+
+        Retried, rate limited and kept in the landing zone like every JSON request."""
+        return cast(
+            bytes | None,
+            await self._with_retries(profile, endpoint, {}, buckets, symbol, _interpret_file),
+        )
 
     async def get_json(
         self,
@@ -374,6 +396,17 @@ class HttpClient:
         Raises `ExchangeBanned`, `DataUnavailable`, `ExchangeApiError`, or, once retries are spent,
         `RetryableError`.
         """
+        return await self._with_retries(profile, endpoint, params, buckets, symbol, _interpret)
+
+    async def _with_retries(
+        self,
+        profile: ExchangeProfile,
+        endpoint: str,
+        params: Mapping[str, str | int],
+        buckets: Mapping[str, int],
+        symbol: str | None,
+        interpret: Interpreter,
+    ) -> Any:
         state = self._state(profile)
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetryableError),
@@ -385,7 +418,9 @@ class HttpClient:
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     state.retries += 1
-                return await self._attempt(profile, state, endpoint, params, buckets, symbol)
+                return await self._attempt(
+                    profile, state, endpoint, params, buckets, symbol, interpret
+                )
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _attempt(
@@ -396,6 +431,7 @@ class HttpClient:
         params: Mapping[str, str | int],
         buckets: Mapping[str, int],
         symbol: str | None,
+        interpret: Interpreter,
     ) -> Any:
         if state.banned is not None:
             raise state.banned
@@ -404,7 +440,7 @@ class HttpClient:
                 await slots.enter_async_context(self._limiter(profile, state, bucket).slot(cost))
                 state.per_bucket[bucket] = state.per_bucket.get(bucket, 0) + 1
             state.requests += 1
-            status, text, headers = await self._send(profile, endpoint, params, symbol)
+            status, content, headers = await self._send(profile, endpoint, params, symbol)
         self.responses.append(
             RawResponse(
                 exchange=profile.name,
@@ -412,13 +448,13 @@ class HttpClient:
                 params=json.dumps(dict(params), sort_keys=True),
                 symbol=symbol,
                 status=status,
-                body=text,
+                body=_as_text(content),
                 fetched_at=datetime.now(UTC).replace(tzinfo=None),
                 simulated=headers.get("X-LSR-Simulated") == "1",
             )
         )
         try:
-            return _interpret(profile, endpoint, symbol, status, text, headers)
+            return interpret(profile, endpoint, symbol, status, content, headers)
         except ExchangeBanned as banned:
             state.banned = banned
             raise
@@ -429,7 +465,7 @@ class HttpClient:
         endpoint: str,
         params: Mapping[str, str | int],
         symbol: str | None,
-    ) -> tuple[int, str, Mapping[str, str]]:
+    ) -> tuple[int, bytes, Mapping[str, str]]:
         assert self._session is not None, "HttpClient used outside `async with`"
         url = profile.base_url + endpoint
         try:
@@ -438,7 +474,7 @@ class HttpClient:
                 params={k: str(v) for k, v in params.items()},
                 trace_request_ctx=profile.name,  # type: ignore[arg-type]  # any object is passed on
             ) as r:
-                return r.status, await r.text(), r.headers
+                return r.status, await r.read(), r.headers
         except TimeoutError as error:
             raise RetryableError(
                 profile.name, endpoint, "request timed out", symbol=symbol
@@ -449,15 +485,53 @@ class HttpClient:
             ) from error
 
 
+Interpreter = Callable[[ExchangeProfile, str, str | None, int, bytes, Mapping[str, str]], Any]
+
+
+def _as_text(content: bytes) -> str:
+    """A body as the landing zone keeps it: text, or base64 for binary files (zips)."""
+    try:
+        return content.decode()
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(content).decode()
+
+
+def _interpret_file(
+    profile: ExchangeProfile,
+    endpoint: str,
+    symbol: str | None,
+    status: int,
+    content: bytes,
+    headers: Mapping[str, str],
+) -> bytes | None:
+    """A file's bytes; None for 404 (not published); retryable or final errors otherwise."""
+    where: dict[str, Any] = {"symbol": symbol, "status": status}
+    if status == 200:
+        return content
+    if status == 404:
+        return None
+    snippet = content[:200].decode(errors="replace")
+    if status == 429 or status >= 500:
+        raise RetryableError(
+            profile.name,
+            endpoint,
+            f"HTTP {status}: {snippet}",
+            retry_after=_retry_after(headers),
+            **where,
+        )
+    raise ExchangeApiError(profile.name, endpoint, f"unexpected answer: {snippet}", **where)
+
+
 def _interpret(
     profile: ExchangeProfile,
     endpoint: str,
     symbol: str | None,
     status: int,
-    text: str,
+    content: bytes,
     headers: Mapping[str, str],
 ) -> Any:
     """Turn one HTTP answer into data or the right error."""
+    text = content.decode(errors="replace")
     where: dict[str, Any] = {"symbol": symbol, "status": status}
     snippet = text[:200]
     if status in profile.ban_statuses:

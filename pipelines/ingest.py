@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 KLINES = "klines"
 OPEN_INTEREST = "open_interest"
+SOURCE, REST = "source", "rest"  # where a row came from: "rest", or "archive" (Binance Vision)
 # Pauses (seconds at real limits) before fetching again what still failed with a transient
 # error once the client's own retries were spent: an exchange that answers "busy" several
 # times in a row gets two more chances, well apart, before the partition is marked failed.
@@ -85,6 +86,9 @@ class PartitionFetch:
     out_of_window_rows: int
     http_stats: dict[str, Any] = field(default_factory=dict)
     banned: str | None = None
+    # Whole files refused before parsing (an archive zip whose checksum does not match):
+    # (instrument, reason) -> the raw evidence (the published checksum).
+    rejected_files: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def simulated(self) -> bool:
@@ -179,14 +183,15 @@ async def fetch_partition(
             window=window,
             listings=listings,
             mapping=mapping,
-            ls=_concat(frames["ls"], LS_COLUMNS),
+            ls=_with_source(_concat(frames["ls"], [*LS_COLUMNS, SOURCE])),
             klines=_concat(frames[KLINES], KLINE_COLUMNS),
-            open_interest=_concat(frames[OPEN_INTEREST], OI_COLUMNS),
+            open_interest=_with_source(_concat(frames[OPEN_INTEREST], [*OI_COLUMNS, SOURCE])),
             outcomes=[o for _, o in results],
             responses=list(client.responses),
             out_of_window_rows=runner.out_of_window,
-            http_stats=client.stats().get(exchange, {}),
+            http_stats=_totals(client.stats()),
             banned=str(runner.banned) if runner.banned else None,
+            rejected_files=runner.rejected_files,
         )
 
 
@@ -210,6 +215,21 @@ async def _retry_transient(
         for i, result in zip(again, redone, strict=True):
             results[i] = result
     return results
+
+
+def _with_source(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows a connector did not mark came from the exchange's REST API."""
+    return frame.assign(**{SOURCE: frame[SOURCE].where(frame[SOURCE].notna(), REST)})
+
+
+def _totals(stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One exchange's requests over every host it was reached on (API and archive)."""
+    totals: dict[str, Any] = {"requests": 0, "retries": 0, "sent": 0, "per_bucket": {}}
+    for host in stats.values():
+        for name in ("requests", "retries", "sent"):
+            totals[name] += host[name]
+        totals["per_bucket"].update(host["per_bucket"])
+    return totals
 
 
 def _datasets_by_table(conn: Connector) -> dict[str, tuple[str, ...]]:
@@ -247,6 +267,7 @@ class _Runner:
         self.progress = progress
         self.out_of_window = 0
         self.banned: ExchangeBanned | None = None
+        self.rejected_files: dict[tuple[str, str], str] = {}
 
     def _steps(self, task: Task, w: Window) -> tuple[Callable[[], Awaitable[list[Any]]], Any]:
         c, t = self.conn, task
@@ -313,7 +334,13 @@ class _Runner:
         except ExchangeError as error:
             log.warning("%s", error)
             return None, Outcome(task, "failed", detail=str(error), endpoint=error.endpoint)
+        missing = [reason for page in pages for reason in getattr(page, "missing", ())]
+        for page in pages:
+            for instrument, reason, raw in getattr(page, "rejected", ()):
+                self.rejected_files[(instrument, reason)] = raw
         if frame.empty:
+            if missing:  # the exchange said why (an archive day not published, refused)
+                return None, Outcome(task, "unavailable", detail="; ".join(missing)[:500])
             return None, Outcome(task, "empty")
         frame, outside = keep_inside(frame, self.window)
         self.out_of_window += outside

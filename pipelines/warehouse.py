@@ -304,11 +304,14 @@ def upsert(
     key: list[str],
     *,
     order_by: str = "fetched_at",
+    keep_stored_when: str = "false",
 ) -> int:
     """Insert rows, replacing stored rows with the same key only where a value changed.
 
     Rows not in `frame` are never touched, so a shorter refetch deletes nothing. An unchanged
     value keeps its original `fetched_at`, so rerunning a partition changes nothing.
+    `keep_stored_when` is a condition on the stored row (`{table}`) and the new one
+    (`excluded`) under which the stored row stays, changed or not.
     """
     if frame.empty:
         return 0
@@ -325,7 +328,8 @@ def upsert(
             INSERT INTO {table} ({column_list})
             SELECT {column_list} FROM _batch
             QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {order_by} DESC) = 1
-            ON CONFLICT DO UPDATE SET {updates} WHERE {changed or "false"}
+            ON CONFLICT DO UPDATE SET {updates}
+            WHERE ({changed or "false"}) AND NOT ({keep_stored_when.format(table=table)})
             """
         )
     finally:
@@ -432,7 +436,7 @@ def prepare_partition(fetched: PartitionFetch, universe: Universe) -> PreparedPa
     kept, rejected = split_valid(fetched.ls)
     return PreparedPartition(
         simulated=fetched.simulated,
-        ls=kept[[*LS_COLUMNS]].assign(fetched_at=fetched_at),
+        ls=kept[[*LS_COLUMNS, "source"]].assign(fetched_at=fetched_at),
         klines=_dedupe(fetched.klines, fetched_at),
         open_interest=_dedupe(fetched.open_interest, fetched_at),
         rejections=_rejections(fetched, rejected, fetched_at),
@@ -445,9 +449,11 @@ def write_prepared(conn: duckdb.DuckDBPyConnection, prepared: PreparedPartition)
     """Store one prepared partition in a single transaction."""
     with transaction(conn):
         claim_origin(conn, simulated=prepared.simulated)
-        ls_rows = upsert(conn, "ls_ratio", prepared.ls, LS_KEY)
+        ls_rows = upsert(conn, "ls_ratio", prepared.ls, LS_KEY, keep_stored_when=REST_WINS)
         kline_rows = upsert(conn, "klines", prepared.klines, _PRICE_KEY)
-        oi_rows = upsert(conn, "open_interest", prepared.open_interest, _PRICE_KEY)
+        oi_rows = upsert(
+            conn, "open_interest", prepared.open_interest, _PRICE_KEY, keep_stored_when=REST_WINS
+        )
         upsert(conn, "ls_ratio_rejected", prepared.rejections, ["rejection_id"])
         _insert(conn, prepared.instruments, _UPSERT_INSTRUMENTS)
         _insert(
@@ -476,6 +482,9 @@ def _insert(conn: duckdb.DuckDBPyConnection, frame: pd.DataFrame, sql: str) -> N
 
 
 _PRICE_KEY = ["exchange", "instrument", "period", "ts"]
+# Where the exchange's API and the Binance Vision archive both have a bucket, the API's row is
+# kept: it is the exchange's own row for that period, the archive's is a five-minute snapshot.
+REST_WINS = "{table}.source = 'rest' AND excluded.source = 'archive'"
 
 
 def _dedupe(frame: pd.DataFrame, fetched_at: datetime) -> pd.DataFrame:
@@ -513,6 +522,21 @@ def _rejections(
         }
         for o in fetched.failures
         if o.raw is not None  # a body that arrived but could not be read
+    ]
+    rows += [
+        {
+            "exchange": fetched.exchange,
+            "endpoint": "archive metrics",
+            "instrument": instrument,
+            "coin": None,
+            "metric": None,
+            "period": None,
+            "ts": None,
+            "reason": reason,
+            "raw": raw,
+        }
+        # getattr: a fetch pickled by an earlier version while it waited has no such field.
+        for (instrument, reason), raw in getattr(fetched, "rejected_files", {}).items()
     ]
     frame = pd.DataFrame(
         rows,

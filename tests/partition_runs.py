@@ -19,8 +19,8 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 def point_at(monkeypatch: pytest.MonkeyPatch, sim: SimulatorThread) -> None:
-    for exchange, url in sim.base_urls.items():
-        monkeypatch.setenv(f"LSR_{exchange.upper()}_BASE_URL", url)
+    for name, value in sim.environment.items():
+        monkeypatch.setenv(name, value)
 
 
 def ingest(

@@ -8,9 +8,18 @@ the archive has.
 
 from __future__ import annotations
 
-from datetime import date
+import hashlib
+import io
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -25,6 +34,12 @@ from pipelines.exchanges.binance_archive import (
     settle,
     to_periods,
 )
+from pipelines.exchanges.binance_archive import path as archive_path
+from pipelines.resources import PipelineSettings
+from pipelines.simulator import SimulatorThread, series
+from pipelines.simulator.binance_archive import BAD_CHECKSUM
+from pipelines.warehouse import LS_KEY, REST_WINS, connect, upsert
+from tests.partition_runs import SCALE, ingest, point_at
 
 PAYLOADS = Path(__file__).parent / "payloads" / "binance_archive"
 HEAD_2020 = (PAYLOADS / "um-BTCUSDT-metrics-2020-09-01-head.csv").read_text()
@@ -224,3 +239,215 @@ def test_coarser_periods_take_the_snapshot_at_the_bucket_time() -> None:
     assert set(day["metric"]) == {"global_account", "top_account", "top_position"}
     assert set(day["derived_from"]) == {"5m"}
     assert not (hourly["metric"] == "taker_volume").any(), "taker flow is not summed from ratios"
+
+
+# ---------------------------------------------------------------------------------------------
+# The simulator's archive and the Binance partitions that read it
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[SimulatorThread]:
+    with SimulatorThread(port=0, rate_limit_scale=SCALE, exchanges=("binance",)) as sim:
+        yield sim
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def _archive_url(sim: SimulatorThread, symbol: str, day: date) -> str:
+    return sim.base_urls["binance"] + archive_path(symbol, day)
+
+
+def test_the_simulated_archive_publishes_from_the_day_after_listing_until_yesterday(
+    simulator: SimulatorThread,
+) -> None:
+    today = datetime.now(UTC).date()
+    assert _get(_archive_url(simulator, "BTCUSDT", today))[0] == 404, "published T+1"
+    assert _get(_archive_url(simulator, "BTCUSDT", date(2020, 8, 31)))[0] == 404
+    status, content = _get(_archive_url(simulator, "BTCUSDT", today - timedelta(days=1)))
+    checksum = _get(_archive_url(simulator, "BTCUSDT", today - timedelta(days=1)) + ".CHECKSUM")[1]
+    assert status == 200
+    assert checksum.decode().split() == [
+        hashlib.sha256(content).hexdigest(),
+        f"BTCUSDT-metrics-{today - timedelta(days=1)}.zip",
+    ]
+    wif_listed = date(2024, 1, 17)  # simulator/coins.py
+    assert _get(_archive_url(simulator, "WIFUSDT", wif_listed))[0] == 404
+    assert _get(_archive_url(simulator, "WIFUSDT", wif_listed + timedelta(days=1)))[0] == 200
+
+
+def _csv(sim: SimulatorThread, symbol: str, day: date) -> str:
+    content = _get(_archive_url(sim, symbol, day))[1]
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        return archive.read(f"{symbol}-metrics-{day}.csv").decode()
+
+
+def test_the_simulated_archive_switches_label_convention_on_2026_06_25(
+    simulator: SimulatorThread,
+) -> None:
+    before = _csv(simulator, "BTCUSDT", date(2026, 6, 24)).splitlines()
+    after = _csv(simulator, "BTCUSDT", date(2026, 6, 25)).splitlines()
+    assert before[1].startswith("2026-06-24 00:05:00,") and before[-1].startswith(
+        "2026-06-25 00:00:02,"
+    )
+    assert after[1].startswith("2026-06-25 00:00:00,") and after[-1].startswith(
+        "2026-06-25 23:55:00,"
+    )
+    # Both files carry a "00:00" label of the 25th; they are different snapshots.
+    rows = pd.concat(
+        [
+            parse_metrics("\n".join(before), instrument="BTCUSDT", file_day=date(2026, 6, 24)),
+            parse_metrics("\n".join(after), instrument="BTCUSDT", file_day=date(2026, 6, 25)),
+        ]
+    )
+    _, conflicts = settle(rows, ["metric", "ts"])
+    assert conflicts == 0
+
+
+def test_exactly_one_simulated_file_fails_its_checksum(simulator: SimulatorThread) -> None:
+    symbol, days_ago = BAD_CHECKSUM
+    day = datetime.now(UTC).date() - timedelta(days=days_ago)
+    content = _get(_archive_url(simulator, symbol, day))[1]
+    published = _get(_archive_url(simulator, symbol, day) + ".CHECKSUM")[1].decode().split()[0]
+    assert hashlib.sha256(content).hexdigest() != published
+    neighbour = day - timedelta(days=1)
+    content = _get(_archive_url(simulator, symbol, neighbour))[1]
+    published = _get(_archive_url(simulator, symbol, neighbour) + ".CHECKSUM")[1].decode().split()
+    assert hashlib.sha256(content).hexdigest() == published[0]
+
+
+def _query(warehouse: Path, sql: str, *params: object) -> pd.DataFrame:
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        return conn.execute(sql, list(params)).df()
+
+
+@pytest.fixture
+def archive_day_loaded(
+    simulator: SimulatorThread, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> tuple[Path, date, Any]:
+    point_at(monkeypatch, simulator)
+    universe = tmp_path / "universe.yaml"
+    universe.write_text("coins: [BTC, ETH, PEPE]\n")
+    monkeypatch.setenv("LSR_UNIVERSE", str(universe))
+    warehouse = tmp_path / "lsr.duckdb"
+    day = datetime.now(UTC).date() - timedelta(days=BAD_CHECKSUM[1])
+    settings = PipelineSettings(
+        warehouse=str(warehouse), rate_limit_scale=SCALE, periods=["1h", "1d"]
+    )
+    result = ingest(settings, "binance", day)
+    assert result.success
+    return warehouse, day, result
+
+
+def test_a_day_past_the_rest_window_is_filled_from_the_archive(
+    archive_day_loaded: tuple[Path, date, Any],
+) -> None:
+    warehouse, day, _ = archive_day_loaded
+    rows = _query(
+        warehouse,
+        "SELECT coin, metric, period, ts, long_share, source, derived_from FROM ls_ratio "
+        "WHERE ts >= ? AND ts < ? + INTERVAL 1 DAY",
+        day,
+        day,
+    )
+    btc = rows[rows["coin"] == "BTC"]
+    assert set(btc["source"]) == {"archive"} and set(btc["derived_from"]) == {"5m"}
+    counts = btc.groupby(["metric", "period"]).size().to_dict()
+    assert counts == {
+        (metric, period): n
+        for metric in ("global_account", "top_account", "top_position")
+        for period, n in (("1h", 24), ("1d", 1))
+    }, "hourly snapshots and the daily one; taker flow is not summed from five-minute ratios"
+    # The archive's 8-decimal ratio gives back the simulated share at the bucket time.
+    noon = btc[(btc["metric"] == "top_position") & (btc["period"] == "1h")]
+    noon = noon[noon["ts"] == pd.Timestamp(day) + pd.Timedelta(hours=12)]
+    t_ms = int(pd.Timestamp(day).timestamp() * 1000) + 12 * 3_600_000
+    expected = series.long_shares("binance", "BTC", "top_position", np.array([t_ms]))[0]
+    assert noon["long_share"].iloc[0] == pytest.approx(expected, abs=1e-8)
+    # PEPE trades as 1000PEPEUSDT: its archive rows are found under the native symbol (its
+    # file may lack an hour, as some real files do).
+    pepe = rows[rows["coin"] == "PEPE"]
+    assert set(pepe["metric"]) == set(btc["metric"]) and len(pepe) >= len(btc) - 3
+    oi = _query(
+        warehouse,
+        "SELECT source, count(*) AS n FROM open_interest WHERE coin = 'BTC' AND period = '1h' "
+        "AND ts >= ? AND ts < ? + INTERVAL 1 DAY GROUP BY source",
+        day,
+        day,
+    )
+    assert oi.to_dict("records") == [{"source": "archive", "n": 24}]
+
+
+def test_taker_volume_past_the_rest_window_is_reported_unavailable_with_the_reason(
+    archive_day_loaded: tuple[Path, date, Any],
+) -> None:
+    warehouse, _, _ = archive_day_loaded
+    log = _query(
+        warehouse,
+        "SELECT DISTINCT status, detail FROM partition_log WHERE dataset = 'taker_volume'",
+    )
+    assert set(log["status"]) == {"unavailable"}
+    assert all("for the last 30 days only" in detail for detail in log["detail"])
+
+
+def test_a_file_whose_checksum_does_not_match_is_rejected_and_nothing_of_it_stored(
+    archive_day_loaded: tuple[Path, date, Any],
+) -> None:
+    warehouse, day, _ = archive_day_loaded
+    rejected = _query(warehouse, "SELECT instrument, reason, raw FROM ls_ratio_rejected")
+    assert rejected["instrument"].tolist() == ["ETHUSDT"]
+    assert "checksum mismatch" in rejected["reason"].iloc[0]
+    assert f"ETHUSDT-metrics-{day}.zip" in rejected["raw"].iloc[0], "the published checksum"
+    eth = _query(
+        warehouse,
+        "SELECT DISTINCT ts FROM ls_ratio WHERE coin = 'ETH' "
+        "AND ts >= ? AND ts < ? + INTERVAL 1 DAY",
+        day,
+        day,
+    )
+    # Only the midnight snapshot, which the previous day's (good) file carries.
+    assert eth["ts"].tolist() == [pd.Timestamp(day)]
+
+
+def test_loading_the_archive_day_again_changes_no_row(
+    archive_day_loaded: tuple[Path, date, Any],
+) -> None:
+    warehouse, day, _ = archive_day_loaded
+    before = _query(warehouse, "SELECT * FROM ls_ratio ORDER BY ALL")
+    settings = PipelineSettings(
+        warehouse=str(warehouse), rate_limit_scale=SCALE, periods=["1h", "1d"]
+    )
+    assert ingest(settings, "binance", day).success
+    pd.testing.assert_frame_equal(before, _query(warehouse, "SELECT * FROM ls_ratio ORDER BY ALL"))
+
+
+def test_a_rest_row_is_never_replaced_by_the_archive_row_of_the_same_bucket(tmp_path: Path) -> None:
+    def row(source: str, long_share: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "exchange": ["binance"], "coin": ["BTC"], "instrument": ["BTCUSDT"],
+                "metric": ["global_account"], "period": ["1h"],
+                "ts": [pd.Timestamp("2026-10-01 12:00")], "long_share": [long_share],
+                "short_share": [1 - long_share], "source": [source],
+                "fetched_at": [pd.Timestamp("2026-10-01 13:00")],
+            }
+        )  # fmt: skip
+
+    def stored(conn: duckdb.DuckDBPyConnection) -> tuple[str, float]:
+        found = conn.execute("SELECT source, long_share FROM ls_ratio").fetchall()
+        assert len(found) == 1
+        return found[0]
+
+    with connect(tmp_path / "lsr.duckdb") as conn:
+        upsert(conn, "ls_ratio", row("archive", 0.6), LS_KEY, keep_stored_when=REST_WINS)
+        upsert(conn, "ls_ratio", row("rest", 0.61), LS_KEY, keep_stored_when=REST_WINS)
+        assert stored(conn) == ("rest", 0.61)
+        upsert(conn, "ls_ratio", row("archive", 0.6), LS_KEY, keep_stored_when=REST_WINS)
+        assert stored(conn) == ("rest", 0.61)
+        upsert(conn, "ls_ratio", row("rest", 0.62), LS_KEY, keep_stored_when=REST_WINS)
+        assert stored(conn) == ("rest", 0.62), "a newer REST value still replaces the old one"

@@ -87,8 +87,8 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingested]:
         SimulatorThread(port=0, rate_limit_scale=SCALE) as sim,
     ):
         _environment(monkeypatch, warehouse)
-        for exchange, url in sim.base_urls.items():
-            monkeypatch.setenv(f"LSR_{exchange.upper()}_BASE_URL", url)
+        for name, value in sim.environment.items():
+            monkeypatch.setenv(name, value)
         runs = {
             f"{day}|{exchange}": _run("ingest", str(partition_key(day, exchange)))
             for day in (YESTERDAY, TODAY)

@@ -109,7 +109,7 @@ def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dagster]:
             "LSR_GALLERY_URL": f"http://127.0.0.1:{gallery_port}",
             "LSR_RATE_LIMIT_SCALE": str(SCALE),
             "LSR_PERIODS": "1h",
-            **{f"LSR_{e.upper()}_BASE_URL": u for e, u in simulator.base_urls.items()},
+            **simulator.environment,
         }
         log = root / "dagster-dev.log"
         bin_dir = Path(sys.executable).parent

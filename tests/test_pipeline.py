@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -118,28 +117,6 @@ def test_bybit_partition_then_derived_tables_and_images(
     listed = coverage[coverage["listed"]]
     assert len(listed) >= 45 * 2 and (listed["n_rows"] > 0).all()
     assert (coverage.loc[~coverage["listed"], "n_rows"] == 0).all()
-
-
-def test_a_day_binance_no_longer_serves_is_reported_as_unavailable_not_failed(
-    sim_env: SimulatorThread, warehouse_file: Path
-) -> None:
-    old_day = YESTERDAY - timedelta(days=40)
-    result = _ingest(_settings(warehouse_file, ("1d",)), "binance", old_day)
-    assert result.success  # type: ignore[attr-defined]
-    metadata = {
-        m.asset_key.to_user_string(): {k: v.value for k, v in m.metadata.items()}  # type: ignore[attr-defined]
-        for m in result.asset_materializations_for_node("ingest_exchange_day")  # type: ignore[attr-defined]
-    }
-    # klines reach back years; L/S and OI 30 days: no rows, and the reason why
-    assert metadata["klines"]["dagster/row_count"] > 0
-    assert metadata["ls_ratio"]["dagster/row_count"] == 0
-    assert "30 days" in metadata["ls_ratio"]["unavailable"]
-    assert metadata["open_interest"]["dagster/row_count"] == 0
-    log = _query(
-        warehouse_file, "SELECT DISTINCT status FROM partition_log WHERE dataset <> 'klines'"
-    )
-    assert log["status"].tolist() == ["unavailable"]
-    assert _query(warehouse_file, "SELECT count(*) AS n FROM ls_ratio")["n"].iloc[0] == 0
 
 
 def test_schema_drift_is_recorded_with_the_raw_body_and_fails_the_run_loudly(

@@ -28,6 +28,10 @@ COMMENT ON COLUMN ls_ratio.locked_share IS 'Share of accounts neither long nor s
 COMMENT ON COLUMN ls_ratio.derived_from IS 'NULL when the exchange publishes the period natively; else the finer period whose snapshot at the bucket start this row is (HTX 1d = its 4h row at 00:00 UTC)';
 COMMENT ON COLUMN ls_ratio.source_ts IS 'The exchange''s own timestamp of the row, epoch milliseconds';
 
+-- Added with the Binance Vision archive: rows stored before came from the REST APIs.
+ALTER TABLE ls_ratio ADD COLUMN IF NOT EXISTS source VARCHAR DEFAULT 'rest';
+COMMENT ON COLUMN ls_ratio.source IS 'Where the row came from: rest (the exchange''s API) or archive (Binance Vision daily metrics files, the five-minute snapshot at the bucket time). Where both have a bucket the REST row is kept: an archive row never replaces a REST row';
+
 CREATE TABLE IF NOT EXISTS ls_ratio_rejected (
     rejection_id VARCHAR PRIMARY KEY,
     exchange     VARCHAR NOT NULL,
@@ -76,6 +80,8 @@ CREATE TABLE IF NOT EXISTS open_interest (
     derived_from        VARCHAR,
     PRIMARY KEY (exchange, instrument, period, ts)
 );
+ALTER TABLE open_interest ADD COLUMN IF NOT EXISTS source VARCHAR DEFAULT 'rest';
+COMMENT ON COLUMN open_interest.source IS 'rest (the exchange''s API) or archive (Binance Vision daily metrics files); an archive row never replaces a REST row';
 COMMENT ON COLUMN open_interest.open_interest IS 'Open interest in the instrument''s base units (Binance sumOpenInterest, Bybit openInterest)';
 COMMENT ON COLUMN open_interest.open_interest_value IS 'Open interest in USDT where published (Binance sumOpenInterestValue), else NULL';
 

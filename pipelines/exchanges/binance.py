@@ -9,13 +9,14 @@ so rows are always filtered to the window asked for.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
 from pipelines.config import PERIOD_MS, base_url
 from pipelines.errors import PayloadError
+from pipelines.exchanges import binance_archive
 from pipelines.exchanges.base import (
     OI_COLUMNS,
     Window,
@@ -66,9 +67,52 @@ LIMITS = {path: RateLimit(1000, 300) for path, *_ in LS_ENDPOINTS.values()} | {
 }
 
 
+REST_REACH = timedelta(days=30)  # "Only the data of the latest 30 days is available"
+
+
 def reach(dataset: str, period: str) -> timedelta | None:
-    """L/S and open-interest history: the latest 30 days; klines: since listing."""
-    return None if dataset == "klines" else timedelta(days=30)
+    """Klines since listing; L/S ratios and open interest too, older than the REST API's 30
+    days from the daily archive. Taker volume over an hour or more is REST only: the archive's
+    five-minute ratios cannot be added up without the volumes behind them."""
+    if dataset == "taker_volume" and period != "5m":
+        return REST_REACH
+    return None
+
+
+def _split(window: Window, period: str) -> tuple[Window | None, Window | None]:
+    """(the part only the archive still has, the part the REST API serves), cut one period
+    inside the REST window so that a request sent a moment later is not refused."""
+    step = PERIOD_MS[period]
+    oldest = int((datetime.now(UTC) - REST_REACH).timestamp() * 1000)
+    oldest = oldest - oldest % step + step
+    if window.end_ms <= oldest:
+        return window, None
+    if window.start_ms >= oldest:
+        return None, window
+    return Window(window.start_ms, oldest), Window(oldest, window.end_ms)
+
+
+async def _futures_data(
+    client: HttpClient, endpoint: str, instrument: str, period: str, window: Window
+) -> list[Any]:
+    """A /futures/data series (L/S ratios, open interest) over a window: the archive's days
+    (one `ArchiveWindow` page) for the part older than the REST window, REST pages after."""
+    old, recent = _split(window, period)
+    pages: list[Any] = []
+    if old is not None:
+        pages.append(await binance_archive.fetch_window(client, instrument, old))
+    if recent is not None:
+        pages += await _paged(
+            client,
+            endpoint,
+            {"symbol": instrument, "period": PERIODS[period]},
+            recent,
+            period,
+            limit=PAGE_LIMIT,
+            buckets={endpoint: 1},
+            ts_of=lambda row: epoch_ms(row["timestamp"]),
+        )
+    return pages
 
 
 def _error_of(status: int, body: Any) -> ApiError | None:
@@ -152,23 +196,15 @@ async def _paged(
 async def fetch_ls(
     client: HttpClient, instrument: str, metric: str, period: str, window: Window
 ) -> list[Any]:
-    endpoint = LS_ENDPOINTS[metric][0]
-    return await _paged(
-        client,
-        endpoint,
-        {"symbol": instrument, "period": PERIODS[period]},
-        window,
-        period,
-        limit=PAGE_LIMIT,
-        buckets={endpoint: 1},
-        ts_of=lambda row: epoch_ms(row["timestamp"]),
-    )
+    return await _futures_data(client, LS_ENDPOINTS[metric][0], instrument, period, window)
 
 
 def parse(metric: str, payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
     """One Binance L/S response -> the normalised frame (SPEC section 3)."""
     if metric not in LS_ENDPOINTS:
         raise ValueError(f"binance does not publish metric {metric!r}; it has {list(METRICS)}")
+    if isinstance(payload, binance_archive.ArchiveWindow):
+        return payload.ls(metric, period)
     endpoint, long_keys, short_keys = LS_ENDPOINTS[metric]
     if isinstance(payload, dict):
         error = _error_of(400, payload)
@@ -229,19 +265,12 @@ def parse_klines(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
 async def fetch_open_interest(
     client: HttpClient, instrument: str, period: str, window: Window
 ) -> list[Any]:
-    return await _paged(
-        client,
-        OI_ENDPOINT,
-        {"symbol": instrument, "period": PERIODS[period]},
-        window,
-        period,
-        limit=PAGE_LIMIT,
-        buckets={OI_ENDPOINT: 1},
-        ts_of=lambda row: epoch_ms(row["timestamp"]),
-    )
+    return await _futures_data(client, OI_ENDPOINT, instrument, period, window)
 
 
 def parse_open_interest(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
+    if isinstance(payload, binance_archive.ArchiveWindow):
+        return payload.open_interest(period)[[*OI_COLUMNS, "source", "derived_from"]]
     rows = rows_of({"rows": payload}, ("rows",), NAME, OI_ENDPOINT, instrument)
     frame = pd.DataFrame(
         {

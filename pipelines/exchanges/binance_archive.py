@@ -21,17 +21,24 @@ notes; binance/binance-public-data issues #258, #276, #350, #491, #498):
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import hashlib
 import io
+import os
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
 from pipelines.config import PERIOD_MS
 from pipelines.errors import PayloadError
-from pipelines.exchanges.base import coin_of, ls_frame
+from pipelines.exchanges.base import Window, coin_of, ls_frame
+from pipelines.http import ExchangeProfile, HttpClient, RateLimit
 
 NAME = "binance"
 ENDPOINT = "archive metrics"
@@ -146,33 +153,31 @@ def _labels(texts: pd.Series, instrument: str) -> pd.Series:
         stamps = pd.to_datetime(numbers.where(numbers >= 10**11, numbers * 1000), unit="ms")
     else:
         stamps = pd.to_datetime(texts, format="ISO8601", errors="coerce")
-    bad = stamps.isna()
-    if bad.any():
-        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
-        raise PayloadError(
-            NAME,
-            ENDPOINT,
-            f"line {line}: create_time {texts.iloc[line - 2]!r} is not a date and time",
-            symbol=instrument,
-        )
+    _refuse_first(stamps.isna(), texts, "create_time", "is not a date and time", instrument)
     if getattr(stamps.dt, "tz", None) is not None:
         stamps = stamps.dt.tz_convert(UTC).dt.tz_localize(None)
     # Closing rows stamped 00:00:02 belong to the 00:00 slot.
     return stamps.dt.floor("5min").astype("datetime64[ns]")
 
 
-def _numbers(frame: pd.DataFrame, column: str, instrument: str) -> np.ndarray:
-    text = frame[column].str.strip()
-    values = pd.to_numeric(text.where(text != ""), errors="coerce")
-    bad = values.isna() & (text != "")
+def _refuse_first(
+    bad: pd.Series, texts: pd.Series, column: str, problem: str, instrument: str
+) -> None:
+    """Raise for the first bad field, naming its line (the header is line 1)."""
     if bad.any():
-        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
+        row = int(np.flatnonzero(bad.to_numpy())[0])
         raise PayloadError(
             NAME,
             ENDPOINT,
-            f"line {line}: {column} {text.iloc[line - 2]!r} is not a number",
+            f"line {row + 2}: {column} {texts.iloc[row]!r} {problem}",
             symbol=instrument,
         )
+
+
+def _numbers(frame: pd.DataFrame, column: str, instrument: str) -> np.ndarray:
+    text = frame[column].str.strip()
+    values = pd.to_numeric(text.where(text != ""), errors="coerce")
+    _refuse_first(values.isna() & (text != ""), text, column, "is not a number", instrument)
     array = values.to_numpy(dtype="float64")
     return np.where(np.isfinite(array), array, np.nan)
 
@@ -234,6 +239,7 @@ def oi_rows(table: MetricsTable) -> pd.DataFrame:
             "open_interest": amount[published],
             "open_interest_value": value[published],
             "file_day": table.file_day,
+            "derived_from": None,
         }
     )
     return frame.sort_values("ts", kind="stable", ignore_index=True)
@@ -289,3 +295,149 @@ def to_periods(rows: pd.DataFrame, periods: tuple[str, ...]) -> pd.DataFrame:
         on_grid = stamps % PERIOD_MS[period] == 0
         out.append(rows[snapshot & on_grid].assign(period=period, derived_from="5m"))
     return pd.concat(out, ignore_index=True) if out else rows.iloc[:0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fetching: one zip and its checksum per symbol-day, each fetched once per run
+
+
+ARCHIVE_BUCKET = "archive"
+# data.binance.vision publishes no limit (a CDN); this stays polite.
+LIMITS = {ARCHIVE_BUCKET: RateLimit(40, 1)}
+
+
+def profile() -> ExchangeProfile:
+    return ExchangeProfile(
+        name="binance_archive",
+        base_url=os.environ.get("LSR_BINANCE_ARCHIVE_URL", DEFAULT_BASE_URL).rstrip("/"),
+        limits=LIMITS,
+        error_of=lambda _status, _body: None,
+        concurrency=8,
+    )
+
+
+@dataclass(frozen=True)
+class ArchiveDay:
+    """One symbol-day of the archive: its table, or why there is none."""
+
+    day: date
+    table: MetricsTable | None
+    problem: str | None = None  # not published, or a checksum that does not match
+    checksum: str | None = None  # the .CHECKSUM body, kept with a rejected file
+
+
+@dataclass(frozen=True)
+class ArchiveWindow:
+    """What the archive holds for one symbol over a window: the day files that cover it.
+
+    A connector returns it as a "page"; `parse` and `parse_open_interest` read it."""
+
+    instrument: str
+    window: Window
+    days: tuple[ArchiveDay, ...]
+
+    def ls(self, metric: str, period: str) -> pd.DataFrame:
+        tables = [d.table for d in self.days if d.table is not None]
+        if not tables:
+            return _empty(ls_rows)
+        rows = pd.concat([ls_rows(t) for t in tables], ignore_index=True)
+        settled, _ = settle(rows[rows["metric"] == metric], ["metric", "ts"])
+        return self._inside(to_periods(settled, (period,)))
+
+    def open_interest(self, period: str) -> pd.DataFrame:
+        tables = [d.table for d in self.days if d.table is not None]
+        if not tables:
+            return _empty(oi_rows)
+        settled, _ = settle(pd.concat([oi_rows(t) for t in tables], ignore_index=True), ["ts"])
+        return self._inside(to_periods(settled, (period,)))
+
+    def _inside(self, frame: pd.DataFrame) -> pd.DataFrame:
+        # The neighbouring days' files were fetched for the rows at the window's edges only.
+        inside = frame["ts"].between(
+            pd.Timestamp(self.window.start_ms, unit="ms"),
+            pd.Timestamp(self.window.end_ms - 1, unit="ms"),
+        )
+        return frame[inside].assign(source="archive").reset_index(drop=True)
+
+    @property
+    def missing(self) -> list[str]:
+        """Why days of the window have no rows (read by ingestion for the fetch's outcome)."""
+        return [f"archive {self.instrument} {d.day}: {d.problem}" for d in self.days if d.problem]
+
+    @property
+    def rejected(self) -> list[tuple[str, str, str]]:
+        """(instrument, reason, raw) of files refused whole (recorded as rejected rows)."""
+        return [
+            (self.instrument, f"archive {self.instrument} {d.day}: {d.problem}", d.checksum)
+            for d in self.days
+            if d.checksum is not None and d.problem
+        ]
+
+
+def _empty(build: Callable[[MetricsTable], pd.DataFrame]) -> pd.DataFrame:
+    blank = MetricsTable(
+        "X",
+        pd.Series([], dtype="datetime64[ns]"),
+        {c: np.array([]) for c in NUMBER_COLUMNS},
+        LABEL_SWITCH,
+    )
+    return build(blank).assign(source="archive")
+
+
+async def fetch_window(client: HttpClient, instrument: str, window: Window) -> ArchiveWindow:
+    """The day files covering `window`, with the day before: under either label convention
+    the snapshot at a day's midnight is written in the previous day's file."""
+    first = datetime.fromtimestamp(window.start_ms / 1000, UTC).date() - timedelta(days=1)
+    last = datetime.fromtimestamp((window.end_ms - 1) / 1000, UTC).date()
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    files = await asyncio.gather(
+        *(
+            client.once(
+                (NAME, "archive", instrument, d), partial(_fetch_day, client, instrument, d)
+            )
+            for d in days
+        )
+    )
+    return ArchiveWindow(instrument, window, tuple(files))
+
+
+async def _fetch_day(client: HttpClient, instrument: str, day: date) -> ArchiveDay:
+    where = path(instrument, day)
+    source = profile()
+    checksum = await client.get_file(
+        source, where + ".CHECKSUM", buckets={ARCHIVE_BUCKET: 1}, symbol=instrument
+    )
+    if checksum is None:
+        return ArchiveDay(day, None, "not published (HTTP 404)")
+    expected = checksum.decode(errors="replace").split()[0].lower() if checksum.strip() else ""
+    actual = ""
+    for _ in range(2):  # a download cut short hashes differently: one more try before refusing
+        content = await client.get_file(
+            source, where, buckets={ARCHIVE_BUCKET: 1}, symbol=instrument
+        )
+        if content is None:
+            return ArchiveDay(day, None, "not published (HTTP 404)")
+        actual = hashlib.sha256(content).hexdigest()
+        if actual == expected:
+            return ArchiveDay(
+                day,
+                read_metrics(
+                    _member(content, instrument, day), instrument=instrument, file_day=day
+                ),
+            )
+    problem = (
+        f"checksum mismatch: {where}.CHECKSUM says {expected or '(empty)'}, the zip hashes to "
+        f"{actual}; nothing of this file is stored"
+    )
+    return ArchiveDay(day, None, problem, checksum.decode(errors="replace"))
+
+
+def _member(content: bytes, instrument: str, day: date) -> str:
+    name = f"{instrument}-metrics-{day.isoformat()}.csv"
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            return archive.read(name).decode()
+    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError) as error:
+        raise PayloadError(
+            NAME, ENDPOINT, f"{path(instrument, day)}: {error}", symbol=instrument
+        ) from error

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pipelines.simulator import series
+from pipelines.simulator import binance_archive, series
 from pipelines.simulator.coins import coin, extras, universe
 from pipelines.simulator.grid import (
     DAY,
@@ -443,11 +443,18 @@ SPEC = ExchangeSpec(
         *(Route(d.path, _data_handler(d), per_request(d.path)) for d in DATA),
         Route("/fapi/v1/klines", _klines, _kline_weight),
         Route("/fapi/v1/exchangeInfo", _exchange_info, per_request(WEIGHT)),
+        # data.binance.vision is another host in reality; here it shares the prefix, so one
+        # base URL serves both (LSR_BINANCE_ARCHIVE_URL points at it).
+        Route(
+            binance_archive.PATH, binance_archive.handler(NAME), per_request(binance_archive.BUCKET)
+        ),
     ),
     limits=(
         RateLimit(WEIGHT, 2400, 60, "minute"),
         # "IP rate limit 1000 requests/5min" on each /futures/data endpoint, weight 0.
         *(RateLimit(d.path, 1000, 300, "5 minutes") for d in DATA),
+        # A CDN with no published limit; generous, yet a runaway loop still meets a 429.
+        RateLimit(binance_archive.BUCKET, 6000, 60, "minute"),
     ),
     strikes_before_ban=6,  # the first 429 and 5 more are tolerated; the next breach is a ban
     ban_s=120,

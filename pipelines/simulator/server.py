@@ -385,6 +385,7 @@ def _endpoint(
         now = ctx.clock()
         ip = request.remote or "unknown"
         query = {k: request.query[k] for k in request.query}  # first value of each key
+        query |= request.match_info  # path parameters ({symbol} in the archive's paths)
         ctx.stats.requests[(name, route.path)] += 1
         reply = venue.limiter.admit(ip, route.cost(query), now)
         fault = None
@@ -431,7 +432,9 @@ async def _answer(
 
 
 def _response(reply: Reply, *, truncate: bool) -> web.Response:
-    if reply.content_type == "application/json":
+    if isinstance(reply.body, bytes):
+        body = reply.body
+    elif reply.content_type == "application/json":
         body = json.dumps(reply.body, separators=(",", ":")).encode()
     else:
         body = str(reply.body).encode()
@@ -461,6 +464,15 @@ def _closing(ctx: _Context) -> Callable[[web.Application], Awaitable[None]]:
 # Runners
 
 
+def environment_for(base_urls: Mapping[str, str]) -> dict[str, str]:
+    """The settings that point the pipeline at a simulator: each exchange's
+    `LSR_<EXCHANGE>_BASE_URL`, and Binance's archive, served under Binance's prefix."""
+    env = {f"LSR_{name.upper()}_BASE_URL": url for name, url in base_urls.items()}
+    if "binance" in base_urls:
+        env["LSR_BINANCE_ARCHIVE_URL"] = base_urls["binance"]
+    return env
+
+
 @dataclass(frozen=True)
 class RunningSimulator:
     host: str
@@ -472,6 +484,10 @@ class RunningSimulator:
     def base_urls(self) -> dict[str, str]:
         """exchange -> base URL to use in place of the real host, e.g. .../binance."""
         return {name: f"http://{self.host}:{self.port}/{name}" for name in self.exchanges}
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return environment_for(self.base_urls)
 
     @property
     def stats(self) -> SimStats:
@@ -559,6 +575,10 @@ class SimulatorThread:
         return self.running.base_urls
 
     @property
+    def environment(self) -> dict[str, str]:
+        return environment_for(self.base_urls)
+
+    @property
     def stats(self) -> SimStats:
         return self.running.stats
 
@@ -607,6 +627,10 @@ class SimulatorProcess:
     @property
     def base_urls(self) -> dict[str, str]:
         return {name: f"http://127.0.0.1:{self.port}/{name}" for name in self._exchanges}
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return environment_for(self.base_urls)
 
     def start(self) -> SimulatorProcess:
         self.port = _free_port()
@@ -677,8 +701,8 @@ def serve(port: int = 8765, **app_options: Any) -> None:
                 f"{running.port}  -- stats at /_sim/stats; Ctrl-C to stop",
                 flush=True,
             )
-            for name, url in running.base_urls.items():
-                print(f"export LSR_{name.upper()}_BASE_URL={url}", flush=True)
+            for name, value in running.environment.items():
+                print(f"export {name}={value}", flush=True)
             await stop.wait()
         print("simulator stopped", flush=True)
 
