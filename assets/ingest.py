@@ -2,8 +2,9 @@
 
 import warnings
 from collections import Counter
-from collections.abc import Iterator
-from datetime import date
+from collections.abc import Iterator, Mapping
+from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetKey,
     AssetMaterialization,
     AssetSpec,
     Backoff,
@@ -26,9 +28,19 @@ from dagster import (
     multi_asset,
 )
 
+from pipelines.backfill import Bounds, FetchPlan, Needs, plan_fetch
 from pipelines.errors import ExchangeError, RetryableError
+from pipelines.exchanges import connector
 from pipelines.http import RateLimitLedger
-from pipelines.ingest import KLINES, OPEN_INTEREST, PartitionFetch, fetch_partition
+from pipelines.ingest import (
+    KLINES,
+    OPEN_INTEREST,
+    PartitionFetch,
+    Planner,
+    Task,
+    fetch_partition,
+    series_key,
+)
 from pipelines.partitions import DAY_X_EXCHANGE, partition_key
 from pipelines.resources import PipelineSettings
 from pipelines.universe import Universe
@@ -37,6 +49,7 @@ from pipelines.warehouse import (
     WarehouseLocked,
     WarehouseUnusable,
     WriteSummary,
+    complete_days,
     connect,
     keep_pending,
     land_raw,
@@ -46,6 +59,8 @@ from pipelines.warehouse import (
 )
 
 GROUP = "ingest"
+SINCE_TAG = "lsr/since"  # set by `lsr run --days/--since`: the first day a run may fetch
+BACKFILL_ID_TAG = "dagster/backfill"
 LS_DESCRIPTION = (
     "Long/short ratios of every universe coin, metric kind and period for one exchange and UTC "
     "day, validated with pandera and upserted into DuckDB table `ls_ratio` (rejected rows go to "
@@ -107,6 +122,7 @@ async def ingest_exchange_day(context: AssetExecutionContext, settings: Pipeline
             rate_limit_scale=settings.limit_scale(),
             progress=step,
             ledger=RateLimitLedger(settings.rate_limit_dir()),
+            planner=_planner(context, settings, exchange, day),
         )
     except ExchangeError as error:  # the instrument list itself could not be fetched
         raise Failure(
@@ -128,12 +144,92 @@ async def ingest_exchange_day(context: AssetExecutionContext, settings: Pipeline
     record_stored(context.instance, earlier)
     for result in _results(fetched, summary, str(landed) if landed else None):
         yield result
+    for event in _other_days(fetched):
+        context.log_event(event)
     if fetched.failures:
         raise Failure(
             description=_failure_text(fetched),
             metadata={"failed_fetches": len(fetched.failures), "banned": fetched.banned or ""},
             allow_retries=fetched.banned is None and all(o.transient for o in fetched.failures),
         )
+
+
+def _planner(
+    context: AssetExecutionContext, settings: PipelineSettings, exchange: str, day: date
+) -> Planner:
+    """The stretch this run fetches: see pipelines/backfill.py."""
+    now = datetime.now(UTC)
+    bounds = run_bounds(context.run.tags, context.instance, exchange, now.date())
+    warehouse = settings.warehouse_file()
+    depth = settings.depth_days()
+    reach = connector(exchange).reach
+
+    def plan_days(tasks: list[Task], listed: dict[str, date | None]) -> FetchPlan:
+        needs = Needs(listed=listed, depth_days=depth, reach=reach, now=now)
+        series = sorted({series_key(t) for t in tasks}, key=str)
+        load = partial(complete_days, warehouse, exchange)
+        chosen = plan_fetch(day, series, needs, bounds, load)
+        if chosen.first != chosen.last:
+            context.log.info(
+                f"{exchange}: fetching {chosen.first} .. {chosen.last} for the partition of {day}"
+            )
+        return chosen
+
+    return plan_days
+
+
+def run_bounds(
+    tags: Mapping[str, str], instance: DagsterInstance, exchange: str, today: date
+) -> Bounds | None:
+    """The days a run may fetch: from `lsr run --days/--since`, or the days of the Dagster
+    backfill that launched it; None (as far as needed) for a run on its own."""
+    if SINCE_TAG in tags:
+        return Bounds(date.fromisoformat(tags[SINCE_TAG]), today)
+    backfill_id = tags.get(BACKFILL_ID_TAG)
+    days = _backfill_days(instance, backfill_id, exchange) if backfill_id else set()
+    return Bounds(min(days), max(days), frozenset(days)) if days else None
+
+
+def _backfill_days(instance: DagsterInstance, backfill_id: str, exchange: str) -> set[date]:
+    backfill = instance.get_backfill(backfill_id)
+    data = getattr(backfill, "asset_backfill_data", None)
+    subsets = getattr(getattr(data, "target_subset", None), "partitions_subsets_by_asset_key", {})
+    subset = subsets.get(AssetKey("ls_ratio"))
+    if subset is None:  # a backfill of another kind: bounded by nothing but completeness
+        return set()
+    days = set()
+    for key in subset.get_partition_keys():
+        parts = str(key).split("|")  # "<date>|<exchange>": dimensions in name order
+        if len(parts) == 2 and parts[1] == exchange:
+            days.add(date.fromisoformat(parts[0]))
+    return days
+
+
+def _other_days(fetched: PartitionFetch) -> Iterator[AssetMaterialization]:
+    """The days this run stored besides its own partition, reported as materialized (what
+    failed on a day is not), with the rows each holds."""
+    rows: Counter[tuple[date, str]] = Counter()
+    failed: set[tuple[date, str]] = set()
+    for outcome in fetched.outcomes:
+        asset = _asset_of(outcome.task.dataset)
+        for d, n in outcome.rows_by_day:
+            rows[(d, asset)] += n
+        if outcome.status == "failed":
+            failed.update((d, asset) for d in fetched.covered_days)
+    for d in fetched.covered_days:
+        if d == fetched.day:
+            continue
+        for asset in ("ls_ratio", KLINES, OPEN_INTEREST):
+            if (d, asset) not in failed:
+                yield AssetMaterialization(
+                    asset_key=asset,
+                    partition=str(partition_key(d, fetched.exchange)),
+                    metadata={
+                        "dagster/row_count": rows[(d, asset)],
+                        "fetched_by": f"the run for {fetched.day} (one pass over "
+                        f"{fetched.covered_days[0]} .. {fetched.covered_days[-1]})",
+                    },
+                )
 
 
 def _kept_for_later(fetched: PartitionFetch, landing: Path, error: Exception) -> Failure:

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
 # The demo compresses every rate-limit window 20x (in the simulator and the client alike), so
 # seven days of 50 coins load in about a minute instead of Binance's real 5-minute windows.
 DEMO_RATE_LIMIT_SCALE = 0.05
+# How far back the demo fetches each period (LSR_DEPTH overrides): a year of daily rows, enough
+# hourly and 4-hour history for the default images and their 90-day signal bands; the full
+# reach of every period would take the demo from minutes to hours.
+DEMO_DEPTH = "1h=30,4h=120,1d=400"
 # = pipelines.render.CROSS, not imported from there: the render module loads matplotlib (slow).
 CROSS = "cross"
 
@@ -42,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lsr", description=__doc__)
     sub = parser.add_subparsers(required=True, metavar="command")
 
-    run = sub.add_parser("run", help="fetch the last N days from the exchanges, derive, render")
+    run = sub.add_parser(
+        "run", help="fetch what the warehouse lacks from the exchanges, derive, render"
+    )
     _add_run_arguments(run)
     run.set_defaults(handler=_run)
 
@@ -102,12 +109,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    bound = parser.add_mutually_exclusive_group()
+    bound.add_argument(
         "--days",
         type=_days_back,
-        default=7,
-        help=f"full UTC days before today (0 .. {_max_days()})",
+        help=f"only the last N full UTC days and today (0 .. {_max_days()}); default: as far "
+        "back as each exchange serves what the warehouse lacks",
     )
+    bound.add_argument("--since", type=_since, help="only from this UTC day (YYYY-MM-DD) on")
     parser.add_argument(
         "--exchange",
         action="append",
@@ -138,6 +147,21 @@ def _days_back(text: str) -> int:
     return days
 
 
+def _since(text: str) -> date:
+    from datetime import UTC, datetime
+
+    from pipelines.partitions import FIRST_DAY
+
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day such as 2025-01-31") from None
+    first, today = date.fromisoformat(FIRST_DAY), datetime.now(UTC).date()
+    if not first <= day <= today:
+        raise argparse.ArgumentTypeError(f"{day} is outside {first} .. {today}")
+    return day
+
+
 def _range_days(text: str) -> int:
     try:
         days = int(text.lower().removesuffix("d"))
@@ -149,6 +173,7 @@ def _range_days(text: str) -> int:
 
 
 def _run(args: argparse.Namespace, *, simulated: bool = False) -> int:
+    from pipelines.partitions import FIRST_DAY
     from pipelines.resources import PipelineSettings
     from pipelines.runner import days_back, run_pipeline
     from pipelines.summary import ensure_warehouse_kind
@@ -157,12 +182,12 @@ def _run(args: argparse.Namespace, *, simulated: bool = False) -> int:
     settings.run_inputs()  # everything checked before the first request, each in one line
     ensure_warehouse_kind(warehouse_path(), simulated=_expects_simulated(simulated))
     exchanges = args.exchanges or list(EXCHANGES)
-    days = days_back(args.days)
-    print(
-        f"Fetching {days[0]} .. {days[-1]} (UTC) for {', '.join(exchanges)}"
-        f"{' from the simulator' if simulated else ''}"
+    since = args.since or (days_back(args.days) if args.days is not None else None)
+    span = (
+        f"from {since} (UTC)" if since else "what the warehouse lacks, as deep as each serves it,"
     )
-    report = run_pipeline(days, exchanges, settings)
+    print(f"Fetching {span} for {', '.join(exchanges)}{' from the simulator' if simulated else ''}")
+    report = run_pipeline(since or date.fromisoformat(FIRST_DAY), exchanges, settings)
     return _print_report(report)
 
 
@@ -200,6 +225,7 @@ def _demo(args: argparse.Namespace) -> int:
     faults = FaultConfig(rate=args.faults) if args.faults else None
     with SimulatorProcess(rate_limit_scale=DEMO_RATE_LIMIT_SCALE, faults=faults) as sim:
         os.environ.update(sim.environment)
+        os.environ.setdefault("LSR_DEPTH", DEMO_DEPTH)
         os.environ["LSR_RATE_LIMIT_SCALE"] = str(DEMO_RATE_LIMIT_SCALE)
         print(f"Simulator listening on {next(iter(sim.base_urls.values())).rsplit('/', 1)[0]}")
         return _run(args, simulated=True)

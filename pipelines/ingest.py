@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines.backfill import FetchPlan, SeriesKey
 from pipelines.config import PERIOD_MS
 from pipelines.errors import (
     DataUnavailable,
@@ -31,9 +32,11 @@ from pipelines.exchanges.base import (
     KLINE_COLUMNS,
     LS_COLUMNS,
     OI_COLUMNS,
+    SOURCE,
     Connector,
     Window,
     keep_inside,
+    with_source,
 )
 from pipelines.http import HttpClient, RateLimitLedger, RawResponse
 from pipelines.universe import Listing, Universe, resolve
@@ -42,7 +45,6 @@ log = logging.getLogger(__name__)
 
 KLINES = "klines"
 OPEN_INTEREST = "open_interest"
-SOURCE, REST = "source", "rest"  # where a row came from: "rest", or "archive" (Binance Vision)
 # Pauses (seconds at real limits) before fetching again what still failed with a transient
 # error once the client's own retries were spent: an exchange that answers "busy" several
 # times in a row gets two more chances, well apart, before the partition is marked failed.
@@ -67,8 +69,9 @@ class Outcome:
     detail: str | None = None
     endpoint: str | None = None
     raw: str | None = None  # the body a parser could not read (the landing zone has them all)
-    window: Window | None = None  # what was asked of the exchange (the reachable part of the day)
+    window: Window | None = None  # what was asked of the exchange (the reachable part)
     transient: bool = False  # failed on something worth another try (busy, 5xx, timeout)
+    rows_by_day: tuple[tuple[date, int], ...] = ()  # rows fetched per UTC day of the window
 
 
 @dataclass
@@ -89,6 +92,12 @@ class PartitionFetch:
     # Whole files refused before parsing (an archive zip whose checksum does not match):
     # (instrument, reason) -> the raw evidence (the published checksum).
     rejected_files: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Every day this fetch covered: the partition's own and the incomplete days around it.
+    days: list[date] = field(default_factory=list)
+
+    @property
+    def covered_days(self) -> list[date]:
+        return self.days or [self.day]
 
     @property
     def simulated(self) -> bool:
@@ -129,6 +138,22 @@ def _describe_reach(reach: timedelta) -> str:
     return f"{reach.days} days" if reach.days else f"{reach.total_seconds() / 3600:g} hours"
 
 
+# Given the tasks and each coin's listing day, the days to fetch and where each task starts
+# (pipelines.backfill.plan_fetch, bound to a warehouse and a run's bounds).
+Planner = Callable[[list[Task], dict[str, date | None]], FetchPlan]
+
+
+def one_day(day: date) -> Planner:
+    """Fetch `day` alone, every task (what a fetch without a planner does)."""
+    return lambda tasks, _listed: FetchPlan(
+        day, day, day, {SeriesKey(t.dataset, t.coin, t.period): day for t in tasks}
+    )
+
+
+def series_key(task: Task) -> SeriesKey:
+    return SeriesKey(task.dataset, task.coin, task.period)
+
+
 def plan(conn: Connector, mapping: dict[str, str], periods: tuple[str, ...]) -> list[Task]:
     datasets = (*conn.METRICS, KLINES, OPEN_INTEREST)
     return [
@@ -149,16 +174,17 @@ async def fetch_partition(
     rate_limit_scale: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
     ledger: RateLimitLedger | None = None,
+    planner: Planner | None = None,
 ) -> PartitionFetch:
-    """Fetch everything configured for one exchange and one UTC day.
+    """Fetch everything configured for one exchange and one UTC day, or, with a `planner`,
+    the stretch of days it chooses around that day, each series walked once.
 
     With a `ledger`, the fetch waits for any other fetch from the same exchange on this host
     and counts the requests that one made (exchanges limit per IP, not per run).
     """
     conn = connector(exchange)
     now = now or datetime.now(UTC)
-    window = day_window(day, now)
-    if window is None:
+    if day_window(day, now) is None:
         raise ValueError(f"{exchange} {day}: the day has not begun yet (now {now:%Y-%m-%d %H:%M})")
     exclusive = (
         ledger.exclusive(exchange, conn.profile().base_url) if ledger else contextlib.nullcontext()
@@ -169,8 +195,11 @@ async def fetch_partition(
     ):
         listings = await conn.fetch_instruments(client)
         mapping = resolve(exchange, listings, universe)
-        tasks = plan(conn, mapping, periods)
-        runner = _Runner(conn, client, window, now, len(tasks), progress)
+        chosen = (planner or one_day(day))(plan(conn, mapping, periods), _listing_days(listings))
+        tasks = [t for t in plan(conn, mapping, periods) if series_key(t) in chosen.starts]
+        window = _stretch_window(chosen, now)
+        windows = {t: Window(_midnight(chosen.starts[series_key(t)]), window.end_ms) for t in tasks}
+        runner = _Runner(conn, client, windows, now, len(tasks), progress)
         results = await asyncio.gather(*(runner.run(task) for task in tasks))
         results = await _retry_transient(runner, results, rate_limit_scale)
         frames = {
@@ -183,16 +212,43 @@ async def fetch_partition(
             window=window,
             listings=listings,
             mapping=mapping,
-            ls=_with_source(_concat(frames["ls"], [*LS_COLUMNS, SOURCE])),
+            ls=with_source(_concat(frames["ls"], [*LS_COLUMNS, SOURCE])),
             klines=_concat(frames[KLINES], KLINE_COLUMNS),
-            open_interest=_with_source(_concat(frames[OPEN_INTEREST], [*OI_COLUMNS, SOURCE])),
+            open_interest=with_source(_concat(frames[OPEN_INTEREST], [*OI_COLUMNS, SOURCE])),
             outcomes=[o for _, o in results],
             responses=list(client.responses),
             out_of_window_rows=runner.out_of_window,
             http_stats=_totals(client.stats()),
             banned=str(runner.banned) if runner.banned else None,
             rejected_files=runner.rejected_files,
+            days=chosen.days,
         )
+
+
+def _midnight(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+
+
+def _stretch_window(chosen: FetchPlan, now: datetime) -> Window:
+    return Window(
+        _midnight(chosen.first),
+        min(_midnight(chosen.last + timedelta(days=1)), int(now.timestamp() * 1000)),
+    )
+
+
+def _listing_days(listings: list[Listing]) -> dict[str, date | None]:
+    """Each coin's first listing day, where the exchange says (its plain contract's, else the
+    earliest of its contracts)."""
+    days: dict[str, date | None] = {}
+    for listing in listings:
+        listed = (
+            datetime.fromtimestamp(listing.onboard_ms / 1000, UTC).date()
+            if listing.onboard_ms
+            else None
+        )
+        known = days.get(listing.coin)
+        days[listing.coin] = listed if known is None else min(known, listed or known)
+    return days
 
 
 async def _retry_transient(
@@ -215,11 +271,6 @@ async def _retry_transient(
         for i, result in zip(again, redone, strict=True):
             results[i] = result
     return results
-
-
-def _with_source(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows a connector did not mark came from the exchange's REST API."""
-    return frame.assign(**{SOURCE: frame[SOURCE].where(frame[SOURCE].notna(), REST)})
 
 
 def _totals(stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -253,14 +304,14 @@ class _Runner:
         self,
         conn: Connector,
         client: HttpClient,
-        window: Window,
+        windows: dict[Task, Window],
         now: datetime,
         total: int,
         progress: Callable[[int, int], None] | None,
     ) -> None:
         self.conn = conn
         self.client = client
-        self.window = window
+        self.windows = windows
         self.now = now
         self.total = total
         self.done = 0
@@ -296,7 +347,7 @@ class _Runner:
 
     async def attempt(self, task: Task) -> tuple[pd.DataFrame | None, Outcome]:
         reach = self.conn.reach(task.dataset, task.period)
-        window = reachable(self.window, reach, self.now, task.period)
+        window = reachable(self.windows[task], reach, self.now, task.period)
         if window is None:
             assert reach is not None  # only a limited reach leaves nothing to fetch
             reason = (
@@ -342,7 +393,7 @@ class _Runner:
             if missing:  # the exchange said why (an archive day not published, refused)
                 return None, Outcome(task, "unavailable", detail="; ".join(missing)[:500])
             return None, Outcome(task, "empty")
-        frame, outside = keep_inside(frame, self.window)
+        frame, outside = keep_inside(frame, window)
         self.out_of_window += outside
         if frame.empty:
             return None, Outcome(
@@ -350,4 +401,7 @@ class _Runner:
                 "unavailable",
                 detail="the exchange returned no rows inside the requested window",
             )
-        return frame, Outcome(task, "ok", rows=len(frame))
+        per_day = frame["ts"].dt.date.value_counts()
+        return frame, Outcome(
+            task, "ok", rows=len(frame), rows_by_day=tuple(sorted(per_day.items()))
+        )

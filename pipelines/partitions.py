@@ -13,10 +13,9 @@ from dagster import (
 
 from pipelines.exchanges import EXCHANGES
 
-# Bybit reaches back to 2020-07; the others a few days to two years. 2024 onwards keeps the
-# partition grid small enough for the UI while covering every exchange's reachable history
-# except Bybit's oldest years.
-FIRST_DAY = "2024-01-01"
+# Bybit's long/short history starts in July 2020, the deepest any exchange serves (Binance's
+# archive starts in September 2020, OKX's 1,440 daily rows about four years back).
+FIRST_DAY = "2020-07-01"
 
 DAYS = DailyPartitionsDefinition(start_date=FIRST_DAY, end_offset=1, timezone="UTC")
 EXCHANGE_PARTITIONS = StaticPartitionsDefinition(list(EXCHANGES))

@@ -8,6 +8,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from pipelines.backfill import parse_depth
 from pipelines.config import PERIOD_MS, configured_periods, warehouse_path
 from pipelines.universe import Universe, load_universe
 from pipelines.warehouse import check_warehouse_file
@@ -27,6 +28,11 @@ class PipelineSettings(ConfigurableResource):
     periods: list[str] = Field(
         default_factory=list, description="Periods to fetch; empty = LSR_PERIODS or 1h,4h,1d"
     )
+    depth: str = Field(
+        default="",
+        description="How many days back each period is fetched, e.g. '1h=30,4h=120' (periods "
+        "not named: as far as the exchange serves them); empty = LSR_DEPTH or full reach",
+    )
 
     def warehouse_file(self) -> Path:
         return Path(self.warehouse) if self.warehouse else warehouse_path()
@@ -44,7 +50,15 @@ class PipelineSettings(ConfigurableResource):
         """What a run needs, checked before its first request (each mistake in one line): the
         warehouse path can hold our file, the universe file reads, the periods are known."""
         check_warehouse_file(self.warehouse_file())
+        self.depth_days()
         return load_universe(), self.period_list()
+
+    def depth_days(self) -> dict[str, int | None]:
+        depth = parse_depth(self.depth or os.environ.get("LSR_DEPTH", ""))
+        unknown = [p for p in depth if p not in PERIOD_MS]
+        if unknown:
+            raise ValueError(f"depth names unknown periods {unknown}; known: {list(PERIOD_MS)}")
+        return dict(depth)
 
     def period_list(self) -> tuple[str, ...]:
         if not self.periods:

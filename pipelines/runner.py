@@ -1,8 +1,10 @@
-"""Runs the pipeline through Dagster for the command line: partitions, then outputs.
+"""Runs the pipeline through Dagster for the command line: ingestion, then outputs.
 
-Each ingestion partition is its own Dagster run (as in the UI), so a failed partition can be
-rerun alone; the runs land in the Dagster instance under DAGSTER_HOME when it is set, so the UI
-shows what `lsr run` did.
+Each exchange gets one Dagster run of its partition for today, which fetches every incomplete
+day back to `since` (or as far as the exchange serves, without it) in one pass per series and
+reports each day's partition as materialized (pipelines/backfill.py). The runs land in the
+Dagster instance under DAGSTER_HOME when it is set, so the UI shows what `lsr run` did, and a
+failed day can be rerun there alone.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from tqdm import tqdm
 
 from assets.analytics import DERIVED_ASSETS, coverage, parquet_exports
 from assets.images import heatmap_images
-from assets.ingest import ingest_exchange_day
+from assets.ingest import SINCE_TAG, ingest_exchange_day
 from pipelines.partitions import partition_key
 from pipelines.processes import die_with_parent
 from pipelines.recovery import release_dead_runs
@@ -45,10 +47,9 @@ class RunReport:
     released_runs: list[str] = field(default_factory=list)  # left STARTED by a killed process
 
 
-def days_back(days: int, today: date | None = None) -> list[date]:
-    """The last `days` full UTC days and today, oldest first."""
-    today = today or datetime.now(UTC).date()
-    return [today - timedelta(days=n) for n in range(days, -1, -1)]
+def days_back(days: int, today: date | None = None) -> date:
+    """The first of the last `days` full UTC days before today."""
+    return (today or datetime.now(UTC).date()) - timedelta(days=days)
 
 
 def instance() -> DagsterInstance:
@@ -56,18 +57,18 @@ def instance() -> DagsterInstance:
 
 
 def run_pipeline(
-    days: Sequence[date],
+    since: date,
     exchanges: Sequence[str],
     settings: PipelineSettings,
     *,
     show_progress: bool = True,
 ) -> RunReport:
-    """Ingest every (day, exchange) partition, then recompute the outputs.
+    """Ingest what the warehouse lacks of every exchange from `since` (the first partition day:
+    as far back as each exchange serves), then recompute the outputs.
 
-    Each exchange gets a worker process that runs its days in order: exchanges fetch in
-    parallel (Bitget's one request per second per endpoint then hides behind the others), one
-    exchange never runs twice at once (its rate limits are per process), and writes queue on
-    the warehouse lock.
+    Each exchange gets a worker process: exchanges fetch in parallel (Bitget's one request per
+    second per endpoint then hides behind the others), one exchange never runs twice at once
+    (its rate limits are per IP), and writes queue on the warehouse lock.
     """
     logging.getLogger("dagster").setLevel(LOG_LEVEL)
     report = RunReport()
@@ -75,10 +76,11 @@ def run_pipeline(
         "warehouse": settings.warehouse,
         "rate_limit_scale": settings.rate_limit_scale,
         "periods": list(settings.periods),
+        "depth": settings.depth,
     }
     report.released_runs = _prepare_instance()
     spawn = multiprocessing.get_context("spawn")  # no forked Dagster or event-loop state
-    total = len(days) * len(exchanges)
+    total = len(exchanges)
     progress: multiprocessing.queues.Queue[Any] = spawn.Queue()
     with (
         ProcessPoolExecutor(
@@ -87,11 +89,10 @@ def run_pipeline(
             initializer=_start_worker,
             initargs=(progress, os.getpid()),
         ) as pool,
-        tqdm(total=total, desc="ingest partitions", unit="run", disable=not show_progress) as bar,
+        tqdm(total=total, desc="ingest exchanges", unit="run", disable=not show_progress) as bar,
     ):
-        workers = [
-            pool.submit(_ingest_exchange, exchange, list(days), config) for exchange in exchanges
-        ]
+        tags = {SINCE_TAG: since.isoformat()}
+        workers = [pool.submit(_ingest_exchange, exchange, tags, config) for exchange in exchanges]
         while bar.n < total:
             try:
                 key, error = progress.get(timeout=1.0)
@@ -142,23 +143,23 @@ def _raise_if_a_worker_died(workers: list[Future[None]]) -> None:
             raise RuntimeError(f"an ingestion worker crashed: {worker.exception()}")
 
 
-def _ingest_exchange(exchange: str, days: list[date], config: dict[str, Any]) -> None:
-    """One worker process: the exchange's partitions, oldest day first."""
+def _ingest_exchange(exchange: str, tags: dict[str, str], config: dict[str, Any]) -> None:
+    """One worker process: the exchange's partition of today, and the days it fills."""
     assert _progress is not None, "started without _start_worker"
     logging.getLogger("dagster").setLevel(LOG_LEVEL)
     settings = PipelineSettings(**config)
+    key = str(partition_key(datetime.now(UTC).date(), exchange))
     with instance() as dagster_instance:
-        for day in days:
-            key = str(partition_key(day, exchange))
-            result = materialize(
-                [ingest_exchange_day],
-                partition_key=key,
-                resources={"settings": settings},
-                instance=dagster_instance,
-                run_config=QUIET,
-                raise_on_error=False,
-            )
-            _progress.put((key, None if result.success else _first_error(result)))
+        result = materialize(
+            [ingest_exchange_day],
+            partition_key=key,
+            resources={"settings": settings},
+            instance=dagster_instance,
+            run_config=QUIET,
+            tags=tags,
+            raise_on_error=False,
+        )
+        _progress.put((key, None if result.success else _first_error(result)))
 
 
 def _first_error(result: object) -> str:

@@ -29,9 +29,9 @@ import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from pipelines.config import WAREHOUSE_DIR, output_dir, warehouse_path
-from pipelines.exchanges.base import LS_COLUMNS
+from pipelines.exchanges.base import LS_COLUMNS, SOURCE, with_source
 from pipelines.http import RawResponse
-from pipelines.ingest import PartitionFetch
+from pipelines.ingest import Outcome, PartitionFetch
 from pipelines.processes import process_alive
 from pipelines.universe import Universe
 from schemas.ls_ratio import KEY as LS_KEY
@@ -244,6 +244,28 @@ def one_row(
     return tuple(rows[0]) if rows else ()
 
 
+def complete_days(
+    path: Path, exchange: str, first: date, last: date
+) -> set[tuple[str, str, str, date]]:
+    """(dataset, coin, period, day) of one exchange whose last fetch covered the whole day and
+    was ok or empty, or found it beyond the exchange's reach (`partition_log`)."""
+    if not path.exists():
+        return set()
+    with connect(path, read_only=True) as conn:
+        if not table_exists(conn, "partition_log"):
+            return set()
+        rows = conn.execute(
+            """
+            SELECT dataset, coin, period, day FROM partition_log
+            WHERE exchange = ? AND day BETWEEN ? AND ?
+              AND (status = 'unavailable'
+                   OR (status IN ('ok', 'empty') AND window_end >= day + INTERVAL 1 DAY))
+            """,
+            [exchange, first, last],
+        ).fetchall()
+    return {(dataset, coin, period, d) for dataset, coin, period, d in rows}
+
+
 def table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
     row = one_row(
         conn,
@@ -433,12 +455,12 @@ class PreparedPartition:
 
 def prepare_partition(fetched: PartitionFetch, universe: Universe) -> PreparedPartition:
     fetched_at = datetime.now(UTC).replace(tzinfo=None)
-    kept, rejected = split_valid(fetched.ls)
+    kept, rejected = split_valid(with_source(fetched.ls))
     return PreparedPartition(
         simulated=fetched.simulated,
-        ls=kept[[*LS_COLUMNS, "source"]].assign(fetched_at=fetched_at),
+        ls=kept[[*LS_COLUMNS, SOURCE]].assign(fetched_at=fetched_at),
         klines=_dedupe(fetched.klines, fetched_at),
-        open_interest=_dedupe(fetched.open_interest, fetched_at),
+        open_interest=_dedupe(with_source(fetched.open_interest), fetched_at),
         rejections=_rejections(fetched, rejected, fetched_at),
         instruments=_instruments_frame(fetched, universe, fetched_at),
         log=_log_frame(fetched, fetched_at),
@@ -595,22 +617,51 @@ def _instruments_frame(fetched: PartitionFetch, universe: Universe, seen: dateti
 
 
 def _log_frame(fetched: PartitionFetch, at: datetime) -> pd.DataFrame:
+    """One row per task and day the fetch covered: what the exchange gave for that day."""
     return pd.DataFrame(
         [
             {
                 "exchange": fetched.exchange,
-                "day": fetched.day,
+                "day": day,
                 "dataset": o.task.dataset,
                 "coin": o.task.coin,
                 "period": o.task.period,
-                "status": o.status,
-                "rows": o.rows,
+                "status": status,
+                "rows": rows,
                 "detail": o.detail,
                 "simulated": fetched.simulated,
                 "updated_at": at,
-                "window_start": pd.Timestamp(o.window.start_ms, unit="ms") if o.window else None,
-                "window_end": pd.Timestamp(o.window.end_ms, unit="ms") if o.window else None,
+                "window_start": start,
+                "window_end": end,
             }
             for o in fetched.outcomes
-        ]
+            for day, status, rows, start, end in _days_of(fetched, o)
+        ],
+        columns=_LOG_COLUMNS,
     )
+
+
+_LOG_COLUMNS = ["exchange", "day", "dataset", "coin", "period", "status", "rows", "detail",
+                "simulated", "updated_at", "window_start", "window_end"]  # fmt: skip
+_DAY = pd.Timedelta(days=1)
+
+
+def _days_of(
+    fetched: PartitionFetch, outcome: Outcome
+) -> Iterator[tuple[date, str, int, pd.Timestamp | None, pd.Timestamp | None]]:
+    """(day, status, rows, window start, window end) for each day the outcome's window touched;
+    a task never asked of the exchange (beyond its reach) is logged on the run's own day."""
+    if outcome.window is None:
+        yield fetched.day, outcome.status, outcome.rows, None, None
+        return
+    asked_from = pd.Timestamp(outcome.window.start_ms, unit="ms")
+    asked_to = pd.Timestamp(outcome.window.end_ms, unit="ms")
+    rows = dict(outcome.rows_by_day)
+    for day in fetched.covered_days:
+        start, end = max(asked_from, pd.Timestamp(day)), min(asked_to, pd.Timestamp(day) + _DAY)
+        if start >= end:
+            continue
+        status = outcome.status
+        if status == "ok":
+            status = "ok" if rows.get(day, 0) else "empty"
+        yield day, status, rows.get(day, 0), start, end

@@ -24,15 +24,17 @@ import pandas as pd
 import pytest
 
 from pipelines.errors import PayloadError
+from pipelines.exchanges.base import Window
 from pipelines.exchanges.binance_archive import (
     HEADER,
     SLOT_STARTS_AT_LABEL,
     SNAPSHOT_AT_LABEL,
+    ArchiveDay,
+    ArchiveWindow,
     oi_rows,
     parse_metrics,
     read_metrics,
     settle,
-    to_periods,
 )
 from pipelines.exchanges.binance_archive import path as archive_path
 from pipelines.resources import PipelineSettings
@@ -230,15 +232,19 @@ def test_coarser_periods_take_the_snapshot_at_the_bucket_time() -> None:
         for h in range(0, 24)
         for m in range(0, 60, 5)
     ]
-    settled, _ = settle(parse_metrics(csv_of(*lines), instrument="BTCUSDT"), ["metric", "ts"])
-    hourly = to_periods(settled, ("1h", "1d"))
-    one_h = hourly[(hourly["period"] == "1h") & (hourly["metric"] == "global_account")]
-    assert len(one_h) == 24
+    table = read_metrics(csv_of(*lines), instrument="BTCUSDT")
+    day = Window.of(datetime(2024, 1, 2, tzinfo=UTC), datetime(2024, 1, 3, tzinfo=UTC))
+    archive = ArchiveWindow("BTCUSDT", day, (ArchiveDay(date(2024, 1, 2), table),))
+    one_h = archive.ls("global_account", "1h")
+    assert len(one_h) == 24 and set(one_h["derived_from"]) == {"5m"}
     assert value(one_h, "global_account", "2024-01-02 13:00") == 1.13
-    day = hourly[hourly["period"] == "1d"]
-    assert set(day["metric"]) == {"global_account", "top_account", "top_position"}
-    assert set(day["derived_from"]) == {"5m"}
-    assert not (hourly["metric"] == "taker_volume").any(), "taker flow is not summed from ratios"
+    assert len(archive.ls("top_position", "1d")) == 1
+    assert archive.ls("taker_volume", "1h").empty, "taker flow is not summed from ratios"
+    oi = archive.open_interest("1h")
+    assert (
+        len(oi) == 24
+        and oi.loc[oi["ts"] == pd.Timestamp("2024-01-02 13:00"), "open_interest"].item() == 1300
+    )
 
 
 # ---------------------------------------------------------------------------------------------

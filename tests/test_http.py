@@ -196,10 +196,10 @@ async def test_a_ban_stops_every_later_call_to_that_exchange(monkeypatch) -> Non
 def test_an_exchanges_own_try_again_answer_is_retried(module: str, status: int, body: str) -> None:
     profile = connector(module).profile()
     with pytest.raises(RetryableError, match=f"^{module} /x symbol=BTC"):
-        _interpret(profile, "/x", "BTC", status, body, {})
+        _interpret(profile, "/x", "BTC", status, body.encode(), {})
 
 
 def test_an_html_error_page_on_a_client_error_is_final() -> None:
     profile = connector("bitget").profile()
     with pytest.raises(ExchangeApiError, match="HTTP 404"):
-        _interpret(profile, "/x", None, 404, "<html><body>Not Found</body></html>", {})
+        _interpret(profile, "/x", None, 404, b"<html><body>Not Found</body></html>", {})

@@ -16,13 +16,16 @@ from pipelines.exchanges.base import Window, keep_inside
 from pipelines.http import HttpClient
 from tests.conftest import load_payload
 
+# Recorded in 2020, when the REST API still served these windows (it refuses them since): the
+# tests ask the REST API alone, as a fetch of a recent window would.
+GLOBAL = binance.LS_ENDPOINTS["global_account"][0]
 OCT_2020 = Window.of(datetime(2020, 10, 18, tzinfo=UTC), datetime(2020, 10, 19, tzinfo=UTC))
 
 
 async def test_binance_page_replays_through_the_http_layer(cassette) -> None:
     with cassette("binance_global_account"):
         async with HttpClient() as client:
-            pages = await binance.fetch_ls(client, "BTCUSDT", "global_account", "5m", OCT_2020)
+            pages = await binance.fetch_rest(client, GLOBAL, "BTCUSDT", "5m", OCT_2020)
             stats = client.stats()["binance"]
     assert pages == [load_payload("binance/global_long_short_account_ratio_5m.json")]
     assert stats["requests"] == 1  # fewer rows than the page limit: no second page
@@ -32,7 +35,7 @@ async def test_binance_out_of_window_answer_is_filtered_to_the_request(cassette)
     january = Window.of(datetime(2020, 1, 1, tzinfo=UTC), datetime(2020, 2, 1, tzinfo=UTC))
     with cassette("binance_out_of_window"):
         async with HttpClient() as client:
-            pages = await binance.fetch_ls(client, "BTCUSDT", "global_account", "5m", january)
+            pages = await binance.fetch_rest(client, GLOBAL, "BTCUSDT", "5m", january)
     frame = binance.parse("global_account", pages[0], instrument="BTCUSDT", period="5m")
     assert len(frame) == 10 and frame["ts"].min() > pd.Timestamp("2020-10-01")  # latest rows
     inside, dropped = keep_inside(frame, january)
@@ -43,7 +46,7 @@ async def test_binance_error_envelope_raises_with_exchange_endpoint_symbol_code(
     with cassette("binance_invalid_symbol"):
         async with HttpClient() as client:
             with pytest.raises(ExchangeApiError) as caught:
-                await binance.fetch_ls(client, "BTCUSD_201225", "global_account", "5m", OCT_2020)
+                await binance.fetch_rest(client, GLOBAL, "BTCUSD_201225", "5m", OCT_2020)
     error = caught.value
     assert (error.exchange, error.symbol, error.status, error.code) == (
         "binance",
@@ -61,7 +64,9 @@ async def test_binance_position_and_taker_endpoints_replay(cassette) -> None:
     ):
         with cassette(name):
             async with HttpClient() as client:
-                pages = await binance.fetch_ls(client, "BTCUSDT", metric, "5m", OCT_2020)
+                pages = await binance.fetch_rest(
+                    client, binance.LS_ENDPOINTS[metric][0], "BTCUSDT", "5m", OCT_2020
+                )
         frame = binance.parse(metric, pages[0], instrument="BTCUSDT", period="5m")
         assert not frame.empty and frame["ratio"].gt(0).all()
 

@@ -61,6 +61,17 @@ OI_COLUMNS = [
 # and says so in this column (e.g. HTX's UTC day from its 4-hour series); NULL when native.
 DERIVED_FROM = "derived_from"
 
+# Where a row came from: the exchange's REST API, or an archive of files (Binance Vision).
+SOURCE, REST = "source", "rest"
+
+
+def with_source(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows that do not say where they came from came from the exchange's REST API."""
+    if SOURCE not in frame:
+        return frame.assign(**{SOURCE: REST})
+    return frame.assign(**{SOURCE: frame[SOURCE].where(frame[SOURCE].notna(), REST)})
+
+
 # Millisecond epochs have 13 digits until the year 2286; second epochs have 10.
 _MS_THRESHOLD = 100_000_000_000
 

@@ -102,17 +102,24 @@ async def _futures_data(
     if old is not None:
         pages.append(await binance_archive.fetch_window(client, instrument, old))
     if recent is not None:
-        pages += await _paged(
-            client,
-            endpoint,
-            {"symbol": instrument, "period": PERIODS[period]},
-            recent,
-            period,
-            limit=PAGE_LIMIT,
-            buckets={endpoint: 1},
-            ts_of=lambda row: epoch_ms(row["timestamp"]),
-        )
+        pages += await fetch_rest(client, endpoint, instrument, period, recent)
     return pages
+
+
+async def fetch_rest(
+    client: HttpClient, endpoint: str, instrument: str, period: str, window: Window
+) -> list[Any]:
+    """A /futures/data series from the REST API alone, whatever the window's age."""
+    return await _paged(
+        client,
+        endpoint,
+        {"symbol": instrument, "period": PERIODS[period]},
+        window,
+        period,
+        limit=PAGE_LIMIT,
+        buckets={endpoint: 1},
+        ts_of=lambda row: epoch_ms(row["timestamp"]),
+    )
 
 
 def _error_of(status: int, body: Any) -> ApiError | None:

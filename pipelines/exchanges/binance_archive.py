@@ -27,7 +27,6 @@ import hashlib
 import io
 import os
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
@@ -37,7 +36,7 @@ import pandas as pd
 
 from pipelines.config import PERIOD_MS
 from pipelines.errors import PayloadError
-from pipelines.exchanges.base import Window, coin_of, ls_frame
+from pipelines.exchanges.base import OI_COLUMNS, Window, coin_of, ls_frame
 from pipelines.http import ExchangeProfile, HttpClient, RateLimit
 
 NAME = "binance"
@@ -68,6 +67,15 @@ RATIO_COLUMNS: dict[str, str] = {
     "taker_volume": "sum_taker_long_short_vol_ratio",
 }
 FLOW_METRICS = frozenset({"taker_volume"})
+_NO_OBSERVATIONS = pd.DataFrame(
+    {
+        "metric": pd.Series(dtype=object),
+        "ts": pd.Series(dtype="datetime64[ns]"),
+        "ratio": pd.Series(dtype="float64"),
+        "create_time": pd.Series(dtype="datetime64[ns]"),
+        "file_day": pd.Series(dtype=object),
+    }
+)
 
 
 def path(instrument: str, day: date) -> str:
@@ -194,50 +202,74 @@ def parse_metrics(csv_text: str, *, instrument: str, file_day: date | None = Non
 
 
 def ls_rows(table: MetricsTable) -> pd.DataFrame:
-    frames = []
-    for metric, column in RATIO_COLUMNS.items():
-        ratio = table.numbers[column]
-        published = ~np.isnan(ratio)
-        r = ratio[published]
-        stamps = _epoch_ms(table.ts_of(metric)[published])
-        frame = ls_frame(
-            NAME,
-            coin=coin_from_instrument(table.instrument),
-            instrument=table.instrument,
-            metric=metric,
-            period="5m",
-            source_ts=stamps,
-            long_share=r / (1.0 + r),
-            short_share=1.0 / (1.0 + r),
-            source_ratio=r,
-        )
-        # ls_frame sorts by time (stably); the labels follow the same order. The archive's own
-        # timestamp of a row is its label.
-        labels = table.labels[published].to_numpy()[np.argsort(stamps, kind="stable")]
-        frames.append(
-            frame.assign(
-                create_time=labels, source_ts=labels.astype("datetime64[ms]").astype("int64")
-            )
-        )
+    """Every line's published kinds as five-minute `ls_ratio` rows (what `parse_metrics` gives)."""
+    step = PERIOD_MS["5m"]
+    frames = [
+        _ls_frame(_observations(table, metric, step), table.instrument, metric, "5m")
+        for metric in RATIO_COLUMNS
+    ]
     return pd.concat(frames, ignore_index=True).assign(
         label_convention=table.convention, file_day=table.file_day
     )
 
 
-def oi_rows(table: MetricsTable) -> pd.DataFrame:
-    """Open interest (a snapshot, like the REST `openInterestHist` rows), period `5m`."""
+def _observations(table: MetricsTable, metric: str, step: int) -> pd.DataFrame:
+    """One kind's published values whose time lies on a `step` grid: ts, ratio, label, file day."""
+    ratio = table.numbers[RATIO_COLUMNS[metric]]
+    ts = table.ts_of(metric)
+    keep = ~np.isnan(ratio) & (_epoch_ms(ts) % step == 0)
+    return pd.DataFrame(
+        {
+            "metric": metric,
+            "ts": ts[keep].to_numpy(),
+            "ratio": ratio[keep],
+            "create_time": table.labels[keep].to_numpy(),
+            "file_day": table.file_day,
+        }
+    )
+
+
+def _ls_frame(observed: pd.DataFrame, instrument: str, metric: str, period: str) -> pd.DataFrame:
+    """`ls_ratio` rows from observations: shares from the ratio, the label as `source_ts`.
+
+    Rows of a coarser period than five minutes are the snapshot at their time: `derived_from`
+    says so."""
+    observed = observed.sort_values("ts", kind="stable")
+    r = observed["ratio"].to_numpy()
+    frame = ls_frame(
+        NAME,
+        coin=coin_from_instrument(instrument),
+        instrument=instrument,
+        metric=metric,
+        period=period,
+        source_ts=_epoch_ms(observed["ts"]),
+        long_share=r / (1.0 + r),
+        short_share=1.0 / (1.0 + r),
+        source_ratio=r,
+        derived_from=None if period == "5m" else "5m",
+    )
+    labels = observed["create_time"].to_numpy()
+    return frame.assign(
+        create_time=labels, source_ts=labels.astype("datetime64[ms]").astype("int64")
+    )
+
+
+def oi_rows(table: MetricsTable, step: int = PERIOD_MS["5m"]) -> pd.DataFrame:
+    """Open interest (a snapshot, like the REST `openInterestHist` rows) on a `step` grid."""
     amount = table.numbers["sum_open_interest"]
     value = table.numbers["sum_open_interest_value"]
-    published = ~(np.isnan(amount) & np.isnan(value))
+    ts = table.ts_of(None)
+    keep = ~(np.isnan(amount) & np.isnan(value)) & (_epoch_ms(ts) % step == 0)
     frame = pd.DataFrame(
         {
             "exchange": NAME,
             "coin": coin_from_instrument(table.instrument),
             "instrument": table.instrument,
             "period": "5m",
-            "ts": table.ts_of(None)[published].to_numpy(),
-            "open_interest": amount[published],
-            "open_interest_value": value[published],
+            "ts": ts[keep].to_numpy(),
+            "open_interest": amount[keep],
+            "open_interest_value": value[keep],
+            "create_time": table.labels[keep].to_numpy(),
             "file_day": table.file_day,
             "derived_from": None,
         }
@@ -275,26 +307,6 @@ def settle(rows: pd.DataFrame, key: list[str]) -> tuple[pd.DataFrame, int]:
     ordered = ordered.sort_values([*key, "_owner", "_line"], kind="stable")
     kept = ordered.drop_duplicates(subset=key, keep="last").drop(columns=["_owner", "_line"])
     return kept.reset_index(drop=True), conflicts
-
-
-def to_periods(rows: pd.DataFrame, periods: tuple[str, ...]) -> pd.DataFrame:
-    """Settled five-minute rows as rows of `periods`, with the meaning of the REST rows.
-
-    A REST row of a period is stamped with its snapshot time and holds the snapshot taken then
-    (L/S shares, open interest), so the five-minute row whose snapshot was taken at the bucket's
-    time is that bucket's row (`derived_from` = '5m'). Taker flow over an hour cannot be rebuilt
-    from five-minute ratios without the volumes behind them, so taker rows stay five-minute rows.
-    """
-    out = []
-    stamps = rows["ts"].to_numpy(dtype="datetime64[ms]").astype("int64")
-    for period in periods:
-        if period == "5m":
-            out.append(rows)
-            continue
-        snapshot = ~rows["metric"].isin(FLOW_METRICS) if "metric" in rows else True
-        on_grid = stamps % PERIOD_MS[period] == 0
-        out.append(rows[snapshot & on_grid].assign(period=period, derived_from="5m"))
-    return pd.concat(out, ignore_index=True) if out else rows.iloc[:0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,19 +349,29 @@ class ArchiveWindow:
     days: tuple[ArchiveDay, ...]
 
     def ls(self, metric: str, period: str) -> pd.DataFrame:
-        tables = [d.table for d in self.days if d.table is not None]
-        if not tables:
-            return _empty(ls_rows)
-        rows = pd.concat([ls_rows(t) for t in tables], ignore_index=True)
-        settled, _ = settle(rows[rows["metric"] == metric], ["metric", "ts"])
-        return self._inside(to_periods(settled, (period,)))
+        """The window's rows of one kind and period: for 1h/4h/1d the five-minute snapshot at
+        the bucket time (a REST row of those periods is the snapshot at its timestamp). Taker
+        flow over more than five minutes cannot be added up from ratios: none."""
+        tables = self._tables()
+        if not tables or (metric in FLOW_METRICS and period != "5m"):
+            return self._inside(_ls_frame(_NO_OBSERVATIONS, self.instrument, metric, period))
+        step = PERIOD_MS[period]
+        observed = pd.concat([_observations(t, metric, step) for t in tables], ignore_index=True)
+        settled, _ = settle(observed, ["metric", "ts"])
+        return self._inside(_ls_frame(settled, self.instrument, metric, period))
 
     def open_interest(self, period: str) -> pd.DataFrame:
-        tables = [d.table for d in self.days if d.table is not None]
+        tables = self._tables()
         if not tables:
-            return _empty(oi_rows)
-        settled, _ = settle(pd.concat([oi_rows(t) for t in tables], ignore_index=True), ["ts"])
-        return self._inside(to_periods(settled, (period,)))
+            return pd.DataFrame(columns=[*OI_COLUMNS, "source", "derived_from"])
+        step = PERIOD_MS[period]
+        rows = pd.concat([oi_rows(t, step) for t in tables], ignore_index=True)
+        settled, _ = settle(rows, ["ts"])
+        derived = None if period == "5m" else "5m"
+        return self._inside(settled.assign(period=period, derived_from=derived))
+
+    def _tables(self) -> list[MetricsTable]:
+        return [d.table for d in self.days if d.table is not None]
 
     def _inside(self, frame: pd.DataFrame) -> pd.DataFrame:
         # The neighbouring days' files were fetched for the rows at the window's edges only.
@@ -372,16 +394,6 @@ class ArchiveWindow:
             for d in self.days
             if d.checksum is not None and d.problem
         ]
-
-
-def _empty(build: Callable[[MetricsTable], pd.DataFrame]) -> pd.DataFrame:
-    blank = MetricsTable(
-        "X",
-        pd.Series([], dtype="datetime64[ns]"),
-        {c: np.array([]) for c in NUMBER_COLUMNS},
-        LABEL_SWITCH,
-    )
-    return build(blank).assign(source="archive")
 
 
 async def fetch_window(client: HttpClient, instrument: str, window: Window) -> ArchiveWindow:
