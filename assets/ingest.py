@@ -51,6 +51,7 @@ from pipelines.warehouse import (
     WriteSummary,
     complete_days,
     connect,
+    day_rows,
     keep_pending,
     land_raw,
     prepare_partition,
@@ -136,13 +137,14 @@ async def ingest_exchange_day(context: AssetExecutionContext, settings: Pipeline
         with connect(settings.warehouse_file()) as conn:
             earlier = store_pending(conn, landing, universe)
             summary = write_prepared(conn, prepared)
+            stored = day_rows(conn, exchange, day)
     except OriginConflict as error:  # no retry can fix it; say why in one line
         raise Failure(description=f"{exchange} {day}: {error}", allow_retries=False) from error
     except (WarehouseLocked, WarehouseUnusable, duckdb.IOException) as error:
         # A reader held the file, or it could not be written (a full disk): keep the data.
         raise _kept_for_later(fetched, landing, error) from error
     record_stored(context.instance, earlier)
-    for result in _results(fetched, summary, str(landed) if landed else None):
+    for result in _results(fetched, summary, stored, str(landed) if landed else None):
         yield result
     for event in _other_days(fetched):
         context.log_event(event)
@@ -284,9 +286,11 @@ def _preflight(settings: PipelineSettings) -> tuple[Universe, tuple[str, ...]]:
 
 
 def _results(
-    fetched: PartitionFetch, summary: WriteSummary, landed: str | None
+    fetched: PartitionFetch, summary: WriteSummary, stored: dict[str, int], landed: str | None
 ) -> Iterator[object]:
-    rows = _rows_by_asset(summary)
+    """The partition's own materializations: the rows its day holds (this run may have fetched
+    nothing for it, an earlier run of the same backfill having filled it)."""
+    rows = {asset: stored.get(asset, 0) for asset in _rows_by_asset(summary)}
     # What the whole fetch did is said once, on ls_ratio: every event is stored in the
     # instance for good, and the hourly poll writes 144 ingestion runs a day.
     run_wide: dict[str, Any] = {

@@ -266,6 +266,20 @@ def complete_days(
     return {(dataset, coin, period, d) for dataset, coin, period, d in rows}
 
 
+def day_rows(conn: duckdb.DuckDBPyConnection, exchange: str, day: date) -> dict[str, int]:
+    """Rows one exchange's day holds per ingestion asset, as the fetches logged them."""
+    found = conn.execute(
+        """
+        SELECT CASE WHEN dataset IN ('klines', 'open_interest') THEN dataset
+                    ELSE 'ls_ratio' END AS asset,
+               sum(rows)::BIGINT
+        FROM partition_log WHERE exchange = ? AND day = ? GROUP BY ALL
+        """,
+        [exchange, day],
+    ).fetchall()
+    return {asset: int(rows) for asset, rows in found}
+
+
 def table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
     row = one_row(
         conn,

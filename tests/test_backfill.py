@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, materialize
 
 from assets.ingest import SINCE_TAG, ingest_exchange_day
 from pipelines.backfill import Bounds, FetchPlan, Needs, SeriesKey, parse_depth, plan_fetch
@@ -201,9 +201,17 @@ def test_the_other_runs_of_the_backfill_fetch_nothing_and_change_nothing(
         for n in (SPAN, 10, 1):
             assert run(env, "bybit", today - timedelta(days=n), instance)
         assert requests(simulator, "bybit", "/v5/market/account-ratio") == asked
+        # The skipped run still shows the rows its day holds, not the nothing it fetched.
+        key = str(partition_key(today - timedelta(days=10), "bybit"))
+        latest = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey("ls_ratio"), asset_partitions=[key]), limit=1
+        ).records[0]
+        shown = latest.asset_materialization.metadata["dagster/row_count"].value  # type: ignore[union-attr]
     with duckdb.connect(str(env), read_only=True) as conn:
         after = conn.execute("SELECT * FROM ls_ratio ORDER BY ALL").df()
     pd.testing.assert_frame_equal(before, after)
+    day_10 = after[after["ts"].dt.date == today - timedelta(days=10)]
+    assert shown == len(day_10) > 0
 
 
 def test_a_latest_window_exchange_is_asked_once_for_every_day_its_window_covers(

@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
@@ -44,6 +46,7 @@ HEADER = (
 )
 _SLOT = 5 * MINUTE
 _SLOTS = DAY // _SLOT
+_SHARE_METRICS = ("top_account", "top_position", "global_account")
 
 
 def _not_found() -> Refusal:
@@ -95,67 +98,100 @@ def _zip(exchange: str, symbol: str, coin: str, multiplier: int, day: date) -> b
             f"{symbol}-metrics-{day.isoformat()}.csv", (day.year, day.month, day.day, 3, 0, 0)
         )
         info.compress_type = zipfile.ZIP_DEFLATED
-        archive.writestr(info, text)
+        archive.writestr(info, text, compresslevel=1)
     return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class _Month:
+    """A coin's series at every five-minute instant of a month (and the next midnight): numpy
+    pays per call, so one call per month instead of one per file is most of the saving."""
+
+    start_ms: int
+    shares: dict[str, np.ndarray]
+    open_interest: np.ndarray
+    price: np.ndarray
+    buy: np.ndarray  # cumulative taker volume, coins
+    sell: np.ndarray
+
+
+@lru_cache(maxsize=64)
+def _month(exchange: str, coin: str, year: int, month: int) -> _Month:
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+    start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    grid = np.arange(start_ms, end_ms + _SLOT, _SLOT, dtype=np.int64)
+    return _Month(
+        start_ms,
+        {m: series.long_shares(exchange, coin, m, grid) for m in _SHARE_METRICS},
+        series.open_interests(exchange, coin, grid),
+        series.prices(coin, grid, exchange),
+        series.cumulative_takers(exchange, coin, "buy", grid),
+        series.cumulative_takers(exchange, coin, "sell", grid),
+    )
+
+
 def csv_text(exchange: str, symbol: str, coin: str, multiplier: int, day: date) -> str:
+    """One day's file. In both conventions its rows hold the snapshots taken at 00:05 .. the
+    next 00:00 and the taker flows of the 288 slots from 00:00; only the labels differ."""
     start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
     old = day < LABEL_SWITCH
-    labels = start + _SLOT * np.arange(1, _SLOTS + 1) if old else start + _SLOT * np.arange(_SLOTS)
-    snapshots = labels if old else labels + _SLOT
-    flow_start = snapshots - _SLOT
-    shares = {m: series.long_shares(exchange, coin, m, snapshots)
-              for m in ("top_account", "top_position", "global_account")}  # fmt: skip
-    ratios = {m: s / (1.0 - s) for m, s in shares.items()}
-    buy = series.cumulative_takers(exchange, coin, "buy", flow_start + _SLOT)
-    buy -= series.cumulative_takers(exchange, coin, "buy", flow_start)
-    sell = series.cumulative_takers(exchange, coin, "sell", flow_start + _SLOT)
-    sell -= series.cumulative_takers(exchange, coin, "sell", flow_start)
-    amount = series.open_interests(exchange, coin, snapshots)
-    value = amount * series.prices(coin, snapshots, exchange)
+    month = _month(exchange, coin, day.year, day.month)
+    first = (start - month.start_ms) // _SLOT  # grid index of the day's midnight
+    snapshots = slice(first + 1, first + _SLOTS + 1)
+    ratios = {m: s[snapshots] / (1.0 - s[snapshots]) for m, s in month.shares.items()}
+    buy = np.diff(month.buy[first : first + _SLOTS + 1])
+    sell = np.diff(month.sell[first : first + _SLOTS + 1])
+    amount = month.open_interest[snapshots]
+    value = amount * month.price[snapshots]
+    labels = start + _SLOT * (np.arange(1, _SLOTS + 1) if old else np.arange(_SLOTS))
     fmt = _formats(day)
-    lines = [
-        ",".join(
-            (
-                _stamp(label, closing=old and i == _SLOTS - 1),
-                symbol,
-                fmt.oi(amount[i] / multiplier),
-                fmt.value(value[i]),
-                fmt.count(ratios["top_account"][i]),
-                fmt.ratio(ratios["top_position"][i]),
-                fmt.count(ratios["global_account"][i]),
-                fmt.ratio(buy[i] / sell[i]),
-            )
-        )
-        for i, label in enumerate(labels.tolist())
-    ]
+    stamps = np.datetime_as_string(labels.astype("datetime64[ms]"), unit="s")
+    stamps = np.char.replace(stamps, "T", " ").tolist()
+    if old:  # old files close with the next midnight, stamped a moment late ("... 00:00:02")
+        stamps[-1] = stamps[-1][:-2] + "02"
+    columns = (
+        stamps,
+        [symbol] * len(stamps),
+        fmt.oi(amount / multiplier),
+        fmt.value(value),
+        fmt.count(ratios["top_account"]),
+        fmt.ratio(ratios["top_position"]),
+        fmt.count(ratios["global_account"]),
+        fmt.ratio(buy / sell),
+    )
+    lines = [",".join(fields) for fields in zip(*columns, strict=True)]
     return HEADER + "\n" + "\n".join(_untidy(lines, symbol, day)) + "\n"
 
 
-def _stamp(t_ms: int, *, closing: bool) -> str:
-    moment = datetime.fromtimestamp(t_ms / 1000, UTC)
-    # Old files close with the next midnight, stamped a moment late ("... 00:00:02").
-    return (moment + timedelta(seconds=2 if closing else 0)).strftime("%Y-%m-%d %H:%M:%S")
+Column = Callable[[np.ndarray], list[str]]
 
 
+def _fixed(decimals: int) -> Column:
+    return lambda values: [f"{x:.{decimals}f}" for x in values.tolist()]
+
+
+def _full_precision(values: np.ndarray) -> list[str]:
+    return [repr(x) for x in values.tolist()]
+
+
+@dataclass(frozen=True)
 class _Formats:
-    def __init__(self, oi: int, value: int, full_precision_counts: bool) -> None:
-        self.oi = lambda x: f"{x:.{oi}f}"
-        self.value = lambda x: f"{x:.{value}f}"
-        self.ratio = lambda x: f"{x:.8f}"
-        self.count = (lambda x: repr(float(x))) if full_precision_counts else self.ratio
+    oi: Column
+    value: Column
+    count: Column
+    ratio: Column
 
 
 def _formats(day: date) -> _Formats:
     """How numbers were written in the file's era (BINANCE-ARCHIVE.md section 2)."""
     if day < date(2021, 12, 1):
-        return _Formats(8, 8, False)
+        return _Formats(_fixed(8), _fixed(8), _fixed(8), _fixed(8))
     if day < date(2023, 7, 10):
-        return _Formats(8, 8, True)
+        return _Formats(_fixed(8), _fixed(8), _full_precision, _fixed(8))
     if day < date(2025, 1, 1):
-        return _Formats(3, 5, False)
-    return _Formats(16, 16, False)
+        return _Formats(_fixed(3), _fixed(5), _fixed(8), _fixed(8))
+    return _Formats(_fixed(16), _fixed(16), _fixed(8), _fixed(8))
 
 
 def _untidy(lines: list[str], symbol: str, day: date) -> list[str]:

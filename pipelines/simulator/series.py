@@ -309,7 +309,8 @@ def _value_noise_array(s: int, x: np.ndarray) -> np.ndarray:
     f = x - k
     f = f * f * (3.0 - 2.0 * f)
     a = _signed_array(s, k)
-    return a + (_signed_array(s, k + 1) - a) * f
+    b = _signed_array(s, k + 1)
+    return a + (b - a) * f
 
 
 def _layered_array(s: int, t_min: np.ndarray, octaves: Octaves) -> np.ndarray:
