@@ -377,7 +377,7 @@ def test_a_run_killed_in_any_phase_blocks_nothing_and_the_next_run_finishes(
     phases: list[tuple[str, Callable[[_Demo], bool]]] = [
         ("fetch", lambda _: any(warehouse.parent.glob(".rate-limits/*.lock"))),
         ("write", lambda _: any(landing.rglob("*.parquet"))),
-        ("derive", lambda demo: demo.said("2/2")),
+        ("derive", lambda demo: demo.said("ingest exchanges: 100%")),
         ("render", lambda _: any(images.rglob("*.png"))),
     ]
     for phase, reached in phases:
