@@ -18,7 +18,6 @@ from typing import Any
 import pandas as pd
 
 from pipelines.backfill import FetchPlan, SeriesKey
-from pipelines.config import PERIOD_MS
 from pipelines.errors import (
     DataUnavailable,
     ExchangeBanned,
@@ -36,6 +35,7 @@ from pipelines.exchanges.base import (
     Connector,
     Window,
     keep_inside,
+    reachable,
     with_source,
 )
 from pipelines.http import HttpClient, RateLimitLedger, RawResponse
@@ -119,21 +119,6 @@ def day_window(day: date, now: datetime) -> Window | None:
     return Window.of(start, end) if end > start else None
 
 
-def reachable(window: Window, reach: timedelta | None, now: datetime, period: str) -> Window | None:
-    """The part of the window the exchange still serves; None when it serves none of it.
-
-    The cut is one period inside the limit, so a request sent a moment later is not refused.
-    """
-    if reach is None:
-        return window
-    step = PERIOD_MS[period]
-    oldest = int((now - reach).timestamp() * 1000)
-    oldest = oldest - oldest % step + step
-    if window.end_ms <= oldest:
-        return None
-    return Window(max(window.start_ms, oldest), window.end_ms)
-
-
 def _describe_reach(reach: timedelta) -> str:
     return f"{reach.days} days" if reach.days else f"{reach.total_seconds() / 3600:g} hours"
 
@@ -195,8 +180,9 @@ async def fetch_partition(
     ):
         listings = await conn.fetch_instruments(client)
         mapping = resolve(exchange, listings, universe)
-        chosen = (planner or one_day(day))(plan(conn, mapping, periods), _listing_days(listings))
-        tasks = [t for t in plan(conn, mapping, periods) if series_key(t) in chosen.starts]
+        planned = plan(conn, mapping, periods)
+        chosen = (planner or one_day(day))(planned, _listing_days(listings))
+        tasks = [t for t in planned if series_key(t) in chosen.starts]
         window = _stretch_window(chosen, now)
         windows = {t: Window(_midnight(chosen.starts[series_key(t)]), window.end_ms) for t in tasks}
         runner = _Runner(conn, client, windows, now, len(tasks), progress)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from pipelines.config import PERIOD_MS
 from pipelines.errors import PayloadError
 from pipelines.http import ApiError, ExchangeProfile, HttpClient
 from pipelines.universe import Listing, split_multiplier
@@ -89,6 +90,21 @@ class Window:
 
     def contains(self, ts_ms: int) -> bool:
         return self.start_ms <= ts_ms < self.end_ms
+
+
+def reachable(window: Window, reach: timedelta | None, now: datetime, period: str) -> Window | None:
+    """The part of the window the exchange still serves; None when it serves none of it.
+
+    The cut is one period inside the limit, so a request sent a moment later is not refused.
+    """
+    if reach is None:
+        return window
+    step = PERIOD_MS[period]
+    oldest = int((now - reach).timestamp() * 1000)
+    oldest = oldest - oldest % step + step
+    if window.end_ms <= oldest:
+        return None
+    return Window(max(window.start_ms, oldest), window.end_ms)
 
 
 def to_epoch_ms(moment: datetime) -> int:

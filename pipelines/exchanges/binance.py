@@ -26,6 +26,7 @@ from pipelines.exchanges.base import (
     kline_frame,
     ls_frame,
     pick,
+    reachable,
     rows_of,
     to_float,
 )
@@ -80,16 +81,13 @@ def reach(dataset: str, period: str) -> timedelta | None:
 
 
 def _split(window: Window, period: str) -> tuple[Window | None, Window | None]:
-    """(the part only the archive still has, the part the REST API serves), cut one period
-    inside the REST window so that a request sent a moment later is not refused."""
-    step = PERIOD_MS[period]
-    oldest = int((datetime.now(UTC) - REST_REACH).timestamp() * 1000)
-    oldest = oldest - oldest % step + step
-    if window.end_ms <= oldest:
+    """(the part only the archive still has, the part the REST API serves)."""
+    recent = reachable(window, REST_REACH, datetime.now(UTC), period)
+    if recent is None:
         return window, None
-    if window.start_ms >= oldest:
-        return None, window
-    return Window(window.start_ms, oldest), Window(oldest, window.end_ms)
+    if recent.start_ms == window.start_ms:
+        return None, recent
+    return Window(window.start_ms, recent.start_ms), recent
 
 
 async def _futures_data(
