@@ -134,7 +134,8 @@ DERIVED_ASSETS = [
     group_name="warehouse",
     pool="duckdb",
     description="Which universe coin has which metric on which exchange and period: listed or "
-    "not, rows stored, first/last bucket, days fetched ok / unavailable / failed "
+    "not, rows stored, first/last bucket, holes, days fetched ok / unavailable / failed; and "
+    "coverage_gaps, every hole longer than one bucket with its cause "
     "(warehouse/sql/coverage.sql).",
 )
 def coverage(context: AssetExecutionContext, settings: PipelineSettings) -> MaterializeResult:
@@ -144,11 +145,16 @@ def coverage(context: AssetExecutionContext, settings: PipelineSettings) -> Mate
         unlisted = one_row(
             conn, "SELECT count(DISTINCT exchange || coin) FROM coverage WHERE NOT listed"
         )
+        holes = one_row(
+            conn, "SELECT count(*), coalesce(sum(missing_buckets), 0) FROM coverage_gaps"
+        )
     return MaterializeResult(
         metadata={
             "rows": rows,
             "listed_series_without_rows": int(gaps[0]) if gaps else 0,
             "coins_not_listed": int(unlisted[0]) if unlisted else 0,
+            "gaps": int(holes[0]) if holes else 0,
+            "missing_buckets_in_gaps": int(holes[1]) if holes else 0,
         }
     )
 

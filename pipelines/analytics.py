@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import duckdb
 import pandas as pd
 
-from pipelines.config import SQL_DIR
+from pipelines.config import PERIOD_MS, SQL_DIR
 from pipelines.exchanges import CONNECTORS
 from pipelines.universe import Universe
 from pipelines.warehouse import one_row, transaction
@@ -122,10 +122,17 @@ def refresh_all(
 
 
 def expected_coverage(universe: Universe, periods: tuple[str, ...]) -> pd.DataFrame:
-    """Every universe coin x metric its exchange publishes x configured period."""
+    """Every universe coin x metric its exchange publishes x configured period (with its length,
+    which coverage_gaps measures holes in)."""
     return pd.DataFrame(
         [
-            {"exchange": name, "coin": coin, "metric": metric, "period": period}
+            {
+                "exchange": name,
+                "coin": coin,
+                "metric": metric,
+                "period": period,
+                "bucket_seconds": PERIOD_MS[period] // 1000,
+            }
             for name, conn in CONNECTORS.items()
             for coin in universe.coins
             for metric in conn.METRICS

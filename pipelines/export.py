@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from pipelines.analytics import DERIVED_TABLES
 
-EXPORTED_TABLES: tuple[str, ...] = (*DERIVED_TABLES, "coverage")
+EXPORTED_TABLES: tuple[str, ...] = (*DERIVED_TABLES, "coverage", "coverage_gaps")
 BATCH_ROWS = 256_000
 
 

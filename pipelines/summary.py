@@ -15,6 +15,7 @@ TABLES = (
     "klines",
     "open_interest",
     "coverage",
+    "coverage_gaps",
     "btc_ls",
     "alt_average",
     "signal_zones",

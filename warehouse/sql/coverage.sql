@@ -1,6 +1,49 @@
--- coverage: which coin has which metric on which exchange, and how much of it the warehouse holds.
--- expected_coverage (universe coin x metric the exchange publishes x configured period) is
--- registered by the caller from the universe file and the connectors' metric lists.
+-- coverage: which coin has which metric on which exchange, and how much of it the warehouse holds;
+-- coverage_gaps: every hole longer than one bucket between a series' first and last bucket.
+-- expected_coverage (universe coin x metric the exchange publishes x configured period, with the
+-- period's length in seconds) is registered by the caller from the universe file and the
+-- connectors' metric lists.
+CREATE OR REPLACE TABLE coverage_gaps AS
+WITH buckets AS (
+    -- per coin, not per instrument: a coin held under two instruments has a bucket if either has
+    SELECT DISTINCT exchange, coin, metric, period, ts FROM ls_ratio
+),
+lengths AS (
+    SELECT DISTINCT period, to_seconds(bucket_seconds) AS bucket FROM expected_coverage
+),
+steps AS (
+    SELECT b.exchange, b.coin, b.metric, b.period, b.ts, l.bucket,
+           lead(b.ts) OVER (PARTITION BY b.exchange, b.coin, b.metric, b.period ORDER BY b.ts)
+               AS next_ts
+    FROM buckets AS b
+    JOIN lengths AS l USING (period)
+),
+holes AS (
+    SELECT exchange, coin, metric, period,
+           ts + bucket       AS first_missing,
+           next_ts - bucket  AS last_missing,
+           (epoch(next_ts) - epoch(ts)) // epoch(bucket) - 1 AS missing_buckets
+    FROM steps
+    WHERE next_ts - ts > 2 * bucket
+)
+SELECT
+    h.exchange, h.coin, h.metric, h.period, h.first_missing, h.last_missing,
+    h.missing_buckets::BIGINT AS missing_buckets,
+    CASE
+        WHEN count(p.day) FILTER (WHERE p.status = 'failed') > 0 THEN 'fetch failed'
+        WHEN count(p.day) FILTER (WHERE p.status = 'unavailable') > 0 THEN 'beyond the exchange''s reach'
+        WHEN count(p.day) = 0 THEN 'not fetched'
+        ELSE 'the exchange published no rows'
+    END AS cause,
+    arg_max(p.detail, p.day) FILTER (WHERE p.status <> 'ok') AS last_problem
+FROM holes AS h
+LEFT JOIN partition_log AS p
+       ON p.exchange = h.exchange AND p.coin = h.coin AND p.dataset = h.metric
+      AND p.period = h.period
+      AND p.day BETWEEN h.first_missing::DATE AND h.last_missing::DATE
+GROUP BY ALL
+ORDER BY h.exchange, h.coin, h.metric, h.period, h.first_missing;
+
 CREATE OR REPLACE TABLE coverage AS
 WITH listed AS (
     SELECT exchange, coin, min(instrument) AS instrument
@@ -23,6 +66,12 @@ fetched AS (
            arg_max(detail, day) FILTER (WHERE status <> 'ok') AS last_problem
     FROM partition_log
     GROUP BY exchange, coin, dataset, period
+),
+gaps AS (
+    SELECT exchange, coin, metric, period,
+           count(*) AS n_gaps, sum(missing_buckets) AS missing_buckets
+    FROM coverage_gaps
+    GROUP BY exchange, coin, metric, period
 )
 SELECT
     e.exchange,
@@ -34,6 +83,8 @@ SELECT
     coalesce(s.n_rows, 0)::BIGINT    AS n_rows,
     s.first_ts,
     s.last_ts,
+    coalesce(g.n_gaps, 0)::BIGINT           AS n_gaps,
+    coalesce(g.missing_buckets, 0)::BIGINT  AS missing_buckets,
     coalesce(f.days_ok, 0)           AS days_ok,
     coalesce(f.days_empty, 0)        AS days_empty,
     coalesce(f.days_unavailable, 0)  AS days_unavailable,
@@ -43,6 +94,13 @@ FROM expected_coverage AS e
 LEFT JOIN listed  AS l USING (exchange, coin)
 LEFT JOIN stored  AS s USING (exchange, coin, metric, period)
 LEFT JOIN fetched AS f USING (exchange, coin, metric, period)
+LEFT JOIN gaps    AS g USING (exchange, coin, metric, period)
 ORDER BY e.exchange, e.coin, e.metric, e.period;
 
-COMMENT ON TABLE coverage IS 'Per exchange, universe coin, published metric and period: listed or not, rows stored, first/last bucket, and how many fetched days were ok, empty, unavailable (beyond the exchange''s reach) or failed.';
+COMMENT ON TABLE coverage IS 'Per exchange, universe coin, published metric and period: listed or not, rows stored, first/last bucket, holes between them (detail in coverage_gaps), and how many fetched days were ok, empty, unavailable (beyond the exchange''s reach) or failed.';
+COMMENT ON TABLE coverage_gaps IS 'Every hole longer than one bucket between the first and last stored bucket of an exchange, coin, metric and period (a single missing bucket is how exchanges publish, not a gap worth a row).';
+COMMENT ON COLUMN coverage_gaps.first_missing IS 'The first bucket start with no row';
+COMMENT ON COLUMN coverage_gaps.last_missing IS 'The last bucket start with no row (the next bucket has one)';
+COMMENT ON COLUMN coverage_gaps.cause IS 'From partition_log for the days of the hole: fetch failed, beyond the exchange''s reach (unavailable), not fetched (no day of it logged), or the exchange published no rows (fetched ok)';
+COMMENT ON COLUMN coverage.n_gaps IS 'Holes longer than one bucket between first_ts and last_ts (rows of coverage_gaps)';
+COMMENT ON COLUMN coverage.missing_buckets IS 'Buckets missing in those holes';
