@@ -16,6 +16,8 @@ from pipelines.themes import DEFAULT_THEME
 from pipelines.warehouse import connect, one_row, read_snapshot, table_exists, transaction
 
 DEFAULT_METRIC = "global_account"
+# A year of daily rows earns an exchange a second 1d image over the whole year.
+YEAR_PERIOD, YEAR_DAYS = "1d", 365
 
 
 def default_metric(exchange: str) -> str:
@@ -25,28 +27,36 @@ def default_metric(exchange: str) -> str:
 
 
 def default_requests(conn: duckdb.DuckDBPyConnection) -> list[RenderRequest]:
-    """One request per exchange with data and period, at the period's default range.
+    """One request per exchange with data and period, at the period's default range, and a
+    1d/365d one per exchange whose daily rows span a year.
 
     Plus the cross-exchange view (exchange `CROSS`, metric `DEFAULT_METRIC`) per period for which
     `cross_exchange` has rows.
     """
     present = conn.execute(
-        "SELECT DISTINCT exchange, metric, period FROM heatmap_matrix ORDER BY ALL"
+        "SELECT exchange, metric, period, "
+        "date_diff('day', min(ts), max(ts)) + 1 >= ? AS has_a_year "
+        "FROM heatmap_matrix GROUP BY ALL ORDER BY ALL",
+        [YEAR_DAYS],
     ).fetchall()
     requests = []
-    for exchange, metric, period in present:
+    for exchange, metric, period, has_a_year in present:
         wanted = exchange in CONNECTORS and metric == default_metric(exchange)
         if not wanted or period not in DEFAULT_RANGE_DAYS:
             continue
-        requests.append(
+        ranges = [DEFAULT_RANGE_DAYS[period]]
+        if period == YEAR_PERIOD and has_a_year:
+            ranges.append(YEAR_DAYS)
+        requests.extend(
             RenderRequest(
                 exchange=exchange,
                 metric=metric,
                 period=period,
-                range_days=DEFAULT_RANGE_DAYS[period],
+                range_days=days,
                 theme=DEFAULT_THEME,
                 simulated=is_simulated(conn, exchange),
             )
+            for days in ranges
         )
     if table_exists(conn, "cross_exchange"):
         periods = conn.execute(

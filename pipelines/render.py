@@ -145,6 +145,9 @@ class HeatmapGrid(NamedTuple):
     ts_index: pd.DatetimeIndex  # bucket starts, naive UTC, one per column, no gaps
     values: np.ma.MaskedArray  # (coins, buckets) of ln_ratio or zscore; masked = no data
     data_end: pd.Timestamp | None  # newest bucket in the window with any ratio (naive UTC)
+    # The series' first bucket in the warehouse when it falls inside the window (naive UTC): the
+    # columns before it are "before the history starts", not missing data.
+    history_start: pd.Timestamp | None = None
 
 
 @dataclass
@@ -328,7 +331,22 @@ def heatmap_grid(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> Hea
     values[data["row_no"], cols] = _floats(data[request.color_by])
     has_ratio = np.ma.filled(data["has_ratio"], False).astype(bool)
     data_end = index[int(cols[has_ratio].max())] if has_ratio.any() else None
-    return HeatmapGrid(coins, index, np.ma.masked_invalid(values), data_end)
+    return HeatmapGrid(
+        coins, index, np.ma.masked_invalid(values), data_end, _history_start(conn, request, index)
+    )
+
+
+def _history_start(
+    conn: duckdb.DuckDBPyConnection, request: RenderRequest, index: pd.DatetimeIndex
+) -> pd.Timestamp | None:
+    """The first bucket of the whole series (any coin) when the window starts before it."""
+    row = one_row(
+        conn,
+        f"SELECT min(ts) FROM {_heat_table(request)} {_select_where(request)}",
+        _selection(request),
+    )
+    first = _to_naive_utc(row[0]) if row and row[0] is not None else None
+    return first if first is not None and first > index[0] else None
 
 
 @dataclass(frozen=True)
@@ -579,16 +597,23 @@ def _style_colorbar(colorbar: Colorbar, vmax: float, color_by: str, theme: Theme
     colorbar.outline.set_edgecolor(theme.foreground)
 
 
-def _no_data_note(fig: Figure, theme: Theme, anchor: tuple[float, float]) -> None:
-    """A swatch of the hatched "no data" grey, under the colour bar, in figure coordinates."""
-    swatch = Patch(
-        facecolor=theme.no_data_color,
-        hatch="////",
-        edgecolor=theme.no_data_hatch_color,
-        label="grey = no data",
-    )
+def _no_data_note(
+    fig: Figure, theme: Theme, anchor: tuple[float, float], *, before_history: bool
+) -> None:
+    """Swatches of the hatched "no data" grey (and of the plain "before the history starts"
+    grey when drawn), under the colour bar, in figure coordinates."""
+    swatches = [
+        Patch(
+            facecolor=theme.no_data_color,
+            hatch="////",
+            edgecolor=theme.no_data_hatch_color,
+            label="no data",
+        )
+    ]
+    if before_history:
+        swatches.append(Patch(facecolor=theme.no_data_color, label="before history"))
     fig.legend(
-        handles=[swatch],
+        handles=swatches,
         loc="lower left",
         bbox_to_anchor=anchor,
         bbox_transform=fig.transFigure,
@@ -599,6 +624,47 @@ def _no_data_note(fig: Figure, theme: Theme, anchor: tuple[float, float]) -> Non
         borderaxespad=0.0,
         borderpad=0.0,
     )
+
+
+def _mark_history_start(
+    heat_ax: Axes, top_ax: Axes, grid: HeatmapGrid, exchange: str, theme: Theme
+) -> None:
+    """Grey out, without hatching, the columns before the series' first bucket, and label them:
+    the exchange (or this warehouse) holds nothing older, which is not a hole in the data."""
+    if grid.history_start is None:
+        return
+    left = mdates.date2num(grid.ts_index[0].to_pydatetime())
+    start = mdates.date2num(grid.history_start.to_pydatetime())
+    heat_ax.axvspan(left, start, facecolor=theme.no_data_color, linewidth=0, zorder=1.5)
+    for ax in (heat_ax, top_ax):
+        ax.axvline(start, color=theme.foreground, linewidth=1.0, linestyle=":", zorder=3)
+    who = "the cross-exchange view" if exchange == CROSS else exchange
+    heat_ax.text(
+        start,
+        0.99,
+        f"history starts {grid.history_start:%Y-%m-%d}",
+        transform=heat_ax.get_xaxis_transform(),
+        ha="left",
+        va="top",
+        fontsize=9,
+        color=theme.foreground,
+        bbox={"facecolor": theme.background, "edgecolor": "none", "alpha": 0.8, "pad": 2},
+        zorder=4,
+    )
+    xmin, xmax = heat_ax.get_xlim()
+    if (start - left) / (xmax - xmin) > 0.12:  # room for a sentence inside the region
+        heat_ax.text(
+            (left + start) / 2,
+            0.5,
+            f"before {who}'s history\n(nothing older is stored;\nnot missing data)",
+            transform=heat_ax.get_xaxis_transform(),
+            ha="center",
+            va="center",
+            fontsize=10,
+            color=theme.foreground,
+            alpha=0.8,
+            zorder=4,
+        )
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -783,6 +849,7 @@ def build_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> Ren
     price_ax.patch.set_visible(True)
     colorbar, norm, k = _draw_heatmap(fig, heat_ax, cax, grid, request, theme)
     labels = _draw_top(top_ax, price_ax, grid, top, theme)
+    _mark_history_start(heat_ax, top_ax, grid, request.exchange, theme)
     _set_time_axis(heat_ax, top_ax)
     if k > 1:  # say so: a drawn column is then an average, not one bucket
         heat_ax.set_xlabel(f"time (UTC)  ·  each column averages {k} x {request.period} buckets")
@@ -793,7 +860,12 @@ def build_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> Ren
         fontweight="bold",
         color=_SIMULATED_COLOR if request.simulated else theme.foreground,
     )
-    _no_data_note(fig, theme, (cax.get_position().x0 - 0.012, heat_ax.get_position().y0))
+    _no_data_note(
+        fig,
+        theme,
+        (cax.get_position().x0 - 0.012, heat_ax.get_position().y0),
+        before_history=grid.history_start is not None,
+    )
     if request.simulated:
         _watermark(fig)
     return RenderedFigure(

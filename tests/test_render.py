@@ -420,3 +420,54 @@ def test_image_path_never_leaves_the_root_even_through_a_symlink(tmp_path: Path)
     os.symlink(outside, root / "binance")
     with pytest.raises(ValueError, match="escapes"):
         image_path(root, "binance", "global_account", "1h", 7)
+
+
+# ------------------------------------------------------------------ where the history starts
+
+
+def test_the_time_before_the_history_starts_is_labelled_not_shown_as_missing(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path
+):
+    # 30 days asked of a warehouse holding 10: the first 20 are before the history starts.
+    rendered = build_figure(conn, _request(range_days=30))
+    assert rendered.grid.history_start == START
+    texts = [t.get_text() for t in rendered.heat_ax.texts]
+    assert "history starts 2025-01-01" in texts
+    assert any(t.startswith("before binance's history") for t in texts)
+    out = tmp_path / "p.png"
+    save_png(rendered, out)
+    pixels = mpimg.imread(out)
+    plain = np.array(to_rgb(get_theme("vik").no_data_color))
+    # A plain grey everywhere in the region (no hatch lines), away from the text in its middle.
+    for coin in ("BTC", "ZRX"):
+        for hour in (-19 * 24, -15 * 24, -3 * 24):
+            np.testing.assert_allclose(_pixel(rendered, pixels, coin, hour), plain, atol=0.02)
+    # The legend tells the hatched grey (missing) from the plain one.
+    legend = [t.get_text() for t in rendered.figure.legends[-1].texts]
+    assert legend == ["no data", "before history"]
+
+
+def test_a_window_inside_the_history_has_no_start_mark(conn: duckdb.DuckDBPyConnection):
+    rendered = build_figure(conn, _request())
+    assert rendered.grid.history_start is None
+    assert not any("history" in t.get_text() for t in rendered.heat_ax.texts)
+    legend = [t.get_text() for t in rendered.figure.legends[-1].texts]
+    assert legend == ["no data"]
+
+
+def test_an_exchange_with_a_year_of_daily_rows_gets_a_year_image(tmp_path: Path):
+    from pipelines.images import default_requests
+
+    db = duckdb.connect(str(tmp_path / "w.duckdb"))
+    db.execute(DDL)
+    db.execute("CREATE TABLE warehouse_origin (origin VARCHAR)")
+    db.execute("INSERT INTO warehouse_origin VALUES ('simulated')")
+    days = {"binance": 365, "bybit": 364}  # a year, and a day short of one
+    rows = [
+        (exchange, "global_account", "1d", "BTC", START + timedelta(days=d), 1.1, 0.1, 0.2)
+        for exchange, n in days.items()
+        for d in range(n)
+    ]
+    _insert(db, "heatmap_matrix", rows)
+    ranges = {(r.exchange, r.period, r.range_days) for r in default_requests(db)}
+    assert ranges == {("binance", "1d", 90), ("binance", "1d", 365), ("bybit", "1d", 90)}
