@@ -39,7 +39,7 @@ def default_requests(conn: duckdb.DuckDBPyConnection) -> list[RenderRequest]:
         "FROM heatmap_matrix GROUP BY ALL ORDER BY ALL",
         [YEAR_DAYS],
     ).fetchall()
-    requests = []
+    requests: list[RenderRequest] = []
     for exchange, metric, period, has_a_year in present:
         wanted = exchange in CONNECTORS and metric == default_metric(exchange)
         if not wanted or period not in DEFAULT_RANGE_DAYS:
