@@ -1,4 +1,5 @@
-"""`python -m bench [ingest|render|derive|faults|readers]`: the figures closing notes report."""
+"""`python -m bench [ingest|history|render|derive|faults|readers]`: the figures closing notes
+report."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import resource
 import sys
 from pathlib import Path
 
-from bench import derive, ingest, reliability, render
+from bench import derive, history, ingest, reliability, render
+
+HISTORY_SCALE = 0.05
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
-    every = ["ingest", "render", "derive", "faults", "readers"]
+    every = ["ingest", "history", "render", "derive", "faults", "readers"]
     # Checked by hand: argparse tests an empty or list default against `choices` as one value.
     parser.add_argument("what", nargs="*", help=f"any of {', '.join(every)} (default: all)")
     parser.add_argument("--days", type=int, default=1, help="day partitions per exchange")
@@ -26,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(every)}")
     if "ingest" in args.what:
         print(ingest.report(ingest.run(args.days, args.scale), args.days, args.scale), flush=True)
+    if "history" in args.what:
+        # Scaled windows: the real ones would make this a day-long run (the report gives the
+        # floor at the real limits next to it).
+        scale = min(args.scale, HISTORY_SCALE)
+        print(history.report(history.run(scale), scale), flush=True)
     if "render" in args.what:
         print(render.report(render.run()), flush=True)
     if "derive" in args.what:

@@ -8,19 +8,26 @@ so 24 hourly volumes add up to the daily volume exactly.
 
 Values of the bucket that is still open may drift with the clock (`provisional`); once the bucket
 has closed they never change.
+
+Each series has one implementation, over numpy arrays of instants (`long_shares`, `prices`...).
+The one-instant functions the exchange handlers call (`long_share`, `price`...) read a cached
+block of 1,024 consecutive instants on the coarsest grid (1d, 1h, 5m, 1m) the instant lies on,
+so a page of rows costs microseconds rather than tens of them per value, and an instant has the
+same value however it is asked for.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
 import numpy as np
 
 from pipelines.simulator.coins import coin as coin_facts
-from pipelines.simulator.grid import DAY, MINUTE
+from pipelines.simulator.grid import DAY, HOUR, MINUTE
 
 _MASK = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -58,23 +65,6 @@ def signed(s: int, k: int) -> float:
     return 2.0 * unit(s, k) - 1.0
 
 
-def _value_noise(s: int, x: float) -> float:
-    """Smooth noise in [-1, 1]: random knots at integers, smoothstep between them."""
-    k = math.floor(x)
-    f = x - k
-    f = f * f * (3.0 - 2.0 * f)
-    a = signed(s, k)
-    return a + (signed(s, k + 1) - a) * f
-
-
-def _layered(s: int, t_min: float, octaves: Octaves) -> float:
-    """Sum of value-noise layers: coarse layers give slow swings, fine ones the wiggle."""
-    total = 0.0
-    for i, (spacing, amplitude) in enumerate(octaves):
-        total += amplitude * _value_noise((s + (i + 1) * _GOLDEN) & _MASK, t_min / spacing)
-    return total
-
-
 # ---------------------------------------------------------------------------------------------
 # Long/short shares
 
@@ -89,22 +79,8 @@ _METRIC_OFFSET: dict[str, float] = {
 
 
 def long_share(exchange: str, coin: str, metric: str, t_ms: int) -> float:
-    """Share of longs (0.3..0.75) in `metric` at instant t.
-
-    A coin-wide part (baseline, a slow cycle, layered noise) is shared by every metric and
-    exchange, so they move together; a metric/exchange part makes them distinct.
-    """
-    t_min = t_ms / MINUTE
-    base = 0.47 + 0.13 * unit(seed("share-base", coin), 0)
-    offset = _METRIC_OFFSET.get(metric, 0.0)
-    offset += 0.02 * signed(seed("share-offset", exchange, coin, metric), 0)
-    cycle_min = (4 + 5 * unit(seed("share-cycle", coin), 0)) * 1440
-    phase = _TAU * unit(seed("share-phase", coin), 0)
-    cycle = 0.02 * math.sin(_TAU * t_min / cycle_min + phase)
-    common = _layered(seed("share", coin), t_min, _SHARE_COMMON)
-    own = _layered(seed("share", exchange, coin, metric), t_min, _SHARE_OWN)
-    noise = 0.003 * signed(seed("share-noise", exchange, coin, metric), t_ms // MINUTE)
-    return min(0.75, max(0.3, base + offset + cycle + common + own + noise))
+    """Share of longs (0.3..0.75) in `metric` at instant t (see `long_shares`)."""
+    return _at("long_share", (exchange, coin, metric), t_ms)
 
 
 def provisional(
@@ -144,14 +120,9 @@ def _price_octaves(coin: str) -> Octaves:
     return tuple((s, 0.6 * sigma * math.sqrt(s / 1440)) for s in _PRICE_SPACINGS)
 
 
-@lru_cache(maxsize=65536)
 def price(coin: str, t_ms: int, exchange: str = "") -> float:
-    """USD price of one coin at instant t; exchanges differ by a tiny basis."""
-    t_min = t_ms / MINUTE
-    log_move = _layered(seed("price", coin), t_min, _price_octaves(coin))
-    if exchange:
-        log_move += 0.0003 * _value_noise(seed("basis", exchange, coin), t_min / 60)
-    return coin_facts(coin).price * math.exp(log_move)
+    """USD price of one coin at instant t; exchanges differ by a tiny basis (see `prices`)."""
+    return _at("price", (coin, exchange), t_ms)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,27 +138,18 @@ def _volume_rate(exchange: str, coin: str) -> float:
     return facts.daily_volume * VENUE_SHARE.get(exchange, 0.5) / facts.price / 1440 / 2
 
 
-def _cumulative_knot(exchange: str, coin: str, side: str, k: int) -> float:
-    s = seed("volume", exchange, coin, side)
-    own_period = 2000 + 7000 * unit(seed("volume-cycle", coin, side), 0)
-    cycles = (*_VOLUME_CYCLES, (own_period, 0.2))
-    # Integral of 1 + sum(a cos(...)): slope stays >= 0.35, so volume is always positive.
-    total = float(k)
-    for i, (period, amplitude) in enumerate(cycles):
-        phase = _TAU * unit(s, -1 - i)
-        total += amplitude * period / _TAU * math.sin(_TAU * k / period + phase)
-    total += _VOLUME_NOISE * signed(s, k)
-    return _volume_rate(exchange, coin) * total
-
-
 def cumulative_taker(exchange: str, coin: str, side: str, t_ms: int) -> float:
-    """Coins bought (side "buy") or sold by takers from the epoch to t; rises strictly."""
+    """Coins bought (side "buy") or sold by takers from the epoch to t; rises strictly.
+
+    Straight between whole minutes, so an open bucket's volume grows smoothly with the clock.
+    """
+    key = (exchange, coin, side)
     m = t_ms / MINUTE
     k = math.floor(m)
-    a = _cumulative_knot(exchange, coin, side, k)
+    a = _at("cumulative_taker", key, k * MINUTE)
     if m == k:
         return a
-    return a + (_cumulative_knot(exchange, coin, side, k + 1) - a) * (m - k)
+    return a + (_at("cumulative_taker", key, (k + 1) * MINUTE) - a) * (m - k)
 
 
 def taker_volumes(
@@ -206,12 +168,8 @@ _OI_OCTAVES: Octaves = ((60, 0.01), (1440, 0.05), (10080, 0.12), (43200, 0.15))
 
 
 def open_interest(exchange: str, coin: str, t_ms: int) -> float:
-    """Open interest in coins at instant t."""
-    facts = coin_facts(coin)
-    level = 0.6 * facts.daily_volume * VENUE_SHARE.get(exchange, 0.5) / facts.price
-    log_move = _layered(seed("oi", exchange, coin), t_ms / MINUTE, _OI_OCTAVES)
-    noise = 0.001 * signed(seed("oi-noise", exchange, coin), t_ms // MINUTE)
-    return level * math.exp(log_move) * (1.0 + noise)
+    """Open interest in coins at instant t (see `open_interests`)."""
+    return _at("open_interest", (exchange, coin), t_ms)
 
 
 def open_interest_at(
@@ -280,9 +238,8 @@ def candle(
 
 
 # ---------------------------------------------------------------------------------------------
-# The same series over many instants at once (numpy), for files of thousands of rows such as
-# Binance's daily archive: the scalar functions above cost tens of microseconds per value.
-# Integer hashing wraps in uint64 exactly as the masked Python arithmetic does.
+# The series over many instants at once (numpy). Integer hashing wraps in uint64 exactly as the
+# masked Python arithmetic of `unit` does.
 
 _U = np.uint64
 
@@ -321,7 +278,11 @@ def _layered_array(s: int, t_min: np.ndarray, octaves: Octaves) -> np.ndarray:
 
 
 def long_shares(exchange: str, coin: str, metric: str, t_ms: np.ndarray) -> np.ndarray:
-    """`long_share` at each of the closed instants `t_ms` (int64 epoch ms)."""
+    """Share of longs (0.3..0.75) in `metric` at each instant `t_ms` (int64 epoch ms).
+
+    A coin-wide part (baseline, a slow cycle, layered noise) is shared by every metric and
+    exchange, so they move together; a metric/exchange part makes them distinct.
+    """
     t_min = t_ms / MINUTE
     base = 0.47 + 0.13 * unit(seed("share-base", coin), 0)
     offset = _METRIC_OFFSET.get(metric, 0.0)
@@ -336,7 +297,7 @@ def long_shares(exchange: str, coin: str, metric: str, t_ms: np.ndarray) -> np.n
 
 
 def open_interests(exchange: str, coin: str, t_ms: np.ndarray) -> np.ndarray:
-    """`open_interest` at each of the closed instants `t_ms`."""
+    """Open interest in coins at each instant `t_ms`."""
     facts = coin_facts(coin)
     level = 0.6 * facts.daily_volume * VENUE_SHARE.get(exchange, 0.5) / facts.price
     log_move = _layered_array(seed("oi", exchange, coin), t_ms / MINUTE, _OI_OCTAVES)
@@ -345,7 +306,7 @@ def open_interests(exchange: str, coin: str, t_ms: np.ndarray) -> np.ndarray:
 
 
 def prices(coin: str, t_ms: np.ndarray, exchange: str = "") -> np.ndarray:
-    """`price` at each of the instants `t_ms`."""
+    """USD price of one coin at each instant `t_ms` (Brownian-like layers of value noise)."""
     t_min = t_ms / MINUTE
     log_move = _layered_array(seed("price", coin), t_min, _price_octaves(coin))
     if exchange:
@@ -354,7 +315,11 @@ def prices(coin: str, t_ms: np.ndarray, exchange: str = "") -> np.ndarray:
 
 
 def cumulative_takers(exchange: str, coin: str, side: str, t_ms: np.ndarray) -> np.ndarray:
-    """`cumulative_taker` at each of the whole-minute instants `t_ms`."""
+    """Coins bought or sold by takers from the epoch to each whole-minute instant `t_ms`.
+
+    The integral of 1 + a few cosine cycles (slope >= 0.35, so volume is always positive), plus
+    per-minute knot noise smaller than half the slowest slope, so the curve keeps rising.
+    """
     k = (t_ms // MINUTE).astype(np.float64)
     s = seed("volume", exchange, coin, side)
     own_period = 2000 + 7000 * unit(seed("volume-cycle", coin, side), 0)
@@ -367,3 +332,31 @@ def cumulative_takers(exchange: str, coin: str, side: str, t_ms: np.ndarray) -> 
         total += amplitude * period / _TAU * np.asarray(waves)
     total += _VOLUME_NOISE * _signed_array(s, k)
     return _volume_rate(exchange, coin) * total
+
+
+# ---------------------------------------------------------------------------------------------
+# One instant at a time, from cached blocks
+
+_BLOCK = 1024
+_GRIDS = (DAY, HOUR, 5 * MINUTE, MINUTE)  # coarsest first: 1d rows share 1h rows' midnights
+_SERIES: dict[str, Callable[[tuple[str, ...], np.ndarray], np.ndarray]] = {
+    "long_share": lambda key, t: long_shares(key[0], key[1], key[2], t),
+    "open_interest": lambda key, t: open_interests(key[0], key[1], t),
+    "price": lambda key, t: prices(key[0], t, key[1]),
+    "cumulative_taker": lambda key, t: cumulative_takers(key[0], key[1], key[2], t),
+}
+
+
+@lru_cache(maxsize=16384)  # 8 KB a block: at most ~130 MB, a demo uses a few thousand
+def _block(kind: str, key: tuple[str, ...], step: int, index: int) -> np.ndarray:
+    instants = (index * _BLOCK + np.arange(_BLOCK, dtype=np.int64)) * step
+    return _SERIES[kind](key, instants)
+
+
+def _at(kind: str, key: tuple[str, ...], t_ms: int) -> float:
+    """One value of a series: from the block of the coarsest grid `t_ms` lies on, else alone."""
+    for step in _GRIDS:
+        if t_ms % step == 0:
+            n = t_ms // step
+            return float(_block(kind, key, step, n // _BLOCK)[n % _BLOCK])
+    return float(_SERIES[kind](key, np.array([t_ms], dtype=np.int64))[0])

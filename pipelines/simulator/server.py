@@ -174,6 +174,9 @@ class _Limiter:
         self._stats = stats
         self._limits = {limit.bucket: limit for limit in spec.limits}
         self._used: dict[tuple[str, str], deque[tuple[float, int]]] = defaultdict(deque)
+        # Units in each window, kept beside it: summing a window of thousands per request would
+        # cost more than answering the request.
+        self._in_window: dict[tuple[str, str], int] = defaultdict(int)
         self._strikes: dict[str, deque[float]] = defaultdict(deque)
         self._banned_until: dict[str, float] = {}
 
@@ -192,6 +195,7 @@ class _Limiter:
         for bucket, units in costs.items():
             if bucket in self._limits:
                 self._used[(ip, bucket)].append((now, units))
+                self._in_window[(ip, bucket)] += units
                 self._stats._observe(self._spec.name, bucket, self.usage(ip, bucket, now))
         return None
 
@@ -203,8 +207,8 @@ class _Limiter:
             return 0
         horizon = now - limit.window_s * self._scale
         while entries and entries[0][0] <= horizon:
-            entries.popleft()
-        return sum(units for _, units in entries)
+            self._in_window[(ip, bucket)] -= entries.popleft()[1]
+        return self._in_window[(ip, bucket)]
 
     def ban_seconds(self) -> float:
         return self._spec.ban_s * self._scale
