@@ -208,30 +208,35 @@ def _backfill_days(instance: DagsterInstance, backfill_id: str, exchange: str) -
 
 
 def _other_days(fetched: PartitionFetch) -> Iterator[AssetMaterialization]:
-    """The days this run stored besides its own partition, reported as materialized (what
-    failed on a day is not), with the rows each holds."""
+    """The days this run stored besides its own partition, reported as `ls_ratio` partitions
+    materialized (a day where an L/S fetch failed is not), with the rows each table holds.
+
+    One event per day, on the ledger asset only: a Dagster event costs ~20 ms on the SQLite
+    instance, and a first run covers years of days on each of six exchanges (Bybit since
+    2020-07 is 2,300 days); `klines` and `open_interest` show the run's own day.
+    """
     rows: Counter[tuple[date, str]] = Counter()
-    failed: set[tuple[date, str]] = set()
+    failed: set[date] = set()
     for outcome in fetched.outcomes:
         asset = _asset_of(outcome.task.dataset)
         for d, n in outcome.rows_by_day:
             rows[(d, asset)] += n
-        if outcome.status == "failed":
-            failed.update((d, asset) for d in fetched.covered_days)
+        if outcome.status == "failed" and asset == "ls_ratio":
+            failed.update(fetched.covered_days)
+    span = f"{fetched.covered_days[0]} .. {fetched.covered_days[-1]}"
     for d in fetched.covered_days:
-        if d == fetched.day:
+        if d == fetched.day or d in failed:
             continue
-        for asset in ("ls_ratio", KLINES, OPEN_INTEREST):
-            if (d, asset) not in failed:
-                yield AssetMaterialization(
-                    asset_key=asset,
-                    partition=str(partition_key(d, fetched.exchange)),
-                    metadata={
-                        "dagster/row_count": rows[(d, asset)],
-                        "fetched_by": f"the run for {fetched.day} (one pass over "
-                        f"{fetched.covered_days[0]} .. {fetched.covered_days[-1]})",
-                    },
-                )
+        yield AssetMaterialization(
+            asset_key="ls_ratio",
+            partition=str(partition_key(d, fetched.exchange)),
+            metadata={
+                "dagster/row_count": rows[(d, "ls_ratio")],
+                "klines_rows": rows[(d, KLINES)],
+                "open_interest_rows": rows[(d, OPEN_INTEREST)],
+                "fetched_by": f"the run for {fetched.day} (one pass over {span})",
+            },
+        )
 
 
 def _kept_for_later(fetched: PartitionFetch, landing: Path, error: Exception) -> Failure:

@@ -20,11 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, AssetsDefinition, DagsterInstance, materialize
 from tqdm import tqdm
 
-from assets.analytics import DERIVED_ASSETS, coverage, parquet_exports
-from assets.images import heatmap_images
 from assets.ingest import SINCE_TAG, ingest_exchange_day
 from pipelines.partitions import partition_key
 from pipelines.processes import die_with_parent
@@ -35,7 +33,18 @@ from pipelines.resources import PipelineSettings
 # multi-line error logs stay in the instance (and the UI), or on the terminal with LSR_DEBUG=1.
 LOG_LEVEL = "WARNING" if os.environ.get("LSR_DEBUG") else "CRITICAL"
 QUIET = {"loggers": {"console": {"config": {"log_level": LOG_LEVEL}}}}
-OUTPUT_ASSETS = [coverage, *DERIVED_ASSETS, parquet_exports, heatmap_images]
+
+
+def output_assets() -> list[AssetsDefinition]:
+    """Coverage, the derived tables, the exports and the images: what follows ingestion.
+
+    Imported here, not at the top: each ingestion worker process imports this module, and
+    drawing (matplotlib) and the analytics would add seconds to every worker's start.
+    """
+    from assets.analytics import DERIVED_ASSETS, coverage, parquet_exports
+    from assets.images import heatmap_images
+
+    return [coverage, *DERIVED_ASSETS, parquet_exports, heatmap_images]
 
 
 @dataclass
@@ -107,7 +116,7 @@ def run_pipeline(
         _raise_if_a_worker_died(workers)
     with instance() as dagster_instance:
         result = materialize(
-            OUTPUT_ASSETS,
+            output_assets(),
             resources={"settings": settings},
             instance=dagster_instance,
             run_config=QUIET,

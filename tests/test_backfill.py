@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -13,7 +16,7 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, materialize
 
 from assets.ingest import SINCE_TAG, ingest_exchange_day
 from pipelines.backfill import Bounds, FetchPlan, Needs, SeriesKey, parse_depth, plan_fetch
-from pipelines.partitions import partition_key
+from pipelines.partitions import FIRST_DAY, partition_key
 from pipelines.resources import PipelineSettings
 from pipelines.simulator import SimulatorThread
 from tests.partition_runs import QUIET, SCALE, point_at
@@ -129,7 +132,8 @@ SPAN = 20  # days
 
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[SimulatorThread]:
-    with SimulatorThread(port=0, rate_limit_scale=SCALE, exchanges=("bybit", "bitget")) as sim:
+    exchanges = ("bybit", "bitget", "gate")
+    with SimulatorThread(port=0, rate_limit_scale=SCALE, exchanges=exchanges) as sim:
         yield sim
 
 
@@ -142,11 +146,19 @@ def env(simulator: SimulatorThread, monkeypatch: pytest.MonkeyPatch, tmp_path: P
     return tmp_path / "lsr.duckdb"
 
 
-def run(warehouse: Path, exchange: str, day: date, instance: DagsterInstance) -> bool:
+def run(
+    warehouse: Path,
+    exchange: str,
+    day: date,
+    instance: DagsterInstance,
+    *,
+    since: date | None = None,
+    periods: tuple[str, ...] = ("1h", "1d"),
+) -> bool:
     settings = PipelineSettings(
-        warehouse=str(warehouse), rate_limit_scale=SCALE, periods=["1h", "1d"]
+        warehouse=str(warehouse), rate_limit_scale=SCALE, periods=list(periods)
     )
-    since = datetime.now(UTC).date() - timedelta(days=SPAN)
+    since = since or datetime.now(UTC).date() - timedelta(days=SPAN)
     result = materialize(
         [ingest_exchange_day],
         partition_key=str(partition_key(day, exchange)),
@@ -224,3 +236,70 @@ def test_a_latest_window_exchange_is_asked_once_for_every_day_its_window_covers(
         assert run(env, "bitget", today - timedelta(days=1), instance)
     # 3 coins x 2 periods, once each, though the stretch holds 21 days.
     assert requests(simulator, "bitget", endpoint) - before == 3 * 2
+
+
+def _answer(sim: SimulatorThread, exchange: str, path: str) -> dict:  # type: ignore[type-arg]
+    with urllib.request.urlopen(f"{sim.base_urls[exchange]}{path}") as answer:
+        return json.load(answer)  # type: ignore[no-any-return]
+
+
+def _first_days(warehouse: Path, exchange: str) -> dict[str, date]:
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        rows = conn.execute(
+            "SELECT coin, min(ts)::DATE FROM ls_ratio WHERE exchange = ? AND period = '1d' "
+            "GROUP BY coin",
+            [exchange],
+        ).fetchall()
+    return dict(rows)
+
+
+def test_a_first_run_reaches_as_deep_as_each_exchange_serves_and_a_rerun_changes_nothing(
+    simulator: SimulatorThread, env: Path
+) -> None:
+    today = datetime.now(UTC).date()
+    first = date.fromisoformat(FIRST_DAY)
+    ratio_path = "/v5/market/account-ratio"
+    with DagsterInstance.ephemeral() as instance:
+        before = requests(simulator, "bybit", ratio_path)
+        for exchange in ("bybit", "gate"):
+            assert run(env, exchange, today, instance, since=first, periods=("1d",))
+        asked = requests(simulator, "bybit", ratio_path) - before
+        with duckdb.connect(str(env), read_only=True) as conn:
+            stored = conn.execute("SELECT * FROM ls_ratio WHERE ts < ? ORDER BY ALL", [today]).df()
+        shown = instance.get_materialized_partitions(AssetKey("ls_ratio"))
+
+        # Bybit: back to its documented earliest query start, or the coin's launch.
+        launches = {
+            item["baseCoin"]: datetime.fromtimestamp(int(item["launchTime"]) / 1000, UTC)
+            for item in _answer(simulator, "bybit", "/v5/market/instruments-info?category=linear")[
+                "result"
+            ]["list"]
+            if item["baseCoin"] in ("BTC", "ETH", "SOL")
+            and (item["contractType"], item["quoteCoin"]) == ("LinearPerpetual", "USDT")
+        }
+        earliest = datetime(2020, 7, 20, tzinfo=UTC)
+        expected = {
+            coin: max(earliest, launched + timedelta(days=1) - timedelta(microseconds=1)).date()
+            for coin, launched in launches.items()
+        }
+        assert _first_days(env, "bybit") == expected
+        days = (today - min(expected.values())).days + 1
+        # A page is 500 daily rows: years of them cost a handful of requests per coin.
+        assert asked <= 3 * math.ceil(days / 500) + 3
+        assert str(partition_key(min(expected.values()), "bybit")) in shown
+
+        # Gate: until it stops answering rows (its latest 2,000 days start where it can).
+        oldest = _answer(
+            simulator,
+            "gate",
+            "/futures/usdt/contract_stats?contract=BTC_USDT&interval=1d&limit=2000",
+        )[0]["time"]
+        assert _first_days(env, "gate")["BTC"] == datetime.fromtimestamp(oldest, UTC).date()
+
+        # Again: every closed day is complete, so only today is asked for, once per series.
+        for exchange in ("bybit", "gate"):
+            assert run(env, exchange, today, instance, since=first, periods=("1d",))
+    assert requests(simulator, "bybit", ratio_path) - before - asked <= 3
+    with duckdb.connect(str(env), read_only=True) as conn:
+        again = conn.execute("SELECT * FROM ls_ratio WHERE ts < ? ORDER BY ALL", [today]).df()
+    pd.testing.assert_frame_equal(stored, again)

@@ -13,7 +13,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 from assets.images import heatmap_image_on_request
 from pipelines.partitions import partition_key
 from pipelines.resources import PipelineSettings
-from pipelines.runner import OUTPUT_ASSETS
+from pipelines.runner import output_assets
 from pipelines.simulator import FaultConfig, SimulatorThread
 from tests.partition_runs import QUIET, SCALE, YESTERDAY
 from tests.partition_runs import ingest as _ingest
@@ -71,7 +71,7 @@ def test_bybit_partition_then_derived_tables_and_images(
     settings = _settings(warehouse_file, ("1h", "1d"))
     assert _ingest(settings, "bybit").success  # type: ignore[attr-defined]
     result = materialize(
-        OUTPUT_ASSETS,
+        output_assets(),
         resources={"settings": settings},
         instance=DagsterInstance.ephemeral(),
         run_config=QUIET,
@@ -99,7 +99,7 @@ def test_bybit_partition_then_derived_tables_and_images(
         assert Path(path).is_relative_to(warehouse_file.parent / "images")
 
     on_request = materialize(
-        [*OUTPUT_ASSETS, heatmap_image_on_request],
+        [*output_assets(), heatmap_image_on_request],
         selection=[heatmap_image_on_request],
         resources={"settings": settings},
         instance=DagsterInstance.ephemeral(),

@@ -65,8 +65,9 @@ LIMITS = {
 
 def reach(dataset: str, period: str) -> timedelta | None:
     """Klines: the latest 10,000 points per interval. contract_stats (L/S kinds, OI): no known
-    limit; 60 days were seen, which is a floor, not a cut-off, so older windows are asked for and
-    reported unavailable when Gate has no rows for them."""
+    limit; 60 days were seen, which is a floor, not a cut-off, so older windows are asked for
+    (walking past the stretch Gate no longer keeps) and reported unavailable when Gate has no
+    rows for them."""
     if dataset == "klines":
         return timedelta(milliseconds=KLINE_DEPTH_POINTS * PERIOD_MS[period])
     return None
@@ -198,6 +199,11 @@ async def _stats_pages(
             return [*pages, page]  # the parser raises on it, naming what it is
         pages.append(_inside(page, "time", window))
         stamps = [epoch_ms(r["time"]) for r in page if isinstance(r, dict) and "time" in r]
+        if not page and not any(pages[:-1]):
+            # Nothing from `start` to `limit` buckets on: older than Gate keeps (or before the
+            # listing). Walk on past that stretch until it answers rows or the window ends.
+            start += limit * step
+            continue
         if len(page) < limit or not stamps or max(stamps) + step <= start:
             break  # the newest rows, or an answer that does not move forward
         start = max(stamps) + step
