@@ -223,6 +223,8 @@ def _other_days(fetched: PartitionFetch) -> Iterator[AssetMaterialization]:
             rows[(d, asset)] += n
         if outcome.status == "failed" and asset == "ls_ratio":
             failed.update(fetched.covered_days)
+        if asset == "ls_ratio":
+            failed.update(d for d, status, _ in outcome.day_problems if status == "failed")
     span = f"{fetched.covered_days[0]} .. {fetched.covered_days[-1]}"
     for d in fetched.covered_days:
         if d == fetched.day or d in failed:

@@ -72,6 +72,9 @@ class Outcome:
     window: Window | None = None  # what was asked of the exchange (the reachable part)
     transient: bool = False  # failed on something worth another try (busy, 5xx, timeout)
     rows_by_day: tuple[tuple[date, int], ...] = ()  # rows fetched per UTC day of the window
+    # Days of the window a source said it has nothing for, and why: (day, status, detail),
+    # e.g. an archive file refused for its checksum (`failed`: fetched again next run).
+    day_problems: tuple[tuple[date, str, str], ...] = ()
 
 
 @dataclass
@@ -388,6 +391,11 @@ class _Runner:
                 detail="the exchange returned no rows inside the requested window",
             )
         per_day = frame["ts"].dt.date.value_counts()
+        problems = tuple(p for page in pages for p in getattr(page, "day_problems", ()))
         return frame, Outcome(
-            task, "ok", rows=len(frame), rows_by_day=tuple(sorted(per_day.items()))
+            task,
+            "ok",
+            rows=len(frame),
+            rows_by_day=tuple(sorted(per_day.items())),
+            day_problems=problems,
         )

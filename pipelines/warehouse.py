@@ -642,14 +642,14 @@ def _log_frame(fetched: PartitionFetch, at: datetime) -> pd.DataFrame:
                 "period": o.task.period,
                 "status": status,
                 "rows": rows,
-                "detail": o.detail,
+                "detail": detail,
                 "simulated": fetched.simulated,
                 "updated_at": at,
                 "window_start": start,
                 "window_end": end,
             }
             for o in fetched.outcomes
-            for day, status, rows, start, end in _days_of(fetched, o)
+            for day, status, rows, detail, start, end in _days_of(fetched, o)
         ],
         columns=_LOG_COLUMNS,
     )
@@ -662,20 +662,23 @@ _DAY = pd.Timedelta(days=1)
 
 def _days_of(
     fetched: PartitionFetch, outcome: Outcome
-) -> Iterator[tuple[date, str, int, pd.Timestamp | None, pd.Timestamp | None]]:
-    """(day, status, rows, window start, window end) for each day the outcome's window touched;
-    a task never asked of the exchange (beyond its reach) is logged on the run's own day."""
+) -> Iterator[tuple[date, str, int, str | None, pd.Timestamp | None, pd.Timestamp | None]]:
+    """(day, status, rows, detail, window start, window end) for each day the outcome's window
+    touched; a task never asked of the exchange (beyond its reach) is logged on the run's own
+    day. A day the source said it has nothing for (an archive file refused) keeps that status."""
     if outcome.window is None:
-        yield fetched.day, outcome.status, outcome.rows, None, None
+        yield fetched.day, outcome.status, outcome.rows, outcome.detail, None, None
         return
     asked_from = pd.Timestamp(outcome.window.start_ms, unit="ms")
     asked_to = pd.Timestamp(outcome.window.end_ms, unit="ms")
     rows = dict(outcome.rows_by_day)
+    problems = {day: (status, detail) for day, status, detail in outcome.day_problems}
     for day in fetched.covered_days:
         start, end = max(asked_from, pd.Timestamp(day)), min(asked_to, pd.Timestamp(day) + _DAY)
         if start >= end:
             continue
-        status = outcome.status
+        status, detail = outcome.status, outcome.detail
         if status == "ok":
             status = "ok" if rows.get(day, 0) else "empty"
-        yield day, status, rows.get(day, 0), start, end
+            status, detail = problems.get(day, (status, detail))
+        yield day, status, rows.get(day, 0), detail, start, end

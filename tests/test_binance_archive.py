@@ -418,6 +418,15 @@ def test_a_file_whose_checksum_does_not_match_is_rejected_and_nothing_of_it_stor
     )
     # Only the midnight snapshot, which the previous day's (good) file carries.
     assert eth["ts"].tolist() == [pd.Timestamp(day)]
+    # The day is logged failed, with why, so a later run over it asks for the file again.
+    log = _query(
+        warehouse,
+        "SELECT DISTINCT dataset, status, detail FROM partition_log WHERE coin = 'ETH' "
+        "AND day = ? AND dataset IN ('global_account', 'top_account', 'open_interest')",
+        day,
+    )
+    assert set(log["status"]) == {"failed"}
+    assert all("checksum mismatch" in detail for detail in log["detail"])
 
 
 def test_loading_the_archive_day_again_changes_no_row(

@@ -450,6 +450,16 @@ class ArchiveWindow:
         return [f"archive {self.instrument} {d.day}: {d.problem}" for d in self.days if d.problem]
 
     @property
+    def day_problems(self) -> list[tuple[date, str, str]]:
+        """(day, status, why) for each day file of the window that gave no rows: `failed` for
+        a file refused (the next run asks again), `unavailable` for one not published."""
+        return [
+            (d.day, "failed" if d.checksum is not None else "unavailable", f"archive: {d.problem}")
+            for d in self.days
+            if d.problem and self.window.start_ms < _day_end_ms(d.day)
+        ]
+
+    @property
     def rejected(self) -> list[tuple[str, str, str]]:
         """(instrument, reason, raw) of files refused whole (recorded as rejected rows)."""
         return [
@@ -457,6 +467,10 @@ class ArchiveWindow:
             for d in self.days
             if d.checksum is not None and d.problem
         ]
+
+
+def _day_end_ms(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000) + 86_400_000
 
 
 async def fetch_window(client: HttpClient, instrument: str, window: Window) -> ArchiveWindow:
