@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pytest
 
 from pipelines.analytics import refresh_coverage
 from pipelines.universe import Universe
@@ -86,11 +87,16 @@ def _table(path: Path, sql: str) -> pd.DataFrame:
         return conn.sql(sql).df()
 
 
-def test_gaps_list_every_hole_longer_than_one_bucket_with_its_cause(tmp_path: Path) -> None:
-    path = tmp_path / "w.duckdb"
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("coverage") / "w.duckdb"
     _build(path)
+    return path
+
+
+def test_gaps_list_every_hole_longer_than_one_bucket_with_its_cause(warehouse: Path) -> None:
     gaps = _table(
-        path,
+        warehouse,
         "SELECT coin, period, first_missing, last_missing, missing_buckets, cause, last_problem "
         "FROM coverage_gaps WHERE exchange = 'bybit' AND metric = 'global_account' "
         "ORDER BY coin, period, first_missing",
@@ -114,11 +120,9 @@ def test_gaps_list_every_hole_longer_than_one_bucket_with_its_cause(tmp_path: Pa
     assert gaps["last_problem"].iloc[1] == "HTTP 502 from /v5/account-ratio"
 
 
-def test_coverage_counts_the_holes_and_keeps_the_first_and_last_bucket(tmp_path: Path) -> None:
-    path = tmp_path / "w.duckdb"
-    _build(path)
+def test_coverage_counts_the_holes_and_keeps_the_first_and_last_bucket(warehouse: Path) -> None:
     coverage = _table(
-        path,
+        warehouse,
         "SELECT coin, period, n_rows, first_ts, last_ts, n_gaps, missing_buckets FROM coverage "
         "WHERE exchange = 'bybit' AND metric = 'global_account' ORDER BY coin, period",
     ).set_index(["coin", "period"])
