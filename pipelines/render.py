@@ -639,20 +639,22 @@ def _mark_history_start(
     for ax in (heat_ax, top_ax):
         ax.axvline(start, color=theme.foreground, linewidth=1.0, linestyle=":", zorder=3)
     who = "the cross-exchange view" if exchange == CROSS else exchange
+    xmin, xmax = heat_ax.get_xlim()
+    roomy = (start - left) / (xmax - xmin) > 0.12
+    # Inside the grey region when it has room (no cell hidden), else just right of the line.
     heat_ax.text(
         start,
         0.99,
         f"history starts {grid.history_start:%Y-%m-%d}",
         transform=heat_ax.get_xaxis_transform(),
-        ha="left",
+        ha="right" if roomy else "left",
         va="top",
         fontsize=9,
         color=theme.foreground,
         bbox={"facecolor": theme.background, "edgecolor": "none", "alpha": 0.8, "pad": 2},
         zorder=4,
     )
-    xmin, xmax = heat_ax.get_xlim()
-    if (start - left) / (xmax - xmin) > 0.12:  # room for a sentence inside the region
+    if roomy:  # room for a sentence inside the region
         heat_ax.text(
             (left + start) / 2,
             0.5,
