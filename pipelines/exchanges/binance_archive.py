@@ -387,7 +387,7 @@ def profile() -> ExchangeProfile:
         base_url=os.environ.get("LSR_BINANCE_ARCHIVE_URL", DEFAULT_BASE_URL).rstrip("/"),
         limits=LIMITS,
         error_of=lambda _status, _body: None,
-        concurrency=8,
+        concurrency=16,
     )
 
 
@@ -492,7 +492,7 @@ async def fetch_window(client: HttpClient, instrument: str, window: Window) -> A
 
 # Day files fetched at once, each its checksum then its zip, back to back: with every day of
 # a long window queued together, all checksums would otherwise go first and each zip long after.
-DAYS_IN_FLIGHT = 8
+DAYS_IN_FLIGHT = 16
 
 
 async def _day_slots() -> asyncio.Semaphore:
