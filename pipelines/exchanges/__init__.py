@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 from pipelines.exchanges import binance, bitget, bybit, gate, htx, okx
 from pipelines.exchanges.base import Connector
 
+# Each module named on its own, so mypy checks that it really is a Connector (a loop over a
+# tuple of modules would see only `ModuleType`, which matches any protocol).
 CONNECTORS: dict[str, Connector] = {
-    module.NAME: cast(Connector, module) for module in (binance, bybit, okx, bitget, gate, htx)
+    binance.NAME: binance,
+    bybit.NAME: bybit,
+    okx.NAME: okx,
+    bitget.NAME: bitget,
+    gate.NAME: gate,
+    htx.NAME: htx,
 }
 EXCHANGES: tuple[str, ...] = tuple(CONNECTORS)
 
