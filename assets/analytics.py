@@ -141,7 +141,7 @@ DERIVED_ASSETS = [
 def coverage(context: AssetExecutionContext, settings: PipelineSettings) -> MaterializeResult:
     with connect(settings.warehouse_file()) as conn:
         rows = refresh_coverage(conn, load_universe(), settings.period_list())
-        gaps = one_row(conn, "SELECT count(*) FROM coverage WHERE listed AND n_rows = 0")
+        empty = one_row(conn, "SELECT count(*) FROM coverage WHERE listed AND n_rows = 0")
         unlisted = one_row(
             conn, "SELECT count(DISTINCT exchange || coin) FROM coverage WHERE NOT listed"
         )
@@ -151,7 +151,7 @@ def coverage(context: AssetExecutionContext, settings: PipelineSettings) -> Mate
     return MaterializeResult(
         metadata={
             "rows": rows,
-            "listed_series_without_rows": int(gaps[0]) if gaps else 0,
+            "listed_series_without_rows": int(empty[0]) if empty else 0,
             "coins_not_listed": int(unlisted[0]) if unlisted else 0,
             "gaps": int(holes[0]) if holes else 0,
             "missing_buckets_in_gaps": int(holes[1]) if holes else 0,

@@ -137,7 +137,9 @@ async def ingest_exchange_day(context: AssetExecutionContext, settings: Pipeline
         with connect(settings.warehouse_file()) as conn:
             earlier = store_pending(conn, landing, universe)
             summary = write_prepared(conn, prepared)
-            stored = day_rows(conn, exchange, day)
+            stored: Counter[str] = Counter()
+            for dataset, n in day_rows(conn, exchange, day).items():
+                stored[_asset_of(dataset)] += n
     except OriginConflict as error:  # no retry can fix it; say why in one line
         raise Failure(description=f"{exchange} {day}: {error}", allow_retries=False) from error
     except (WarehouseLocked, WarehouseUnusable, duckdb.IOException) as error:
@@ -221,9 +223,9 @@ def _other_days(fetched: PartitionFetch) -> Iterator[AssetMaterialization]:
         asset = _asset_of(outcome.task.dataset)
         for d, n in outcome.rows_by_day:
             rows[(d, asset)] += n
-        if outcome.status == "failed" and asset == "ls_ratio":
-            failed.update(fetched.covered_days)
         if asset == "ls_ratio":
+            if outcome.status == "failed":
+                failed.update(fetched.covered_days)
             failed.update(d for d, status, _ in outcome.day_problems if status == "failed")
     span = f"{fetched.covered_days[0]} .. {fetched.covered_days[-1]}"
     for d in fetched.covered_days:
@@ -293,11 +295,11 @@ def _preflight(settings: PipelineSettings) -> tuple[Universe, tuple[str, ...]]:
 
 
 def _results(
-    fetched: PartitionFetch, summary: WriteSummary, stored: dict[str, int], landed: str | None
+    fetched: PartitionFetch, summary: WriteSummary, stored: Counter[str], landed: str | None
 ) -> Iterator[object]:
     """The partition's own materializations: the rows its day holds (this run may have fetched
     nothing for it, an earlier run of the same backfill having filled it)."""
-    rows = {asset: stored.get(asset, 0) for asset in _rows_by_asset(summary)}
+    rows = {asset: stored[asset] for asset in _rows_by_asset(summary)}
     # What the whole fetch did is said once, on ls_ratio: every event is stored in the
     # instance for good, and the hourly poll writes 144 ingestion runs a day.
     run_wide: dict[str, Any] = {

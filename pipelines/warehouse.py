@@ -267,17 +267,13 @@ def complete_days(
 
 
 def day_rows(conn: duckdb.DuckDBPyConnection, exchange: str, day: date) -> dict[str, int]:
-    """Rows one exchange's day holds per ingestion asset, as the fetches logged them."""
+    """Rows one exchange's day holds per dataset, as the fetches logged them."""
     found = conn.execute(
-        """
-        SELECT CASE WHEN dataset IN ('klines', 'open_interest') THEN dataset
-                    ELSE 'ls_ratio' END AS asset,
-               sum(rows)::BIGINT
-        FROM partition_log WHERE exchange = ? AND day = ? GROUP BY ALL
-        """,
+        "SELECT dataset, sum(rows)::BIGINT FROM partition_log "
+        "WHERE exchange = ? AND day = ? GROUP BY dataset",
         [exchange, day],
     ).fetchall()
-    return {asset: int(rows) for asset, rows in found}
+    return {dataset: int(rows) for dataset, rows in found}
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:

@@ -273,12 +273,16 @@ def _observations(table: MetricsTable, metric: str, step: int) -> dict[str, np.n
     }
 
 
+def _concatenated(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The columns of several files' observations end to end (one frame built, not one a file)."""
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
 def _joined(parts: list[dict[str, np.ndarray]], metric: str) -> pd.DataFrame:
-    """Observations of several files as one frame (built once, not once per file)."""
+    """Observations of several files as one frame."""
     if not parts:
         return _NO_OBSERVATIONS.assign(metric=metric)
-    columns = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
-    return pd.DataFrame({"metric": metric, **columns})
+    return pd.DataFrame({"metric": metric, **_concatenated(parts)})
 
 
 def _ls_frame(observed: pd.DataFrame, instrument: str, metric: str, period: str) -> pd.DataFrame:
@@ -326,7 +330,7 @@ def _oi_observations(table: MetricsTable, step: int) -> dict[str, np.ndarray]:
 
 
 def _oi_frame(parts: list[dict[str, np.ndarray]], instrument: str) -> pd.DataFrame:
-    columns = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    columns = _concatenated(parts)
     frame = pd.DataFrame(
         {
             "exchange": NAME,
@@ -456,7 +460,7 @@ class ArchiveWindow:
         return [
             (d.day, "failed" if d.checksum is not None else "unavailable", f"archive: {d.problem}")
             for d in self.days
-            if d.problem and self.window.start_ms < _day_end_ms(d.day)
+            if d.problem and d.day >= _utc_day(self.window.start_ms)  # not the day-before file
         ]
 
     @property
@@ -469,15 +473,15 @@ class ArchiveWindow:
         ]
 
 
-def _day_end_ms(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000) + 86_400_000
+def _utc_day(ms: int) -> date:
+    return datetime.fromtimestamp(ms / 1000, UTC).date()
 
 
 async def fetch_window(client: HttpClient, instrument: str, window: Window) -> ArchiveWindow:
     """The day files covering `window`, with the day before: under either label convention
     the snapshot at a day's midnight is written in the previous day's file."""
-    first = datetime.fromtimestamp(window.start_ms / 1000, UTC).date() - timedelta(days=1)
-    last = datetime.fromtimestamp((window.end_ms - 1) / 1000, UTC).date()
+    first = _utc_day(window.start_ms) - timedelta(days=1)
+    last = _utc_day(window.end_ms - 1)
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     files = await asyncio.gather(
         *(
