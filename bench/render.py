@@ -1,16 +1,16 @@
-"""Rendering every default image (each exchange x period) from the warehouse."""
+"""Rendering every default image (each exchange x period) from the warehouse, the way the
+`heatmap_images` asset does: a snapshot, one drawing process per core, the catalogue written."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.config import warehouse_path
-from pipelines.images import default_requests
-from pipelines.render import render_heatmap
-from pipelines.warehouse import connect
+from pipelines.images import default_image, default_requests, render_and_record
 
 
 @dataclass
@@ -27,14 +27,18 @@ def run(source: Path | None = None) -> RenderFigures:
     source = source or warehouse_path()
     if not source.exists():
         raise SystemExit(f"{source} does not exist: run `make demo` first")
-    with connect(source, read_only=True) as conn, tempfile.TemporaryDirectory() as out:
-        requests = default_requests(conn)
+    with tempfile.TemporaryDirectory() as out:
+        warehouse = Path(out) / source.name  # the catalogue is written: never into the demo's
+        shutil.copyfile(source, warehouse)
+        images = Path(out) / "images"
         start = time.perf_counter()
-        sizes = []
-        for n, request in enumerate(requests):
-            result = render_heatmap(conn, request, Path(out) / f"{n}.png")
-            sizes.append(result.path.stat().st_size)
+        results = render_and_record(
+            warehouse,
+            images,
+            lambda db: [(r, default_image(images, r)) for r in default_requests(db)],
+        )
         seconds = time.perf_counter() - start
+        sizes = [result.path.stat().st_size for result in results]
     return RenderFigures(len(sizes), seconds, sum(sizes), max(sizes, default=0), source)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,9 +14,17 @@ import duckdb
 from pipelines.config import DEFAULT_RANGE_DAYS
 from pipelines.exchanges import CONNECTORS
 from pipelines.gallery import write_gallery
+from pipelines.processes import die_with_parent
 from pipelines.render import CROSS, RenderRequest, RenderResult, image_path, render_heatmap
 from pipelines.themes import DEFAULT_THEME
-from pipelines.warehouse import connect, one_row, read_snapshot, table_exists, transaction
+from pipelines.warehouse import (
+    connect,
+    one_row,
+    open_snapshot,
+    snapshot_file,
+    table_exists,
+    transaction,
+)
 
 DEFAULT_METRIC = "global_account"
 # A year of daily rows earns an exchange a second 1d image over the whole year.
@@ -109,15 +120,50 @@ Plan = Callable[[duckdb.DuckDBPyConnection], list[tuple[RenderRequest, Path]]]
 def render_and_record(warehouse: Path, images_root: Path, plan: Plan) -> list[RenderResult]:
     """Render from a read snapshot (no lock held while drawing), then list the images in
     `heatmap_images` and rewrite the gallery in one short write."""
-    with read_snapshot(warehouse) as snapshot:
-        rendered = [
-            (request, render_heatmap(snapshot, request, out)) for request, out in plan(snapshot)
-        ]
+    with snapshot_file(warehouse) as copy:
+        with open_snapshot(copy) as snapshot:
+            jobs = plan(snapshot)
+        results = _render_all(copy, jobs)
     with connect(warehouse) as conn, transaction(conn):
-        for request, result in rendered:
+        for (request, _), result in zip(jobs, results, strict=True):
             _record(conn, request, result)
         write_gallery(conn, images_root)
-    return [result for _, result in rendered]
+    return results
+
+
+def _render_all(copy: Path, jobs: list[tuple[RenderRequest, Path]]) -> list[RenderResult]:
+    """Drawing is CPU-bound Python (about half a second an image), so many images are drawn by
+    one process per core, each reading the same snapshot; a few are drawn here, where starting
+    processes would cost more than it saves."""
+    workers = min(os.cpu_count() or 1, len(jobs) // _IMAGES_PER_WORKER)
+    if workers < 2:
+        with open_snapshot(copy) as snapshot:
+            return [render_heatmap(snapshot, request, out) for request, out in jobs]
+    spawn = multiprocessing.get_context("spawn")  # no forked Dagster or DuckDB state
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=spawn,
+        initializer=_start_drawing,
+        initargs=(copy, os.getpid()),
+    ) as pool:
+        return list(pool.map(_draw, jobs))
+
+
+# A spawned process takes about a second to import what drawing needs: worth it from here on.
+_IMAGES_PER_WORKER = 4
+_worker_snapshot: duckdb.DuckDBPyConnection | None = None  # one per drawing process
+
+
+def _start_drawing(copy: Path, parent_pid: int) -> None:
+    global _worker_snapshot
+    die_with_parent(parent_pid)
+    _worker_snapshot = open_snapshot(copy)
+
+
+def _draw(job: tuple[RenderRequest, Path]) -> RenderResult:
+    assert _worker_snapshot is not None, "_start_drawing opens the snapshot first"
+    request, out = job
+    return render_heatmap(_worker_snapshot, request, out)
 
 
 def default_image(images_root: Path, request: RenderRequest) -> Path:

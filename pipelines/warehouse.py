@@ -203,8 +203,9 @@ def _open_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
 
 
 @contextmanager
-def read_snapshot(path: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A private copy of the warehouse to read for as long as needed (rendering every image).
+def snapshot_file(path: Path | None = None) -> Iterator[Path]:
+    """A private copy of the warehouse to read for as long as needed (rendering every image),
+    by as many processes as like (`open_snapshot`).
 
     The writer's lock is held only while the file is checkpointed and copied, not while the
     copy is read: other writers and outside readers wait for a copy, not for the drawing."""
@@ -217,15 +218,17 @@ def read_snapshot(path: Path | None = None) -> Iterator[duckdb.DuckDBPyConnectio
         with connect(path) as conn:
             conn.execute("CHECKPOINT")  # everything in the main file, nothing left in the WAL
             shutil.copyfile(path, copy)
-        snapshot = duckdb.connect(str(copy), config=_NO_EXTENSION_DOWNLOADS)
-        try:
-            snapshot.execute("SET TimeZone='UTC'")
-            yield snapshot
-        finally:
-            snapshot.close()
+        yield copy
     finally:
         for leftover in (copy, copy.with_name(copy.name + ".wal")):
             leftover.unlink(missing_ok=True)
+
+
+def open_snapshot(copy: Path) -> duckdb.DuckDBPyConnection:
+    """Read-only, so that several processes can read one copy at once."""
+    snapshot = duckdb.connect(str(copy), read_only=True, config=_NO_EXTENSION_DOWNLOADS)
+    snapshot.execute("SET TimeZone='UTC'")
+    return snapshot
 
 
 def _remove_orphaned_snapshots(folder: Path) -> None:

@@ -471,3 +471,39 @@ def test_an_exchange_with_a_year_of_daily_rows_gets_a_year_image(tmp_path: Path)
     _insert(db, "heatmap_matrix", rows)
     ranges = {(r.exchange, r.period, r.range_days) for r in default_requests(db)}
     assert ranges == {("binance", "1d", 90), ("binance", "1d", 365), ("bybit", "1d", 90)}
+
+
+def test_many_images_drawn_in_several_processes_are_those_one_process_draws(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The defaults are drawn by one process per core; what they write and list is what
+    drawing them one by one gives, byte for byte."""
+    from pipelines import images
+    from pipelines.images import render_and_record
+
+    monkeypatch.setattr(images.os, "cpu_count", lambda: 2)  # two drawing processes anywhere
+    from pipelines.warehouse import DDL_FILE
+
+    warehouse = tmp_path / "w.duckdb"
+    with _make_warehouse(warehouse, zones=True) as db:
+        db.execute(DDL_FILE.read_text())  # heatmap_images, which the catalogue writes
+    requests = [
+        _request(theme=theme, range_days=days, color_by=color_by)
+        for theme in ("vik", "roma")
+        for days in (7, 9)
+        for color_by in ("ln_ratio", "zscore")
+    ]
+    pooled, alone = tmp_path / "pooled", tmp_path / "alone"
+
+    def plan(_: duckdb.DuckDBPyConnection) -> list[tuple[RenderRequest, Path]]:
+        return [(r, pooled / f"{r.theme}_{r.range_days}_{r.color_by}.png") for r in requests]
+
+    results = render_and_record(warehouse, pooled, plan)
+    with duckdb.connect(str(warehouse), read_only=True) as db:
+        listed = {path for (path,) in db.execute("SELECT path FROM heatmap_images").fetchall()}
+        for request, out in plan(db):
+            render_heatmap(db, request, alone / out.name)
+    assert [r.path for r in results] == [out for _, out in plan(db)]
+    assert listed == {str(out) for _, out in plan(db)}
+    for _, out in plan(db):
+        assert out.read_bytes() == (alone / out.name).read_bytes(), out.name
