@@ -11,13 +11,21 @@ from dagster import (
 )
 from pydantic import Field
 
-from pipelines.analytics import AnalyticsSettings, refresh, refresh_coverage
+from pipelines.analytics import (
+    DERIVED_TABLES,
+    INGESTED_TABLES,
+    AnalyticsSettings,
+    DerivedTable,
+    derived_tables,
+    refresh,
+    refresh_coverage,
+)
 from pipelines.export import export_tables, exports_dir
 from pipelines.resources import PipelineSettings
 from pipelines.universe import load_universe
 from pipelines.warehouse import connect, one_row
 
-INGESTED = [AssetKey("ls_ratio"), AssetKey("klines"), AssetKey("open_interest")]
+INGESTED = [AssetKey(table) for table in INGESTED_TABLES]
 _DEFAULTS = AnalyticsSettings()
 
 
@@ -56,54 +64,21 @@ class AnalyticsConfig(Config):
         return AnalyticsSettings(**self.model_dump())
 
 
-DESCRIPTIONS = {
-    "heatmap_matrix": "One row per coin and bucket: ratio, ln(ratio) and a z-score against the "
-    "coin's own trailing 90-day history (warehouse/sql/heatmap_matrix.sql).",
-    "btc_ls": "BTC's long/short ratio and BTC close price per bucket, per exchange, metric and "
-    "period (warehouse/sql/btc_ls.sql).",
-    "alt_average": "Altcoin-average L/S per bucket: geometric mean exp(avg(ln(ratio))) and "
-    "median of every universe coin but BTC (and configured exclusions), coin count, BTC beside "
-    "it (warehouse/sql/alt_average.sql).",
-    "signal_zones": "BTC and altcoin-average ratio against rolling 10th/90th percentile bands of "
-    "ln(ratio) over the trailing 90 days: zone upper/lower, market_wide when both agree "
-    "(warehouse/sql/signal_zones.sql).",
-    "divergence": "top_account vs top_position per coin (cautious_whale, whale_against_trend, "
-    "consensus_long/short) and BTC vs the alt average per metric (regime shift), with the "
-    "thresholds as columns (warehouse/sql/divergence.sql).",
-    "cross_exchange": "Per coin, metric, period and bucket across exchanges: mean per-exchange "
-    "z-score and open-interest-weighted mean ln(ratio) (warehouse/sql/cross_exchange.sql).",
-    "candle_flow": "Volume-imbalance estimate per candle from klines: taker buy share (Binance) "
-    "or up-candle volume share of finer candles; heatmap-ready ln_flow_ratio "
-    "(warehouse/sql/candle_flow.sql).",
-}
-
-# What each table's SQL reads besides the ingested tables (see pipelines.analytics).
-UPSTREAM: dict[str, list[str]] = {
-    "heatmap_matrix": [],
-    "btc_ls": ["heatmap_matrix"],
-    "alt_average": ["heatmap_matrix"],
-    "signal_zones": ["btc_ls", "alt_average"],
-    "divergence": ["heatmap_matrix", "signal_zones"],
-    "cross_exchange": ["heatmap_matrix"],
-    "candle_flow": [],
-}
-
-
-def _derived_table(name: str) -> AssetsDefinition:
+def _derived_table(model: DerivedTable) -> AssetsDefinition:
     @asset(
-        name=name,
-        deps=[*INGESTED, *(AssetKey(d) for d in UPSTREAM[name])],
+        name=model.name,
+        deps=[AssetKey(table) for table in sorted(model.reads & ASSET_TABLES)],
         group_name="analytics",
-        description=DESCRIPTIONS[name],
+        description=f"{model.description} (warehouse/sql/{model.name}.sql)",
         pool="duckdb",
     )
     def _table(
         context: AssetExecutionContext, settings: PipelineSettings, config: AnalyticsConfig
     ) -> MaterializeResult:
         with connect(settings.warehouse_file()) as conn:
-            rows = refresh(conn, name, load_universe(), config.settings())
-            span = one_row(conn, f"SELECT min(ts), max(ts) FROM {name}")
-        context.log.info(f"{name}: {rows} rows")
+            rows = refresh(conn, model.name, load_universe(), config.settings())
+            span = one_row(conn, f"SELECT min(ts), max(ts) FROM {model.name}")
+        context.log.info(f"{model.name}: {rows} rows")
         return MaterializeResult(
             metadata={
                 "rows": rows,
@@ -115,18 +90,9 @@ def _derived_table(name: str) -> AssetsDefinition:
     return _table
 
 
-heatmap_matrix, btc_ls, alt_average, signal_zones, divergence, cross_exchange, candle_flow = (
-    _derived_table(n) for n in DESCRIPTIONS
-)
-DERIVED_ASSETS = [
-    heatmap_matrix,
-    btc_ls,
-    alt_average,
-    signal_zones,
-    divergence,
-    cross_exchange,
-    candle_flow,
-]
+# Tables that are assets: a derived table depends on those it reads, whatever else it joins.
+ASSET_TABLES = {*INGESTED_TABLES, *DERIVED_TABLES}
+DERIVED_ASSETS = [_derived_table(model) for model in derived_tables().values()]
 
 
 @asset(
@@ -160,7 +126,7 @@ def coverage(context: AssetExecutionContext, settings: PipelineSettings) -> Mate
 
 
 @asset(
-    deps=[AssetKey("coverage"), *(AssetKey(n) for n in DESCRIPTIONS)],
+    deps=[AssetKey("coverage"), *(AssetKey(n) for n in DERIVED_TABLES)],
     group_name="analytics",
     pool="duckdb",
     description="Every derived table (and coverage) written to <warehouse dir>/exports/"

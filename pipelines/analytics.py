@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from functools import cache
+from graphlib import TopologicalSorter
 
 import duckdb
 import pandas as pd
@@ -11,18 +13,56 @@ import pandas as pd
 from pipelines.config import PERIOD_MS, SQL_DIR
 from pipelines.exchanges import CONNECTORS
 from pipelines.universe import Universe
-from pipelines.warehouse import one_row, transaction
+from pipelines.warehouse import DDL_FILE, one_row, transaction
 
-# In dependency order: each table reads only ingested tables and the tables before it.
-DERIVED_TABLES = (
-    "heatmap_matrix",  # ls_ratio, instruments
-    "btc_ls",  # heatmap_matrix, ls_ratio, klines
-    "alt_average",  # heatmap_matrix
-    "signal_zones",  # btc_ls, alt_average
-    "divergence",  # heatmap_matrix, signal_zones
-    "cross_exchange",  # heatmap_matrix, open_interest, klines
-    "candle_flow",  # klines, instruments
-)
+# The tables ingestion writes that are Dagster assets of their own (the ingestion multi-asset).
+INGESTED_TABLES = ("ls_ratio", "klines", "open_interest")
+# Refreshed by the `coverage` asset, with the expected series registered beside it.
+COVERAGE_MODEL = "coverage"
+
+_CREATED_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)", re.IGNORECASE)
+_TABLE_REFERENCE = re.compile(r"\b(?:FROM|JOIN)\s+(\w+)", re.IGNORECASE)
+_TABLE_COMMENT = re.compile(r"COMMENT ON TABLE (\w+) IS '((?:[^']|'')*)'", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class DerivedTable:
+    """One SQL model of warehouse/sql, described by its own file: the file is the one place
+    where what a table reads and what it holds are written."""
+
+    name: str
+    reads: frozenset[str]  # warehouse tables named after FROM or JOIN (not its own CTEs)
+    description: str  # its COMMENT ON TABLE
+
+    @property
+    def upstream(self) -> list[str]:
+        """The derived tables it reads, which must be refreshed before it."""
+        return sorted(self.reads - _stored_tables())
+
+
+@cache
+def derived_tables() -> dict[str, DerivedTable]:
+    """Every model but coverage, in dependency order (each after the tables it reads)."""
+    names = sorted(p.stem for p in SQL_DIR.glob("*.sql") if p.stem != COVERAGE_MODEL)
+    known = _stored_tables() | set(names)
+    models = {name: _model(name, known) for name in names}
+    order = TopologicalSorter({name: m.upstream for name, m in models.items()})
+    return {name: models[name] for name in order.static_order()}
+
+
+def _stored_tables() -> set[str]:
+    """The tables ingestion and the catalogue keep (warehouse/ddl.sql)."""
+    return {name.lower() for name in _CREATED_TABLE.findall(DDL_FILE.read_text())}
+
+
+def _model(name: str, known: set[str]) -> DerivedTable:
+    code = "\n".join(statements(name))
+    comments = dict(_TABLE_COMMENT.findall(code))
+    if name not in comments:
+        raise ValueError(f"warehouse/sql/{name}.sql: no COMMENT ON TABLE {name} says what it holds")
+    reads = {t.lower() for t in _TABLE_REFERENCE.findall(code)} & known - {name}
+    return DerivedTable(name, frozenset(reads), comments[name].replace("''", "'"))
+
 
 TOP_KINDS = ("top_account", "top_position")
 
@@ -115,10 +155,10 @@ def refresh_all(
     conn: duckdb.DuckDBPyConnection,
     universe: Universe,
     settings: AnalyticsSettings | None = None,
-    tables: tuple[str, ...] = DERIVED_TABLES,
+    tables: tuple[str, ...] | None = None,
 ) -> dict[str, int]:
     """Recompute the derived tables in dependency order (each in its own transaction)."""
-    return {table: refresh(conn, table, universe, settings) for table in tables}
+    return {table: refresh(conn, table, universe, settings) for table in tables or DERIVED_TABLES}
 
 
 def expected_coverage(universe: Universe, periods: tuple[str, ...]) -> pd.DataFrame:
@@ -149,3 +189,7 @@ def refresh_coverage(
         return refresh(conn, "coverage", universe)
     finally:
         conn.unregister("expected_coverage")
+
+
+# The derived tables' names in refresh order, read from warehouse/sql once.
+DERIVED_TABLES: tuple[str, ...] = tuple(derived_tables())

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
 
-from assets.analytics import (
-    alt_average,
-    btc_ls,
-    candle_flow,
-    coverage,
-    cross_exchange,
-    divergence,
-    heatmap_matrix,
-    parquet_exports,
-    signal_zones,
-)
+from assets.analytics import DERIVED_ASSETS, coverage, parquet_exports
 from assets.analytics_checks import ANALYTICS_CHECKS
 from assets.checks import CHECKS
 from assets.images import heatmap_image_on_request, heatmap_images
@@ -27,13 +17,7 @@ from pipelines.sensors import refresh_after_ingestion
 ASSETS = [
     ingest_exchange_day,
     coverage,
-    heatmap_matrix,
-    btc_ls,
-    alt_average,
-    signal_zones,
-    divergence,
-    cross_exchange,
-    candle_flow,
+    *DERIVED_ASSETS,  # one per SQL model in warehouse/sql (pipelines/analytics.py)
     parquet_exports,
     heatmap_images,
     heatmap_image_on_request,

@@ -25,10 +25,11 @@ from dagster import (
     sensor,
 )
 
+from pipelines.analytics import INGESTED_TABLES
 from pipelines.exchanges import EXCHANGES
 from pipelines.jobs import refresh_job
 
-INGESTED = [AssetKey("ls_ratio"), AssetKey("klines"), AssetKey("open_interest")]
+INGESTED = [AssetKey(table) for table in INGESTED_TABLES]
 # Every run of a day x exchange partition carries its exchange in this tag (Dagster sets it).
 EXCHANGE_TAG = "dagster/partition/exchange"
 UNFINISHED = [

@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from pipelines.analytics import DERIVED_TABLES
 from pipelines.warehouse import claim_origin, connect, one_row, transaction
 
 TABLES = (
@@ -16,13 +17,7 @@ TABLES = (
     "open_interest",
     "coverage",
     "coverage_gaps",
-    "btc_ls",
-    "alt_average",
-    "signal_zones",
-    "divergence",
-    "cross_exchange",
-    "candle_flow",
-    "heatmap_matrix",
+    *DERIVED_TABLES,
     "heatmap_images",
 )
 

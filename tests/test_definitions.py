@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
 from dagster import AssetKey, build_schedule_context
 
+from pipelines import analytics
+from pipelines.analytics import DERIVED_TABLES
 from pipelines.definitions import defs
 from pipelines.exchanges import EXCHANGES
 from pipelines.schedules import hourly_poll
@@ -19,6 +23,41 @@ def test_definitions_load_with_groups_in_pipeline_order() -> None:
     assert groups["heatmap_matrix"] == "analytics"
     assert groups["heatmap_images"] == "images"
     assert defs.resolve_job_def("ingest").partitions_def is not None
+
+
+def test_lineage_shows_what_each_derived_table_reads_in_its_sql() -> None:
+    """Read from the SQL files (their FROM and JOIN clauses), as checked by hand here: the UI's
+    lineage and the refresh order follow the SQL, never a second list that can drift from it."""
+    graph = defs.resolve_asset_graph()
+
+    def parents(table: str) -> set[str]:
+        return {key.to_user_string() for key in graph.get(AssetKey(table)).parent_keys}
+
+    assert parents("heatmap_matrix") == {"ls_ratio"}  # instruments is a table, not an asset
+    assert parents("candle_flow") == {"klines"}
+    assert parents("btc_ls") == {"heatmap_matrix", "ls_ratio", "klines"}
+    assert parents("cross_exchange") == {"heatmap_matrix", "open_interest", "klines"}
+    assert parents("signal_zones") == {"btc_ls", "alt_average"}
+    assert parents("divergence") == {"heatmap_matrix", "signal_zones"}
+    order = list(DERIVED_TABLES)
+    for table in order:
+        for parent in parents(table) & set(order):
+            assert order.index(parent) < order.index(table), f"{parent} refreshed after {table}"
+    description = graph.get(AssetKey("btc_ls")).description or ""
+    assert description.startswith("BTC long/short ratio and BTC close price per bucket")
+
+
+def test_a_model_that_does_not_say_what_it_holds_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "orphan.sql").write_text("CREATE OR REPLACE TABLE orphan AS SELECT 1 AS x;\n")
+    monkeypatch.setattr(analytics, "SQL_DIR", tmp_path)
+    analytics.derived_tables.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"orphan\.sql: no COMMENT ON TABLE orphan"):
+            analytics.derived_tables()
+    finally:
+        analytics.derived_tables.cache_clear()
 
 
 def test_ingestion_is_partitioned_by_day_and_all_six_exchanges() -> None:
