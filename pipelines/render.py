@@ -192,34 +192,98 @@ def image_path(images_root: Path, exchange: str, metric: str, period: str, range
     return candidate
 
 
+# ----------------------------------------------------------------------------------------- views
+
+
+@dataclass(frozen=True)
+class ImageView:
+    """What one kind of image shows: the tables (SQL models in warehouse/sql) each panel reads,
+    the columns that hold its numbers, and the words it uses. The per-exchange image and the
+    cross-exchange one differ only here; the queries and the drawing are the same for both."""
+
+    keys: tuple[str, ...]  # the request fields that select the rows of every table read
+    heat_table: str
+    heat_ratio: str  # NULL here means "no ratio" in that cell
+    heat_ln_ratio: str
+    heat_zscore: str
+    btc_table: str  # the BTC line: a `btc_ratio` column per bucket
+    btc_ratio: str
+    alt_table: str  # the altcoin line: `alt_mean_ratio` and `n_coins` per bucket
+    zones_table: str | None  # shading of historical extremes, where computed
+    own_price: bool  # BTC price from the same selection; else from one exchange's btc_ls
+    weighting: str  # how the lines combine exchanges, said in their labels ("" for one)
+    title: str | None  # the title's name for the selection; None: the exchange's
+    history_owner: str | None  # "before <owner>'s history"; None: the exchange
+
+
+EXCHANGE_VIEW: Final = ImageView(
+    keys=("exchange", "metric", "period"),
+    heat_table="heatmap_matrix",
+    heat_ratio="ratio",
+    heat_ln_ratio="ln_ratio",
+    heat_zscore="zscore",
+    btc_table="btc_ls",
+    btc_ratio="ratio",
+    alt_table="alt_average",
+    zones_table="signal_zones",
+    own_price=True,
+    weighting="",
+    title=None,
+    history_owner=None,
+)
+# Cross view: ratio = exp(oi_weighted_ln_ratio), so "has a ratio" = the OI-weighted mean exists.
+CROSS_VIEW: Final = ImageView(
+    keys=("metric", "period"),  # cross_exchange and cross_lines have no exchange column
+    heat_table="cross_exchange",
+    heat_ratio="oi_weighted_ln_ratio",
+    heat_ln_ratio="oi_weighted_ln_ratio",
+    heat_zscore="mean_zscore",
+    btc_table="cross_lines",
+    btc_ratio="btc_ratio",
+    alt_table="cross_lines",
+    zones_table=None,  # none computed across exchanges
+    own_price=False,
+    weighting="OI-weighted across exchanges",
+    title="all exchanges (OI-weighted)",
+    history_owner="the cross-exchange view",
+)
+
+
+def _view_of(request: RenderRequest) -> ImageView:
+    return CROSS_VIEW if request.exchange == CROSS else EXCHANGE_VIEW
+
+
 # ---------------------------------------------------------------------------------------- data
 
 
-def _selection(request: RenderRequest) -> list[object]:
-    if request.exchange == CROSS:
-        return [request.metric, request.period]
-    return [request.exchange, request.metric, request.period]
-
-
-def _heat_table(request: RenderRequest) -> str:
-    return "cross_exchange" if request.exchange == CROSS else "heatmap_matrix"
+def _selection(view: ImageView, request: RenderRequest) -> tuple[str, list[object]]:
+    """`WHERE` on the view's keys (constants of this module) and the request's values."""
+    where = " AND ".join(f"{key} = ?" for key in view.keys)
+    return f"WHERE {where}", [getattr(request, key) for key in view.keys]
 
 
 def _describe(request: RenderRequest) -> str:
     return f"exchange={request.exchange} metric={request.metric} period={request.period}"
 
 
-_SELECT_WHERE: Final = "WHERE exchange = ? AND metric = ? AND period = ?"
-_CROSS_SELECT_WHERE: Final = "WHERE metric = ? AND period = ?"  # cross_exchange has no exchange
+@dataclass(frozen=True)
+class _Query:
+    """One image's rows: its view's selection of the request, inside the window `index`."""
 
+    request: RenderRequest
+    view: ImageView
+    index: pd.DatetimeIndex  # every bucket start drawn
 
-def _select_where(request: RenderRequest) -> str:
-    return _CROSS_SELECT_WHERE if request.exchange == CROSS else _SELECT_WHERE
+    @property
+    def selection(self) -> tuple[str, list[object]]:
+        return _selection(self.view, self.request)
 
-
-def _where(request: RenderRequest) -> str:
-    """The selection plus the window; parameters from `_window_params`."""
-    return f"{_select_where(request)} AND ts BETWEEN ? AND ?"
+    @property
+    def in_window(self) -> tuple[str, list[object]]:
+        """The selection plus the window's first and last bucket start."""
+        where, params = self.selection
+        first, last = self.index[0].to_pydatetime(), self.index[-1].to_pydatetime()
+        return f"{where} AND ts BETWEEN ? AND ?", [*params, first, last]
 
 
 def _to_naive_utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
@@ -227,58 +291,47 @@ def _to_naive_utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
     return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
 
 
-def _window(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> pd.DatetimeIndex:
+def _window(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> _Query:
     """Every bucket start of the requested range, ending at the requested (or newest) bucket."""
-    table = _heat_table(request)
+    view = _view_of(request)
+    table = view.heat_table
     if not table_exists(conn, table):
         raise NoDataError(
             f"no table {table} in the warehouse; nothing to render for {_describe(request)}"
         )
     step = _PERIOD_DELTA[request.period]
     if request.end is None:
-        row = one_row(
-            conn, f"SELECT max(ts) FROM {table} {_select_where(request)}", _selection(request)
-        )
+        where, params = _selection(view, request)
+        row = one_row(conn, f"SELECT max(ts) FROM {table} {where}", params)
         if not row or row[0] is None:
             raise NoDataError(f"no heatmap data for {_describe(request)}")
         end = _to_naive_utc(row[0]).floor(step)
     else:
         end = _to_naive_utc(request.end).floor(step)
     n_buckets = int(pd.Timedelta(days=request.range_days) / step)
-    return pd.date_range(end=end, periods=n_buckets, freq=step)
-
-
-def _window_params(request: RenderRequest, index: pd.DatetimeIndex) -> list[object]:
-    """Parameters for `_where`: the selection, then the first and last bucket start."""
-    return [*_selection(request), index[0].to_pydatetime(), index[-1].to_pydatetime()]
+    return _Query(request, view, pd.date_range(end=end, periods=n_buckets, freq=step))
 
 
 def _fetch_columns(
     conn: duckdb.DuckDBPyConnection,
+    query: _Query,
     table: str,
     select: str,
-    request: RenderRequest,
-    index: pd.DatetimeIndex,
     select_params: tuple[object, ...] = (),
     extra_where: str = "",
-    group_by: str = "",
 ) -> dict[str, np.ndarray]:
     """Rows of `table` in the window as numpy arrays, with `col_no` = bucket column number.
 
     DuckDB computes the column number (and any row number in `select`) so that only numbers cross
     into Python: turning 400k timestamps and coin names into Python objects would cost more than
-    drawing the image. `table`, `select`, `extra_where` and `group_by` are constants of this
-    module; every value goes in as a parameter. With `group_by` (e.g. " GROUP BY ts"), `select`
-    must aggregate; the column number is a function of `ts`, so `ts` must be grouped on.
+    drawing the image. `table`, `select` and `extra_where` are constants of this module (or of
+    an ImageView); every value goes in as a parameter.
     """
-    start_ms = int(index[0].value // 1_000_000)  # naive UTC ns -> epoch ms
-    step_ms = int(_PERIOD_DELTA[request.period].value // 1_000_000)
-    sql = (
-        f"SELECT (epoch_ms(ts) - ?) // ? AS col_no, {select} "
-        f"FROM {table} {_where(request)}{extra_where}{group_by}"
-    )
-    params = [start_ms, step_ms, *select_params, *_window_params(request, index)]
-    raw = conn.execute(sql, params).fetchnumpy()
+    start_ms = int(query.index[0].value // 1_000_000)  # naive UTC ns -> epoch ms
+    step_ms = int(_PERIOD_DELTA[query.request.period].value // 1_000_000)
+    where, where_params = query.in_window
+    sql = f"SELECT (epoch_ms(ts) - ?) // ? AS col_no, {select} FROM {table} {where}{extra_where}"
+    raw = conn.execute(sql, [start_ms, step_ms, *select_params, *where_params]).fetchnumpy()
     # Masked arrays (columns with NULLs) are ndarrays too and keep their mask.
     return {name: column for name, column in raw.items() if isinstance(column, np.ndarray)}
 
@@ -295,23 +348,15 @@ def _order_coins(coins: list[str]) -> list[str]:
     return (["BTC"] if "BTC" in coins else []) + rest
 
 
-_GRID_SELECT: Final = (
-    "list_position(?, coin) - 1 AS row_no, ratio IS NOT NULL AS has_ratio, ln_ratio, zscore"
-)
-# Cross view: ratio = exp(oi_weighted_ln_ratio), so "has a ratio" = the OI-weighted mean exists.
-_CROSS_GRID_SELECT: Final = (
-    "list_position(?, coin) - 1 AS row_no, oi_weighted_ln_ratio IS NOT NULL AS has_ratio, "
-    "oi_weighted_ln_ratio AS ln_ratio, mean_zscore AS zscore"
-)
-
-
 def heatmap_grid(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> HeatmapGrid:
     """The coin x bucket matrix the bottom panel draws; absent rows and NULLs are masked."""
-    index = _window(conn, request)
-    table = _heat_table(request)
-    found = conn.execute(
-        f"SELECT DISTINCT coin FROM {table} {_where(request)}", _window_params(request, index)
-    ).fetchall()
+    return _grid(conn, _window(conn, request))
+
+
+def _grid(conn: duckdb.DuckDBPyConnection, query: _Query) -> HeatmapGrid:
+    view, request, index = query.view, query.request, query.index
+    where, params = query.in_window
+    found = conn.execute(f"SELECT DISTINCT coin FROM {view.heat_table} {where}", params).fetchall()
     if not found:
         raise NoDataError(
             f"no heatmap data for {_describe(request)} in the {request.range_days} days "
@@ -320,10 +365,10 @@ def heatmap_grid(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> Hea
     coins = _order_coins([str(row[0]) for row in found])
     data = _fetch_columns(
         conn,
-        table,
-        _CROSS_GRID_SELECT if request.exchange == CROSS else _GRID_SELECT,
-        request,
-        index,
+        query,
+        view.heat_table,
+        f"list_position(?, coin) - 1 AS row_no, {view.heat_ratio} IS NOT NULL AS has_ratio, "
+        f"{view.heat_ln_ratio} AS ln_ratio, {view.heat_zscore} AS zscore",
         select_params=(coins,),
     )
     values = np.full((len(coins), len(index)), np.nan)
@@ -332,21 +377,16 @@ def heatmap_grid(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> Hea
     has_ratio = np.ma.filled(data["has_ratio"], False).astype(bool)
     data_end = index[int(cols[has_ratio].max())] if has_ratio.any() else None
     return HeatmapGrid(
-        coins, index, np.ma.masked_invalid(values), data_end, _history_start(conn, request, index)
+        coins, index, np.ma.masked_invalid(values), data_end, _history_start(conn, query)
     )
 
 
-def _history_start(
-    conn: duckdb.DuckDBPyConnection, request: RenderRequest, index: pd.DatetimeIndex
-) -> pd.Timestamp | None:
+def _history_start(conn: duckdb.DuckDBPyConnection, query: _Query) -> pd.Timestamp | None:
     """The first bucket of the whole series (any coin) when the window starts before it."""
-    row = one_row(
-        conn,
-        f"SELECT min(ts) FROM {_heat_table(request)} {_select_where(request)}",
-        _selection(request),
-    )
+    where, params = query.selection
+    row = one_row(conn, f"SELECT min(ts) FROM {query.view.heat_table} {where}", params)
     first = _to_naive_utc(row[0]) if row and row[0] is not None else None
-    return first if first is not None and first > index[0] else None
+    return first if first is not None and first > query.index[0] else None
 
 
 @dataclass(frozen=True)
@@ -358,8 +398,8 @@ class _TopData:
     upper: np.ndarray  # bool per bucket: BTC or alt average in its upper zone
     lower: np.ndarray
     market_wide: np.ndarray  # bool per bucket: both in the same zone
-    cross: bool = False  # lines are OI-weighted over all exchanges
-    price_exchange: str | None = None  # cross view: the exchange whose BTC price is drawn
+    weighting: str = ""  # how the lines combine exchanges ("" for one exchange)
+    price_exchange: str | None = None  # the exchange whose BTC price is drawn, if not the image's
 
 
 def _series(data: dict[str, np.ndarray], column: str, n: int) -> np.ndarray:
@@ -369,97 +409,66 @@ def _series(data: dict[str, np.ndarray], column: str, n: int) -> np.ndarray:
     return out
 
 
-def _top_data(
-    conn: duckdb.DuckDBPyConnection, request: RenderRequest, index: pd.DatetimeIndex
-) -> _TopData:
-    if request.exchange == CROSS:
-        return _cross_top_data(conn, request, index)
-    n = len(index)
-    nothing = np.full(n, np.nan)
-    btc_ratio, price, alt_ratio, alt_coins = nothing, nothing, nothing, math.nan
-    # The top panel is context for the heatmap: a missing table leaves its lines out (the panel
-    # then says there is no data) rather than failing the whole image.
-    if table_exists(conn, "btc_ls"):
-        btc = _fetch_columns(conn, "btc_ls", "ratio, price_close", request, index)
-        btc_ratio, price = _series(btc, "ratio", n), _series(btc, "price_close", n)
-    if table_exists(conn, "alt_average"):
-        alt = _fetch_columns(conn, "alt_average", "alt_mean_ratio, n_coins", request, index)
+def _top_data(conn: duckdb.DuckDBPyConnection, query: _Query) -> _TopData:
+    """The lines above the heatmap. They are context for it: a missing table leaves its line
+    out (the panel then says there is no data) rather than failing the whole image."""
+    view = query.view
+    n = len(query.index)
+    btc_ratio = alt_ratio = np.full(n, np.nan)
+    alt_coins = math.nan
+    if table_exists(conn, view.btc_table):
+        btc = _fetch_columns(conn, query, view.btc_table, f"{view.btc_ratio} AS btc_ratio")
+        btc_ratio = _series(btc, "btc_ratio", n)
+    if table_exists(conn, view.alt_table):
+        alt = _fetch_columns(conn, query, view.alt_table, "alt_mean_ratio, n_coins")
         alt_ratio = _series(alt, "alt_mean_ratio", n)
         counts = _floats(alt["n_coins"])
+        counts[counts == 0] = np.nan  # a bucket where no alt has a ratio says nothing of coverage
         if np.isfinite(counts).any():
             alt_coins = float(np.nanmedian(counts))
-    upper, lower, wide = _zones(conn, request, index)
-    return _TopData(btc_ratio, price, alt_ratio, alt_coins, upper, lower, wide)
-
-
-def _cross_top_data(
-    conn: duckdb.DuckDBPyConnection, request: RenderRequest, index: pd.DatetimeIndex
-) -> _TopData:
-    """BTC's and the alts' OI-weighted lines from `cross_exchange`; no zones (none computed)."""
-    n = len(index)
-    btc = _fetch_columns(
-        conn,
-        "cross_exchange",
-        "exp(oi_weighted_ln_ratio) AS ratio",
-        request,
-        index,
-        extra_where=" AND coin = 'BTC'",
-    )
-    # Geometric mean over the alts of exp(oi_weighted_ln_ratio) = exp of the mean ln.
-    alt = _fetch_columns(
-        conn,
-        "cross_exchange",
-        "exp(avg(oi_weighted_ln_ratio)) AS alt_mean_ratio, count(oi_weighted_ln_ratio) AS n_coins",
-        request,
-        index,
-        extra_where=" AND coin <> 'BTC'",
-        group_by=" GROUP BY ts",
-    )
-    counts = _floats(alt["n_coins"])
-    counts[counts == 0] = np.nan  # a bucket where no alt has OI says nothing about coverage
-    alt_coins = float(np.nanmedian(counts)) if np.isfinite(counts).any() else math.nan
-    price, price_exchange = np.full(n, np.nan), None
-    if table_exists(conn, "btc_ls"):
-        row = one_row(
-            conn,
-            f"SELECT exchange FROM btc_ls {_where(request)} AND price_close IS NOT NULL "
-            "GROUP BY exchange ORDER BY exchange = ? DESC, exchange LIMIT 1",
-            [*_window_params(request, index), CROSS_PRICE_EXCHANGE],
-        )
-        if row:
-            price_exchange = str(row[0])
-            venue = replace(request, exchange=price_exchange)
-            price = _series(
-                _fetch_columns(conn, "btc_ls", "price_close", venue, index), "price_close", n
-            )
-    no_zone = np.zeros(n, bool)
+    price, price_exchange = _price(conn, query)
+    upper, lower, wide = _zones(conn, query)
     return _TopData(
-        _series(btc, "ratio", n),
-        price,
-        _series(alt, "alt_mean_ratio", n),
-        alt_coins,
-        no_zone,
-        no_zone,
-        no_zone,
-        cross=True,
-        price_exchange=price_exchange,
+        btc_ratio, price, alt_ratio, alt_coins, upper, lower, wide, view.weighting, price_exchange
     )
+
+
+def _price(conn: duckdb.DuckDBPyConnection, query: _Query) -> tuple[np.ndarray, str | None]:
+    """BTC's close per bucket, and the exchange it comes from when not the image's own: a view
+    over several exchanges draws one exchange's price (CROSS_PRICE_EXCHANGE when it has any)."""
+    n = len(query.index)
+    if not table_exists(conn, "btc_ls"):
+        return np.full(n, np.nan), None
+    if query.view.own_price:
+        return _series(_fetch_columns(conn, query, "btc_ls", "price_close"), "price_close", n), None
+    where, params = query.in_window
+    row = one_row(
+        conn,
+        f"SELECT exchange FROM btc_ls {where} AND price_close IS NOT NULL "
+        "GROUP BY exchange ORDER BY exchange = ? DESC, exchange LIMIT 1",
+        [*params, CROSS_PRICE_EXCHANGE],
+    )
+    if not row:
+        return np.full(n, np.nan), None
+    venue = str(row[0])
+    own = _Query(replace(query.request, exchange=venue), EXCHANGE_VIEW, query.index)
+    return _series(_fetch_columns(conn, own, "btc_ls", "price_close"), "price_close", n), venue
 
 
 def _zones(
-    conn: duckdb.DuckDBPyConnection, request: RenderRequest, index: pd.DatetimeIndex
+    conn: duckdb.DuckDBPyConnection, query: _Query
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = len(index)
+    n = len(query.index)
     upper, lower, wide = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
-    if not table_exists(conn, "signal_zones"):
+    table = query.view.zones_table
+    if table is None or not table_exists(conn, table):
         return upper, lower, wide  # optional table: the image simply has no shading
     data = _fetch_columns(
         conn,
-        "signal_zones",
+        query,
+        table,
         "zone = 'upper' AS is_upper, zone = 'lower' AS is_lower, "
         "coalesce(market_wide, false) AS market_wide",
-        request,
-        index,
         extra_where=" AND zone IS NOT NULL",
     )
     cols = data["col_no"]
@@ -474,8 +483,8 @@ def _zones(
 
 def _title(request: RenderRequest, data_end: pd.Timestamp | None) -> str:
     end = f"latest bucket {data_end:%Y-%m-%d %H:%M} UTC" if data_end is not None else "no data"
-    exchange = "all exchanges (OI-weighted)" if request.exchange == CROSS else request.exchange
-    parts = [exchange, request.metric, request.period, f"last {request.range_label}", end]
+    name = _view_of(request).title or request.exchange
+    parts = [name, request.metric, request.period, f"last {request.range_label}", end]
     title = "  ·  ".join(parts)
     return f"SIMULATED DATA  ·  {title}" if request.simulated else title
 
@@ -627,7 +636,7 @@ def _no_data_note(
 
 
 def _mark_history_start(
-    heat_ax: Axes, top_ax: Axes, grid: HeatmapGrid, exchange: str, theme: Theme
+    heat_ax: Axes, top_ax: Axes, grid: HeatmapGrid, owner: str, theme: Theme
 ) -> None:
     """Grey out, without hatching, the columns before the series' first bucket, and label them:
     the exchange (or this warehouse) holds nothing older, which is not a hole in the data."""
@@ -638,7 +647,6 @@ def _mark_history_start(
     heat_ax.axvspan(left, start, facecolor=theme.no_data_color, linewidth=0, zorder=1.5)
     for ax in (heat_ax, top_ax):
         ax.axvline(start, color=theme.foreground, linewidth=1.0, linestyle=":", zorder=3)
-    who = "the cross-exchange view" if exchange == CROSS else exchange
     xmin, xmax = heat_ax.get_xlim()
     roomy = (start - left) / (xmax - xmin) > 0.12
     # Inside the grey region when it has room (no cell hidden), else just right of the line.
@@ -658,7 +666,7 @@ def _mark_history_start(
         heat_ax.text(
             (left + start) / 2,
             0.5,
-            f"before {who}'s history\n(nothing older is stored;\nnot missing data)",
+            f"before {owner}'s history\n(nothing older is stored;\nnot missing data)",
             transform=heat_ax.get_xaxis_transform(),
             ha="center",
             va="center",
@@ -702,10 +710,10 @@ def _draw_top(
     _shade(top_ax, edges, top.lower, theme.lower_zone_color, 0.14)
     _shade(top_ax, edges, top.market_wide & top.upper, theme.upper_zone_color, 0.22)
     _shade(top_ax, edges, top.market_wide & top.lower, theme.lower_zone_color, 0.22)
-    how = "OI-weighted across exchanges, " if top.cross else ""
+    how = f"{top.weighting}, " if top.weighting else ""
     alt_label = f"altcoin average L/S ({how}geometric mean"
     alt_label += f", ~{top.alt_coins:.0f} coins)" if not math.isnan(top.alt_coins) else ")"
-    btc_label = "BTC L/S (OI-weighted across exchanges)" if top.cross else "BTC L/S"
+    btc_label = f"BTC L/S ({top.weighting})" if top.weighting else "BTC L/S"
     top_ax.plot(centres, top.btc_ratio, color=theme.btc_color, linewidth=1.6, label=btc_label)
     top_ax.plot(centres, top.alt_ratio, color=theme.alt_color, linewidth=1.6, label=alt_label)
     top_ax.axhline(
@@ -834,8 +842,9 @@ def _layout() -> tuple[_Rect, _Rect, _Rect]:
 def build_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> RenderedFigure:
     """Query and draw one image, without saving it (tests inspect the result directly)."""
     theme = get_theme(request.theme)
-    grid = heatmap_grid(conn, request)
-    top = _top_data(conn, request, grid.ts_index)
+    query = _window(conn, request)
+    grid = _grid(conn, query)
+    top = _top_data(conn, query)
     fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, facecolor=theme.background)
     FigureCanvasAgg(fig)  # Agg explicitly, whatever backend the process configured
     top_rect, heat_rect, cbar_rect = _layout()
@@ -851,7 +860,7 @@ def build_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> Ren
     price_ax.patch.set_visible(True)
     colorbar, norm, k = _draw_heatmap(fig, heat_ax, cax, grid, request, theme)
     labels = _draw_top(top_ax, price_ax, grid, top, theme)
-    _mark_history_start(heat_ax, top_ax, grid, request.exchange, theme)
+    _mark_history_start(heat_ax, top_ax, grid, query.view.history_owner or request.exchange, theme)
     _set_time_axis(heat_ax, top_ax)
     if k > 1:  # say so: a drawn column is then an average, not one bucket
         heat_ax.set_xlabel(f"time (UTC)  ·  each column averages {k} x {request.period} buckets")

@@ -1,4 +1,5 @@
-"""The cross-exchange image (exchange "cross"): rows from `cross_exchange`, hand-made data."""
+"""The cross-exchange image (exchange "cross"): rows from `cross_exchange`, hand-made data, and
+the lines its model `cross_lines` computes from them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.analytics import refresh
 from pipelines.cli import _parser
 from pipelines.config import DEFAULT_RANGE_DAYS
 from pipelines.images import default_requests, is_simulated
@@ -23,6 +25,7 @@ from pipelines.render import (
     image_path,
     render_heatmap,
 )
+from pipelines.universe import load_universe
 from pipelines.warehouse import connect
 
 START = datetime(2025, 1, 1)  # naive = UTC
@@ -89,6 +92,7 @@ def _make(path: Path, price_exchanges: tuple[str, ...]) -> None:
                 for h in range(N_BUCKETS)
             ],
         )
+        refresh(conn, "cross_lines", load_universe())  # the top panel's lines, by its model
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,34 @@
+-- cross_lines: the cross-exchange image's top panel, per metric kind, period and bucket: BTC's
+-- and the altcoins' open-interest-weighted L/S over all exchanges, from cross_exchange.
+--   btc_ratio      = exp(oi_weighted_ln_ratio) of BTC;
+--   alt_mean_ratio = exp(avg(oi_weighted_ln_ratio)) over every other coin with one: the
+--                    geometric mean of the alts' OI-weighted ratios, as alt_average is of one
+--                    exchange's ratios;
+--   n_coins        = the alts in that mean (0 where no alt has open interest in the bucket).
+-- A bucket has a row when any coin has one in cross_exchange.
+CREATE OR REPLACE TABLE cross_lines AS
+WITH btc AS (
+    SELECT metric, period, ts, exp(oi_weighted_ln_ratio) AS btc_ratio
+    FROM cross_exchange
+    WHERE coin = 'BTC'
+),
+alts AS (
+    SELECT
+        metric,
+        period,
+        ts,
+        exp(avg(oi_weighted_ln_ratio))       AS alt_mean_ratio,
+        count(oi_weighted_ln_ratio)::INTEGER AS n_coins
+    FROM cross_exchange
+    WHERE coin <> 'BTC'
+    GROUP BY metric, period, ts
+)
+SELECT metric, period, ts, btc.btc_ratio, alts.alt_mean_ratio, coalesce(alts.n_coins, 0) AS n_coins
+FROM btc
+FULL JOIN alts USING (metric, period, ts)
+ORDER BY metric, period, ts;
+
+COMMENT ON TABLE cross_lines IS 'BTC and altcoin-average L/S per metric kind, period and bucket, each weighted by open interest across exchanges (from cross_exchange): the top panel of the cross-exchange image.';
+COMMENT ON COLUMN cross_lines.btc_ratio IS 'exp(cross_exchange.oi_weighted_ln_ratio) of BTC: its OI-weighted geometric-mean ratio over exchanges; NULL without open interest';
+COMMENT ON COLUMN cross_lines.alt_mean_ratio IS 'exp(avg(oi_weighted_ln_ratio)) over the other coins: geometric mean of the alts'' OI-weighted ratios; NULL when no alt has one';
+COMMENT ON COLUMN cross_lines.n_coins IS 'Alts in alt_mean_ratio (0 when no alt has open interest in the bucket)';
