@@ -14,8 +14,9 @@ from dagster import (
 from duckdb import DuckDBPyConnection
 
 from pipelines.gallery import gallery_url, image_url
+from pipelines.image_data import RenderRequest
 from pipelines.images import default_image, default_requests, is_simulated, render_and_record
-from pipelines.render import RenderRequest, RenderResult
+from pipelines.render import RenderResult
 from pipelines.resources import PipelineSettings
 from pipelines.themes import DEFAULT_THEME
 

@@ -25,7 +25,7 @@ DEMO_RATE_LIMIT_SCALE = 0.05
 # hourly and 4-hour history for the default images and their 90-day signal bands; the full
 # reach of every period would take the demo from minutes to hours.
 DEMO_DEPTH = "1h=30,4h=120,1d=370"
-# = pipelines.render.CROSS, not imported from there: the render module loads matplotlib (slow).
+# = pipelines.image_data.CROSS, not imported from there: it loads matplotlib (slow), for themes.
 CROSS = "cross"
 
 
@@ -232,8 +232,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
+    from pipelines.image_data import RenderRequest
     from pipelines.images import default_image, is_simulated, render_and_record
-    from pipelines.render import RenderRequest
     from pipelines.themes import DEFAULT_THEME, get_theme
 
     theme = args.theme or DEFAULT_THEME

@@ -14,8 +14,9 @@ import duckdb
 from pipelines.config import DEFAULT_RANGE_DAYS
 from pipelines.exchanges import CONNECTORS
 from pipelines.gallery import write_gallery
+from pipelines.image_data import CROSS, RenderRequest, image_path
 from pipelines.processes import die_with_parent
-from pipelines.render import CROSS, RenderRequest, RenderResult, image_path, render_heatmap
+from pipelines.render import RenderResult, render_heatmap
 from pipelines.themes import DEFAULT_THEME
 from pipelines.warehouse import (
     connect,

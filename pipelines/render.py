@@ -1,7 +1,7 @@
 """Heatmap PNGs: BTC and altcoin-average L/S over a coin x time heatmap (SPEC section 6).
 
-Reads the derived tables `btc_ls`, `alt_average`, `heatmap_matrix` and, when it exists,
-`signal_zones`; writes one PNG per (exchange, metric, period, range). Figures are built with
+Draws what pipelines/image_data.py reads from the warehouse; writes one PNG per (exchange,
+metric, period, range). Figures are built with
 `matplotlib.figure.Figure` on an Agg canvas, never through pyplot, so nothing global is touched and
 nothing leaks between renders (safe in long-running Dagster processes).
 """
@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import math
 import os
-import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, NamedTuple
+from typing import Final
 
 import duckdb
 import matplotlib.dates as mdates
@@ -29,40 +28,22 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import StrMethodFormatter
 
-from pipelines.themes import DEFAULT_THEME, Theme, get_theme
-from pipelines.warehouse import one_row, table_exists
+from pipelines.image_data import (
+    HeatmapGrid,
+    RenderRequest,
+    TopData,
+    read_image,
+    view_of,
+)
+from pipelines.themes import Theme, get_theme
 
 __all__ = [
-    "COLOR_BY",
-    "CROSS",
-    "MAX_RANGE_DAYS",
-    "MIN_RANGE_DAYS",
-    "PERIODS",
-    "HeatmapGrid",
-    "NoDataError",
-    "RenderRequest",
     "RenderResult",
     "RenderedFigure",
     "build_figure",
-    "heatmap_grid",
-    "image_path",
     "render_heatmap",
+    "save_png",
 ]
-
-PERIODS: Final = ("5m", "1h", "4h", "1d")
-# Pseudo-exchange: the `cross_exchange` table (OI-weighted ln(ratio) / mean z-score over venues).
-CROSS: Final = "cross"
-# Where the cross view takes its BTC price from when that exchange has it (any other otherwise).
-CROSS_PRICE_EXCHANGE: Final = "binance"
-COLOR_BY: Final = ("ln_ratio", "zscore")
-MIN_RANGE_DAYS: Final = 7
-MAX_RANGE_DAYS: Final = 365
-_PERIOD_DELTA: Final = {
-    "5m": pd.Timedelta(minutes=5),
-    "1h": pd.Timedelta(hours=1),
-    "4h": pd.Timedelta(hours=4),
-    "1d": pd.Timedelta(days=1),
-}
 
 FIGSIZE_IN: Final = (16.0, 10.0)
 DPI: Final = 120  # 1920 x 1200 px: sharp on a laptop screen, ~250-300 KB per file
@@ -75,47 +56,8 @@ _LN_VMAX_PERCENTILE: Final = 98.0  # robust: one broken print should not wash ou
 _ZSCORE_VMAX: Final = 3.0  # fixed, so z-score images compare across coins, venues and days
 _RATIO_TICK_STEPS: Final = (1.1, 1.25, 1.5, 2.0, 3.0, 5.0)  # then 10, 20, 50, 100, ...
 _SIMULATED_COLOR: Final = "#D55E00"  # Okabe-Ito vermillion: alarming on light and dark pages
-_PATH_PART: Final = re.compile(r"[a-z0-9_-]{1,64}")
 
 _Rect = tuple[float, float, float, float]
-
-
-class NoDataError(ValueError):
-    """The warehouse holds nothing to draw for the requested selection."""
-
-
-@dataclass(frozen=True)
-class RenderRequest:
-    """One image to draw. Invalid values fail here, before any query runs."""
-
-    exchange: str
-    metric: str
-    period: str
-    range_days: int  # 7..365
-    theme: str = DEFAULT_THEME
-    color_by: str = "ln_ratio"  # or "zscore"
-    simulated: bool = False
-    end: datetime | None = None  # last bucket to show; default: newest bucket in heatmap_matrix
-
-    def __post_init__(self) -> None:
-        if isinstance(self.range_days, bool) or not isinstance(self.range_days, int):
-            raise ValueError(f"range_days must be a whole number of days, got {self.range_days!r}")
-        if not MIN_RANGE_DAYS <= self.range_days <= MAX_RANGE_DAYS:
-            raise ValueError(
-                f"range_days must be between {MIN_RANGE_DAYS} and {MAX_RANGE_DAYS}, "
-                f"got {self.range_days}"
-            )
-        if self.period not in PERIODS:
-            raise ValueError(f"unknown period {self.period!r}; expected one of {list(PERIODS)}")
-        if self.color_by not in COLOR_BY:
-            raise ValueError(
-                f"unknown color_by {self.color_by!r}; expected one of {list(COLOR_BY)}"
-            )
-        get_theme(self.theme)  # UnknownThemeError (a ValueError) with close matches
-
-    @property
-    def range_label(self) -> str:
-        return f"{self.range_days}d"
 
 
 @dataclass(frozen=True)
@@ -138,18 +80,6 @@ class RenderResult:
     title: str = ""
 
 
-class HeatmapGrid(NamedTuple):
-    """The heatmap exactly as drawn (before any display-only column averaging)."""
-
-    coins: list[str]  # row order: BTC first, then alphabetical
-    ts_index: pd.DatetimeIndex  # bucket starts, naive UTC, one per column, no gaps
-    values: np.ma.MaskedArray  # (coins, buckets) of ln_ratio or zscore; masked = no data
-    data_end: pd.Timestamp | None  # newest bucket in the window with any ratio (naive UTC)
-    # The series' first bucket in the warehouse when it falls inside the window (naive UTC): the
-    # columns before it are "before the history starts", not missing data.
-    history_start: pd.Timestamp | None = None
-
-
 @dataclass
 class RenderedFigure:
     """A built, unsaved figure and the parts tests and callers may want to inspect."""
@@ -167,323 +97,12 @@ class RenderedFigure:
     legend_labels: list[str] = field(default_factory=list)
 
 
-# --------------------------------------------------------------------------------------- paths
-
-
-def image_path(images_root: Path, exchange: str, metric: str, period: str, range_days: int) -> Path:
-    """`<images_root>/<exchange>/<metric>/<period>_<range>d.png`, provably inside `images_root`.
-
-    Each component must be plain `[a-z0-9_-]` (no separators, dots, drive letters or absolute
-    paths), and the resolved result (symlinks followed) must still lie under the resolved root.
-    """
-    for label, part in (("exchange", exchange), ("metric", metric), ("period", period)):
-        if not isinstance(part, str) or not _PATH_PART.fullmatch(part):
-            raise ValueError(
-                f"{label} {part!r} is not a safe path component (allowed: a-z 0-9 _ -)"
-            )
-    if isinstance(range_days, bool) or not isinstance(range_days, int):
-        raise ValueError(f"range_days must be an integer, got {range_days!r}")
-    if not MIN_RANGE_DAYS <= range_days <= MAX_RANGE_DAYS:
-        raise ValueError(f"range_days must be between {MIN_RANGE_DAYS} and {MAX_RANGE_DAYS}")
-    root = Path(images_root).resolve()
-    candidate = (root / exchange / metric / f"{period}_{range_days}d.png").resolve()
-    if not candidate.is_relative_to(root):
-        raise ValueError(f"image path {candidate} escapes the images folder {root}")
-    return candidate
-
-
-# ----------------------------------------------------------------------------------------- views
-
-
-@dataclass(frozen=True)
-class ImageView:
-    """What one kind of image shows: the tables (SQL models in warehouse/sql) each panel reads,
-    the columns that hold its numbers, and the words it uses. The per-exchange image and the
-    cross-exchange one differ only here; the queries and the drawing are the same for both."""
-
-    keys: tuple[str, ...]  # the request fields that select the rows of every table read
-    heat_table: str
-    heat_ratio: str  # NULL here means "no ratio" in that cell
-    heat_ln_ratio: str
-    heat_zscore: str
-    btc_table: str  # the BTC line: a `btc_ratio` column per bucket
-    btc_ratio: str
-    alt_table: str  # the altcoin line: `alt_mean_ratio` and `n_coins` per bucket
-    zones_table: str | None  # shading of historical extremes, where computed
-    own_price: bool  # BTC price from the same selection; else from one exchange's btc_ls
-    weighting: str  # how the lines combine exchanges, said in their labels ("" for one)
-    title: str | None  # the title's name for the selection; None: the exchange's
-    history_owner: str | None  # "before <owner>'s history"; None: the exchange
-
-
-EXCHANGE_VIEW: Final = ImageView(
-    keys=("exchange", "metric", "period"),
-    heat_table="heatmap_matrix",
-    heat_ratio="ratio",
-    heat_ln_ratio="ln_ratio",
-    heat_zscore="zscore",
-    btc_table="btc_ls",
-    btc_ratio="ratio",
-    alt_table="alt_average",
-    zones_table="signal_zones",
-    own_price=True,
-    weighting="",
-    title=None,
-    history_owner=None,
-)
-# Cross view: ratio = exp(oi_weighted_ln_ratio), so "has a ratio" = the OI-weighted mean exists.
-CROSS_VIEW: Final = ImageView(
-    keys=("metric", "period"),  # cross_exchange and cross_lines have no exchange column
-    heat_table="cross_exchange",
-    heat_ratio="oi_weighted_ln_ratio",
-    heat_ln_ratio="oi_weighted_ln_ratio",
-    heat_zscore="mean_zscore",
-    btc_table="cross_lines",
-    btc_ratio="btc_ratio",
-    alt_table="cross_lines",
-    zones_table=None,  # none computed across exchanges
-    own_price=False,
-    weighting="OI-weighted across exchanges",
-    title="all exchanges (OI-weighted)",
-    history_owner="the cross-exchange view",
-)
-
-
-def _view_of(request: RenderRequest) -> ImageView:
-    return CROSS_VIEW if request.exchange == CROSS else EXCHANGE_VIEW
-
-
-# ---------------------------------------------------------------------------------------- data
-
-
-def _selection(view: ImageView, request: RenderRequest) -> tuple[str, list[object]]:
-    """`WHERE` on the view's keys (constants of this module) and the request's values."""
-    where = " AND ".join(f"{key} = ?" for key in view.keys)
-    return f"WHERE {where}", [getattr(request, key) for key in view.keys]
-
-
-def _describe(request: RenderRequest) -> str:
-    return f"exchange={request.exchange} metric={request.metric} period={request.period}"
-
-
-@dataclass(frozen=True)
-class _Query:
-    """One image's rows: its view's selection of the request, inside the window `index`."""
-
-    request: RenderRequest
-    view: ImageView
-    index: pd.DatetimeIndex  # every bucket start drawn
-
-    @property
-    def selection(self) -> tuple[str, list[object]]:
-        return _selection(self.view, self.request)
-
-    @property
-    def in_window(self) -> tuple[str, list[object]]:
-        """The selection plus the window's first and last bucket start."""
-        where, params = self.selection
-        first, last = self.index[0].to_pydatetime(), self.index[-1].to_pydatetime()
-        return f"{where} AND ts BETWEEN ? AND ?", [*params, first, last]
-
-
-def _to_naive_utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
-
-
-def _window(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> _Query:
-    """Every bucket start of the requested range, ending at the requested (or newest) bucket."""
-    view = _view_of(request)
-    table = view.heat_table
-    if not table_exists(conn, table):
-        raise NoDataError(
-            f"no table {table} in the warehouse; nothing to render for {_describe(request)}"
-        )
-    step = _PERIOD_DELTA[request.period]
-    if request.end is None:
-        where, params = _selection(view, request)
-        row = one_row(conn, f"SELECT max(ts) FROM {table} {where}", params)
-        if not row or row[0] is None:
-            raise NoDataError(f"no heatmap data for {_describe(request)}")
-        end = _to_naive_utc(row[0]).floor(step)
-    else:
-        end = _to_naive_utc(request.end).floor(step)
-    n_buckets = int(pd.Timedelta(days=request.range_days) / step)
-    return _Query(request, view, pd.date_range(end=end, periods=n_buckets, freq=step))
-
-
-def _fetch_columns(
-    conn: duckdb.DuckDBPyConnection,
-    query: _Query,
-    table: str,
-    select: str,
-    select_params: tuple[object, ...] = (),
-    extra_where: str = "",
-) -> dict[str, np.ndarray]:
-    """Rows of `table` in the window as numpy arrays, with `col_no` = bucket column number.
-
-    DuckDB computes the column number (and any row number in `select`) so that only numbers cross
-    into Python: turning 400k timestamps and coin names into Python objects would cost more than
-    drawing the image. `table`, `select` and `extra_where` are constants of this module (or of
-    an ImageView); every value goes in as a parameter.
-    """
-    start_ms = int(query.index[0].value // 1_000_000)  # naive UTC ns -> epoch ms
-    step_ms = int(_PERIOD_DELTA[query.request.period].value // 1_000_000)
-    where, where_params = query.in_window
-    sql = f"SELECT (epoch_ms(ts) - ?) // ? AS col_no, {select} FROM {table} {where}{extra_where}"
-    raw = conn.execute(sql, [start_ms, step_ms, *select_params, *where_params]).fetchnumpy()
-    # Masked arrays (columns with NULLs) are ndarrays too and keep their mask.
-    return {name: column for name, column in raw.items() if isinstance(column, np.ndarray)}
-
-
-def _floats(values: np.ndarray) -> np.ndarray:
-    """A numeric column with SQL NULLs (numpy masked values) as float NaN."""
-    return np.ma.filled(np.ma.asarray(values, dtype=float), np.nan)
-
-
-def _order_coins(coins: list[str]) -> list[str]:
-    # BTC first (the panel above is about it), then alphabetical: a coin keeps the same place in
-    # every image whatever its coverage, so readers find it quickly across venues and dates.
-    rest = sorted(c for c in set(coins) if c != "BTC")
-    return (["BTC"] if "BTC" in coins else []) + rest
-
-
-def heatmap_grid(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> HeatmapGrid:
-    """The coin x bucket matrix the bottom panel draws; absent rows and NULLs are masked."""
-    return _grid(conn, _window(conn, request))
-
-
-def _grid(conn: duckdb.DuckDBPyConnection, query: _Query) -> HeatmapGrid:
-    view, request, index = query.view, query.request, query.index
-    where, params = query.in_window
-    found = conn.execute(f"SELECT DISTINCT coin FROM {view.heat_table} {where}", params).fetchall()
-    if not found:
-        raise NoDataError(
-            f"no heatmap data for {_describe(request)} in the {request.range_days} days "
-            f"up to {index[-1]:%Y-%m-%d %H:%M} UTC"
-        )
-    coins = _order_coins([str(row[0]) for row in found])
-    data = _fetch_columns(
-        conn,
-        query,
-        view.heat_table,
-        f"list_position(?, coin) - 1 AS row_no, {view.heat_ratio} IS NOT NULL AS has_ratio, "
-        f"{view.heat_ln_ratio} AS ln_ratio, {view.heat_zscore} AS zscore",
-        select_params=(coins,),
-    )
-    values = np.full((len(coins), len(index)), np.nan)
-    cols = data["col_no"]
-    values[data["row_no"], cols] = _floats(data[request.color_by])
-    has_ratio = np.ma.filled(data["has_ratio"], False).astype(bool)
-    data_end = index[int(cols[has_ratio].max())] if has_ratio.any() else None
-    return HeatmapGrid(
-        coins, index, np.ma.masked_invalid(values), data_end, _history_start(conn, query)
-    )
-
-
-def _history_start(conn: duckdb.DuckDBPyConnection, query: _Query) -> pd.Timestamp | None:
-    """The first bucket of the whole series (any coin) when the window starts before it."""
-    where, params = query.selection
-    row = one_row(conn, f"SELECT min(ts) FROM {query.view.heat_table} {where}", params)
-    first = _to_naive_utc(row[0]) if row and row[0] is not None else None
-    return first if first is not None and first > query.index[0] else None
-
-
-@dataclass(frozen=True)
-class _TopData:
-    btc_ratio: np.ndarray
-    price: np.ndarray
-    alt_ratio: np.ndarray
-    alt_coins: float  # typical number of coins in the alt average (NaN if unknown)
-    upper: np.ndarray  # bool per bucket: BTC or alt average in its upper zone
-    lower: np.ndarray
-    market_wide: np.ndarray  # bool per bucket: both in the same zone
-    weighting: str = ""  # how the lines combine exchanges ("" for one exchange)
-    price_exchange: str | None = None  # the exchange whose BTC price is drawn, if not the image's
-
-
-def _series(data: dict[str, np.ndarray], column: str, n: int) -> np.ndarray:
-    """One value per bucket (NaN where the table has no row or a NULL): gaps stay gaps."""
-    out = np.full(n, np.nan)
-    out[data["col_no"]] = _floats(data[column])
-    return out
-
-
-def _top_data(conn: duckdb.DuckDBPyConnection, query: _Query) -> _TopData:
-    """The lines above the heatmap. They are context for it: a missing table leaves its line
-    out (the panel then says there is no data) rather than failing the whole image."""
-    view = query.view
-    n = len(query.index)
-    btc_ratio = alt_ratio = np.full(n, np.nan)
-    alt_coins = math.nan
-    if table_exists(conn, view.btc_table):
-        btc = _fetch_columns(conn, query, view.btc_table, f"{view.btc_ratio} AS btc_ratio")
-        btc_ratio = _series(btc, "btc_ratio", n)
-    if table_exists(conn, view.alt_table):
-        alt = _fetch_columns(conn, query, view.alt_table, "alt_mean_ratio, n_coins")
-        alt_ratio = _series(alt, "alt_mean_ratio", n)
-        counts = _floats(alt["n_coins"])
-        counts[counts == 0] = np.nan  # a bucket where no alt has a ratio says nothing of coverage
-        if np.isfinite(counts).any():
-            alt_coins = float(np.nanmedian(counts))
-    price, price_exchange = _price(conn, query)
-    upper, lower, wide = _zones(conn, query)
-    return _TopData(
-        btc_ratio, price, alt_ratio, alt_coins, upper, lower, wide, view.weighting, price_exchange
-    )
-
-
-def _price(conn: duckdb.DuckDBPyConnection, query: _Query) -> tuple[np.ndarray, str | None]:
-    """BTC's close per bucket, and the exchange it comes from when not the image's own: a view
-    over several exchanges draws one exchange's price (CROSS_PRICE_EXCHANGE when it has any)."""
-    n = len(query.index)
-    if not table_exists(conn, "btc_ls"):
-        return np.full(n, np.nan), None
-    if query.view.own_price:
-        return _series(_fetch_columns(conn, query, "btc_ls", "price_close"), "price_close", n), None
-    where, params = query.in_window
-    row = one_row(
-        conn,
-        f"SELECT exchange FROM btc_ls {where} AND price_close IS NOT NULL "
-        "GROUP BY exchange ORDER BY exchange = ? DESC, exchange LIMIT 1",
-        [*params, CROSS_PRICE_EXCHANGE],
-    )
-    if not row:
-        return np.full(n, np.nan), None
-    venue = str(row[0])
-    own = _Query(replace(query.request, exchange=venue), EXCHANGE_VIEW, query.index)
-    return _series(_fetch_columns(conn, own, "btc_ls", "price_close"), "price_close", n), venue
-
-
-def _zones(
-    conn: duckdb.DuckDBPyConnection, query: _Query
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = len(query.index)
-    upper, lower, wide = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
-    table = query.view.zones_table
-    if table is None or not table_exists(conn, table):
-        return upper, lower, wide  # optional table: the image simply has no shading
-    data = _fetch_columns(
-        conn,
-        query,
-        table,
-        "zone = 'upper' AS is_upper, zone = 'lower' AS is_lower, "
-        "coalesce(market_wide, false) AS market_wide",
-        extra_where=" AND zone IS NOT NULL",
-    )
-    cols = data["col_no"]
-    upper[cols[np.ma.filled(data["is_upper"], False).astype(bool)]] = True
-    lower[cols[np.ma.filled(data["is_lower"], False).astype(bool)]] = True
-    wide[cols[np.ma.filled(data["market_wide"], False).astype(bool)]] = True
-    return upper, lower, wide
-
-
 # ------------------------------------------------------------------------------------- drawing
 
 
 def _title(request: RenderRequest, data_end: pd.Timestamp | None) -> str:
     end = f"latest bucket {data_end:%Y-%m-%d %H:%M} UTC" if data_end is not None else "no data"
-    name = _view_of(request).title or request.exchange
+    name = view_of(request).title or request.exchange
     parts = [name, request.metric, request.period, f"last {request.range_label}", end]
     title = "  ·  ".join(parts)
     return f"SIMULATED DATA  ·  {title}" if request.simulated else title
@@ -700,7 +319,7 @@ def _shade(ax: Axes, edges: np.ndarray, mask: np.ndarray, color: str, alpha: flo
 
 
 def _draw_top(
-    top_ax: Axes, price_ax: Axes, grid: HeatmapGrid, top: _TopData, theme: Theme
+    top_ax: Axes, price_ax: Axes, grid: HeatmapGrid, top: TopData, theme: Theme
 ) -> list[str]:
     edges = _edges(grid.ts_index)
     centres = (edges[:-1] + edges[1:]) / 2  # each point sits over its heatmap column
@@ -753,7 +372,7 @@ def _draw_top(
     return _top_legend(top_ax, price_ax, top, theme)
 
 
-def _top_legend(top_ax: Axes, price_ax: Axes, top: _TopData, theme: Theme) -> list[str]:
+def _top_legend(top_ax: Axes, price_ax: Axes, top: TopData, theme: Theme) -> list[str]:
     handles = [*top_ax.get_lines(), *price_ax.get_lines()]
     handles = [h for h in handles if isinstance(h, Line2D)]
     extra: list[Patch] = []
@@ -842,9 +461,8 @@ def _layout() -> tuple[_Rect, _Rect, _Rect]:
 def build_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> RenderedFigure:
     """Query and draw one image, without saving it (tests inspect the result directly)."""
     theme = get_theme(request.theme)
-    query = _window(conn, request)
-    grid = _grid(conn, query)
-    top = _top_data(conn, query)
+    data = read_image(conn, request)
+    grid, top = data.grid, data.top
     fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, facecolor=theme.background)
     FigureCanvasAgg(fig)  # Agg explicitly, whatever backend the process configured
     top_rect, heat_rect, cbar_rect = _layout()
@@ -860,7 +478,7 @@ def build_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> Ren
     price_ax.patch.set_visible(True)
     colorbar, norm, k = _draw_heatmap(fig, heat_ax, cax, grid, request, theme)
     labels = _draw_top(top_ax, price_ax, grid, top, theme)
-    _mark_history_start(heat_ax, top_ax, grid, query.view.history_owner or request.exchange, theme)
+    _mark_history_start(heat_ax, top_ax, grid, data.view.history_owner or request.exchange, theme)
     _set_time_axis(heat_ax, top_ax)
     if k > 1:  # say so: a drawn column is then an average, not one bucket
         heat_ax.set_xlabel(f"time (UTC)  ·  each column averages {k} x {request.period} buckets")

@@ -16,16 +16,8 @@ import pandas as pd
 import pytest
 from matplotlib.colors import to_rgb
 
-from pipelines.render import (
-    NoDataError,
-    RenderedFigure,
-    RenderRequest,
-    build_figure,
-    heatmap_grid,
-    image_path,
-    render_heatmap,
-    save_png,
-)
+from pipelines.image_data import NoDataError, RenderRequest, heatmap_grid, image_path
+from pipelines.render import RenderedFigure, build_figure, render_heatmap, save_png
 from pipelines.themes import DEFAULT_THEME, UnknownThemeError, get_theme, theme_names
 
 START = datetime(2025, 1, 1)  # naive = UTC, like DuckDB TIMESTAMP

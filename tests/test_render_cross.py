@@ -16,15 +16,9 @@ import pytest
 from pipelines.analytics import refresh
 from pipelines.cli import _parser
 from pipelines.config import DEFAULT_RANGE_DAYS
+from pipelines.image_data import CROSS, RenderRequest, heatmap_grid, image_path
 from pipelines.images import default_requests, is_simulated
-from pipelines.render import (
-    CROSS,
-    RenderRequest,
-    build_figure,
-    heatmap_grid,
-    image_path,
-    render_heatmap,
-)
+from pipelines.render import build_figure, render_heatmap
 from pipelines.universe import load_universe
 from pipelines.warehouse import connect
 

@@ -1,0 +1,417 @@
+"""What an image shows, read from the warehouse: the request, the two kinds of image (one
+exchange, or all of them), the window, the coin x time grid and the lines above it. Numbers
+only: drawing them is pipelines/render.py's job.
+
+Each panel reads one SQL model of warehouse/sql (`heatmap_matrix` or `cross_exchange` below,
+`btc_ls` and `alt_average` or `cross_lines` above, `signal_zones` for shading); which one, and
+under which column names, is said once per kind of image in an `ImageView`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Final, NamedTuple
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from pipelines.themes import DEFAULT_THEME, get_theme
+from pipelines.warehouse import one_row, table_exists
+
+PERIODS: Final = ("5m", "1h", "4h", "1d")
+# Pseudo-exchange: the `cross_exchange` table (OI-weighted ln(ratio) / mean z-score over venues).
+CROSS: Final = "cross"
+# Where the cross view takes its BTC price from when that exchange has it (any other otherwise).
+CROSS_PRICE_EXCHANGE: Final = "binance"
+COLOR_BY: Final = ("ln_ratio", "zscore")
+MIN_RANGE_DAYS: Final = 7
+MAX_RANGE_DAYS: Final = 365
+PERIOD_DELTA: Final = {
+    "5m": pd.Timedelta(minutes=5),
+    "1h": pd.Timedelta(hours=1),
+    "4h": pd.Timedelta(hours=4),
+    "1d": pd.Timedelta(days=1),
+}
+
+_PATH_PART: Final = re.compile(r"[a-z0-9_-]{1,64}")
+
+
+class NoDataError(ValueError):
+    """The warehouse holds nothing to draw for the requested selection."""
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """One image to draw. Invalid values fail here, before any query runs."""
+
+    exchange: str
+    metric: str
+    period: str
+    range_days: int  # 7..365
+    theme: str = DEFAULT_THEME
+    color_by: str = "ln_ratio"  # or "zscore"
+    simulated: bool = False
+    end: datetime | None = None  # last bucket to show; default: newest bucket in heatmap_matrix
+
+    def __post_init__(self) -> None:
+        if isinstance(self.range_days, bool) or not isinstance(self.range_days, int):
+            raise ValueError(f"range_days must be a whole number of days, got {self.range_days!r}")
+        if not MIN_RANGE_DAYS <= self.range_days <= MAX_RANGE_DAYS:
+            raise ValueError(
+                f"range_days must be between {MIN_RANGE_DAYS} and {MAX_RANGE_DAYS}, "
+                f"got {self.range_days}"
+            )
+        if self.period not in PERIODS:
+            raise ValueError(f"unknown period {self.period!r}; expected one of {list(PERIODS)}")
+        if self.color_by not in COLOR_BY:
+            raise ValueError(
+                f"unknown color_by {self.color_by!r}; expected one of {list(COLOR_BY)}"
+            )
+        get_theme(self.theme)  # UnknownThemeError (a ValueError) with close matches
+
+    @property
+    def range_label(self) -> str:
+        return f"{self.range_days}d"
+
+
+class HeatmapGrid(NamedTuple):
+    """The heatmap exactly as drawn (before any display-only column averaging)."""
+
+    coins: list[str]  # row order: BTC first, then alphabetical
+    ts_index: pd.DatetimeIndex  # bucket starts, naive UTC, one per column, no gaps
+    values: np.ma.MaskedArray  # (coins, buckets) of ln_ratio or zscore; masked = no data
+    data_end: pd.Timestamp | None  # newest bucket in the window with any ratio (naive UTC)
+    # The series' first bucket in the warehouse when it falls inside the window (naive UTC): the
+    # columns before it are "before the history starts", not missing data.
+    history_start: pd.Timestamp | None = None
+
+
+# --------------------------------------------------------------------------------------- paths
+
+
+def image_path(images_root: Path, exchange: str, metric: str, period: str, range_days: int) -> Path:
+    """`<images_root>/<exchange>/<metric>/<period>_<range>d.png`, provably inside `images_root`.
+
+    Each component must be plain `[a-z0-9_-]` (no separators, dots, drive letters or absolute
+    paths), and the resolved result (symlinks followed) must still lie under the resolved root.
+    """
+    for label, part in (("exchange", exchange), ("metric", metric), ("period", period)):
+        if not isinstance(part, str) or not _PATH_PART.fullmatch(part):
+            raise ValueError(
+                f"{label} {part!r} is not a safe path component (allowed: a-z 0-9 _ -)"
+            )
+    if isinstance(range_days, bool) or not isinstance(range_days, int):
+        raise ValueError(f"range_days must be an integer, got {range_days!r}")
+    if not MIN_RANGE_DAYS <= range_days <= MAX_RANGE_DAYS:
+        raise ValueError(f"range_days must be between {MIN_RANGE_DAYS} and {MAX_RANGE_DAYS}")
+    root = Path(images_root).resolve()
+    candidate = (root / exchange / metric / f"{period}_{range_days}d.png").resolve()
+    if not candidate.is_relative_to(root):
+        raise ValueError(f"image path {candidate} escapes the images folder {root}")
+    return candidate
+
+
+# ----------------------------------------------------------------------------------------- views
+
+
+@dataclass(frozen=True)
+class ImageView:
+    """What one kind of image shows: the tables (SQL models in warehouse/sql) each panel reads,
+    the columns that hold its numbers, and the words it uses. The per-exchange image and the
+    cross-exchange one differ only here; the queries and the drawing are the same for both."""
+
+    keys: tuple[str, ...]  # the request fields that select the rows of every table read
+    heat_table: str
+    heat_ratio: str  # NULL here means "no ratio" in that cell
+    heat_ln_ratio: str
+    heat_zscore: str
+    btc_table: str  # the BTC line: a `btc_ratio` column per bucket
+    btc_ratio: str
+    alt_table: str  # the altcoin line: `alt_mean_ratio` and `n_coins` per bucket
+    zones_table: str | None  # shading of historical extremes, where computed
+    own_price: bool  # BTC price from the same selection; else from one exchange's btc_ls
+    weighting: str  # how the lines combine exchanges, said in their labels ("" for one)
+    title: str | None  # the title's name for the selection; None: the exchange's
+    history_owner: str | None  # "before <owner>'s history"; None: the exchange
+
+
+EXCHANGE_VIEW: Final = ImageView(
+    keys=("exchange", "metric", "period"),
+    heat_table="heatmap_matrix",
+    heat_ratio="ratio",
+    heat_ln_ratio="ln_ratio",
+    heat_zscore="zscore",
+    btc_table="btc_ls",
+    btc_ratio="ratio",
+    alt_table="alt_average",
+    zones_table="signal_zones",
+    own_price=True,
+    weighting="",
+    title=None,
+    history_owner=None,
+)
+# Cross view: ratio = exp(oi_weighted_ln_ratio), so "has a ratio" = the OI-weighted mean exists.
+CROSS_VIEW: Final = ImageView(
+    keys=("metric", "period"),  # cross_exchange and cross_lines have no exchange column
+    heat_table="cross_exchange",
+    heat_ratio="oi_weighted_ln_ratio",
+    heat_ln_ratio="oi_weighted_ln_ratio",
+    heat_zscore="mean_zscore",
+    btc_table="cross_lines",
+    btc_ratio="btc_ratio",
+    alt_table="cross_lines",
+    zones_table=None,  # none computed across exchanges
+    own_price=False,
+    weighting="OI-weighted across exchanges",
+    title="all exchanges (OI-weighted)",
+    history_owner="the cross-exchange view",
+)
+
+
+def view_of(request: RenderRequest) -> ImageView:
+    return CROSS_VIEW if request.exchange == CROSS else EXCHANGE_VIEW
+
+
+# ---------------------------------------------------------------------------------------- data
+
+
+def _selection(view: ImageView, request: RenderRequest) -> tuple[str, list[object]]:
+    """`WHERE` on the view's keys (constants of this module) and the request's values."""
+    where = " AND ".join(f"{key} = ?" for key in view.keys)
+    return f"WHERE {where}", [getattr(request, key) for key in view.keys]
+
+
+def _describe(request: RenderRequest) -> str:
+    return f"exchange={request.exchange} metric={request.metric} period={request.period}"
+
+
+@dataclass(frozen=True)
+class _Query:
+    """One image's rows: its view's selection of the request, inside the window `index`."""
+
+    request: RenderRequest
+    view: ImageView
+    index: pd.DatetimeIndex  # every bucket start drawn
+
+    @property
+    def selection(self) -> tuple[str, list[object]]:
+        return _selection(self.view, self.request)
+
+    @property
+    def in_window(self) -> tuple[str, list[object]]:
+        """The selection plus the window's first and last bucket start."""
+        where, params = self.selection
+        first, last = self.index[0].to_pydatetime(), self.index[-1].to_pydatetime()
+        return f"{where} AND ts BETWEEN ? AND ?", [*params, first, last]
+
+
+def _to_naive_utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
+
+
+def _window(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> _Query:
+    """Every bucket start of the requested range, ending at the requested (or newest) bucket."""
+    view = view_of(request)
+    table = view.heat_table
+    if not table_exists(conn, table):
+        raise NoDataError(
+            f"no table {table} in the warehouse; nothing to render for {_describe(request)}"
+        )
+    step = PERIOD_DELTA[request.period]
+    if request.end is None:
+        where, params = _selection(view, request)
+        row = one_row(conn, f"SELECT max(ts) FROM {table} {where}", params)
+        if not row or row[0] is None:
+            raise NoDataError(f"no heatmap data for {_describe(request)}")
+        end = _to_naive_utc(row[0]).floor(step)
+    else:
+        end = _to_naive_utc(request.end).floor(step)
+    n_buckets = int(pd.Timedelta(days=request.range_days) / step)
+    return _Query(request, view, pd.date_range(end=end, periods=n_buckets, freq=step))
+
+
+def _fetch_columns(
+    conn: duckdb.DuckDBPyConnection,
+    query: _Query,
+    table: str,
+    select: str,
+    select_params: tuple[object, ...] = (),
+    extra_where: str = "",
+) -> dict[str, np.ndarray]:
+    """Rows of `table` in the window as numpy arrays, with `col_no` = bucket column number.
+
+    DuckDB computes the column number (and any row number in `select`) so that only numbers cross
+    into Python: turning 400k timestamps and coin names into Python objects would cost more than
+    drawing the image. `table`, `select` and `extra_where` are constants of this module (or of
+    an ImageView); every value goes in as a parameter.
+    """
+    start_ms = int(query.index[0].value // 1_000_000)  # naive UTC ns -> epoch ms
+    step_ms = int(PERIOD_DELTA[query.request.period].value // 1_000_000)
+    where, where_params = query.in_window
+    sql = f"SELECT (epoch_ms(ts) - ?) // ? AS col_no, {select} FROM {table} {where}{extra_where}"
+    raw = conn.execute(sql, [start_ms, step_ms, *select_params, *where_params]).fetchnumpy()
+    # Masked arrays (columns with NULLs) are ndarrays too and keep their mask.
+    return {name: column for name, column in raw.items() if isinstance(column, np.ndarray)}
+
+
+def _floats(values: np.ndarray) -> np.ndarray:
+    """A numeric column with SQL NULLs (numpy masked values) as float NaN."""
+    return np.ma.filled(np.ma.asarray(values, dtype=float), np.nan)
+
+
+def _order_coins(coins: list[str]) -> list[str]:
+    # BTC first (the panel above is about it), then alphabetical: a coin keeps the same place in
+    # every image whatever its coverage, so readers find it quickly across venues and dates.
+    rest = sorted(c for c in set(coins) if c != "BTC")
+    return (["BTC"] if "BTC" in coins else []) + rest
+
+
+def heatmap_grid(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> HeatmapGrid:
+    """The coin x bucket matrix the bottom panel draws; absent rows and NULLs are masked."""
+    return _grid(conn, _window(conn, request))
+
+
+def _grid(conn: duckdb.DuckDBPyConnection, query: _Query) -> HeatmapGrid:
+    view, request, index = query.view, query.request, query.index
+    where, params = query.in_window
+    found = conn.execute(f"SELECT DISTINCT coin FROM {view.heat_table} {where}", params).fetchall()
+    if not found:
+        raise NoDataError(
+            f"no heatmap data for {_describe(request)} in the {request.range_days} days "
+            f"up to {index[-1]:%Y-%m-%d %H:%M} UTC"
+        )
+    coins = _order_coins([str(row[0]) for row in found])
+    data = _fetch_columns(
+        conn,
+        query,
+        view.heat_table,
+        f"list_position(?, coin) - 1 AS row_no, {view.heat_ratio} IS NOT NULL AS has_ratio, "
+        f"{view.heat_ln_ratio} AS ln_ratio, {view.heat_zscore} AS zscore",
+        select_params=(coins,),
+    )
+    values = np.full((len(coins), len(index)), np.nan)
+    cols = data["col_no"]
+    values[data["row_no"], cols] = _floats(data[request.color_by])
+    has_ratio = np.ma.filled(data["has_ratio"], False).astype(bool)
+    data_end = index[int(cols[has_ratio].max())] if has_ratio.any() else None
+    return HeatmapGrid(
+        coins, index, np.ma.masked_invalid(values), data_end, _history_start(conn, query)
+    )
+
+
+def _history_start(conn: duckdb.DuckDBPyConnection, query: _Query) -> pd.Timestamp | None:
+    """The first bucket of the whole series (any coin) when the window starts before it."""
+    where, params = query.selection
+    row = one_row(conn, f"SELECT min(ts) FROM {query.view.heat_table} {where}", params)
+    first = _to_naive_utc(row[0]) if row and row[0] is not None else None
+    return first if first is not None and first > query.index[0] else None
+
+
+@dataclass(frozen=True)
+class TopData:
+    btc_ratio: np.ndarray
+    price: np.ndarray
+    alt_ratio: np.ndarray
+    alt_coins: float  # typical number of coins in the alt average (NaN if unknown)
+    upper: np.ndarray  # bool per bucket: BTC or alt average in its upper zone
+    lower: np.ndarray
+    market_wide: np.ndarray  # bool per bucket: both in the same zone
+    weighting: str = ""  # how the lines combine exchanges ("" for one exchange)
+    price_exchange: str | None = None  # the exchange whose BTC price is drawn, if not the image's
+
+
+def _series(data: dict[str, np.ndarray], column: str, n: int) -> np.ndarray:
+    """One value per bucket (NaN where the table has no row or a NULL): gaps stay gaps."""
+    out = np.full(n, np.nan)
+    out[data["col_no"]] = _floats(data[column])
+    return out
+
+
+def _top_data(conn: duckdb.DuckDBPyConnection, query: _Query) -> TopData:
+    """The lines above the heatmap. They are context for it: a missing table leaves its line
+    out (the panel then says there is no data) rather than failing the whole image."""
+    view = query.view
+    n = len(query.index)
+    btc_ratio = alt_ratio = np.full(n, np.nan)
+    alt_coins = math.nan
+    if table_exists(conn, view.btc_table):
+        btc = _fetch_columns(conn, query, view.btc_table, f"{view.btc_ratio} AS btc_ratio")
+        btc_ratio = _series(btc, "btc_ratio", n)
+    if table_exists(conn, view.alt_table):
+        alt = _fetch_columns(conn, query, view.alt_table, "alt_mean_ratio, n_coins")
+        alt_ratio = _series(alt, "alt_mean_ratio", n)
+        counts = _floats(alt["n_coins"])
+        counts[counts == 0] = np.nan  # a bucket where no alt has a ratio says nothing of coverage
+        if np.isfinite(counts).any():
+            alt_coins = float(np.nanmedian(counts))
+    price, price_exchange = _price(conn, query)
+    upper, lower, wide = _zones(conn, query)
+    return TopData(
+        btc_ratio, price, alt_ratio, alt_coins, upper, lower, wide, view.weighting, price_exchange
+    )
+
+
+def _price(conn: duckdb.DuckDBPyConnection, query: _Query) -> tuple[np.ndarray, str | None]:
+    """BTC's close per bucket, and the exchange it comes from when not the image's own: a view
+    over several exchanges draws one exchange's price (CROSS_PRICE_EXCHANGE when it has any)."""
+    n = len(query.index)
+    if not table_exists(conn, "btc_ls"):
+        return np.full(n, np.nan), None
+    if query.view.own_price:
+        return _series(_fetch_columns(conn, query, "btc_ls", "price_close"), "price_close", n), None
+    where, params = query.in_window
+    row = one_row(
+        conn,
+        f"SELECT exchange FROM btc_ls {where} AND price_close IS NOT NULL "
+        "GROUP BY exchange ORDER BY exchange = ? DESC, exchange LIMIT 1",
+        [*params, CROSS_PRICE_EXCHANGE],
+    )
+    if not row:
+        return np.full(n, np.nan), None
+    venue = str(row[0])
+    own = _Query(replace(query.request, exchange=venue), EXCHANGE_VIEW, query.index)
+    return _series(_fetch_columns(conn, own, "btc_ls", "price_close"), "price_close", n), venue
+
+
+def _zones(
+    conn: duckdb.DuckDBPyConnection, query: _Query
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = len(query.index)
+    upper, lower, wide = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
+    table = query.view.zones_table
+    if table is None or not table_exists(conn, table):
+        return upper, lower, wide  # optional table: the image simply has no shading
+    data = _fetch_columns(
+        conn,
+        query,
+        table,
+        "zone = 'upper' AS is_upper, zone = 'lower' AS is_lower, "
+        "coalesce(market_wide, false) AS market_wide",
+        extra_where=" AND zone IS NOT NULL",
+    )
+    cols = data["col_no"]
+    upper[cols[np.ma.filled(data["is_upper"], False).astype(bool)]] = True
+    lower[cols[np.ma.filled(data["is_lower"], False).astype(bool)]] = True
+    wide[cols[np.ma.filled(data["market_wide"], False).astype(bool)]] = True
+    return upper, lower, wide
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """Everything one image draws."""
+
+    view: ImageView
+    grid: HeatmapGrid
+    top: TopData
+
+
+def read_image(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> ImageData:
+    """The window, the grid and the lines of one image; NoDataError when there is no grid."""
+    query = _window(conn, request)
+    return ImageData(query.view, _grid(conn, query), _top_data(conn, query))
