@@ -41,8 +41,3 @@ def configured_periods() -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"LSR_PERIODS names unknown periods {unknown}; known: {list(PERIOD_MS)}")
     return periods
-
-
-def base_url(exchange: str, default: str) -> str:
-    """An exchange's base URL, overridable by `LSR_<EXCHANGE>_BASE_URL` (proxies, simulator)."""
-    return os.environ.get(f"LSR_{exchange.upper()}_BASE_URL", default).rstrip("/")

@@ -233,7 +233,7 @@ def test_reach_says_what_a_latest_window_exchange_can_still_serve() -> None:
 
 def test_error_kinds() -> None:
     kinds = {
-        code: bitget._error_of(400, {"code": code, "msg": "m"})
+        code: bitget.VENUE.error_of(400, {"code": code, "msg": "m"})
         for code in ("429", "40054", "40034", "40017")
     }
     assert {c: e.kind for c, e in kinds.items() if e} == {
@@ -242,7 +242,7 @@ def test_error_kinds() -> None:
         "40034": "error",
         "40017": "error",
     }
-    assert bitget._error_of(200, load_payload(LONG_SHORT)) is None
+    assert bitget.VENUE.error_of(200, load_payload(LONG_SHORT)) is None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -207,18 +207,18 @@ def test_unknown_shapes_and_renamed_fields_are_clear_errors() -> None:
 
 
 def test_error_kinds_and_reach() -> None:
-    busy = gate._error_of(429, {"label": "TOO_MANY_REQUESTS", "message": "x"})
+    busy = gate.VENUE.error_of(429, {"label": "TOO_MANY_REQUESTS", "message": "x"})
     assert busy is not None and busy.kind == "rate_limit"
     old = {"label": "INVALID_PARAM_VALUE", "message": "Candlestick too long ago. Maximum 10000"}
-    too_old = gate._error_of(400, old)
+    too_old = gate.VENUE.error_of(400, old)
     assert too_old is not None and too_old.kind == "unavailable"
-    found = gate._error_of(400, load_payload(NOT_FOUND))
+    found = gate.VENUE.error_of(400, load_payload(NOT_FOUND))
     assert found is not None and (found.code, found.message, found.kind) == (
         "CONTRACT_NOT_FOUND",
         "CONTRACT_NOT_FOUND",
         "error",
     )
-    assert gate._error_of(200, load_payload(DOC)) is None
+    assert gate.VENUE.error_of(200, load_payload(DOC)) is None
     assert gate.reach("klines", "1h") == timedelta(hours=10_000)
     assert all(gate.reach(m, "1h") is None for m in (*gate.METRICS, "open_interest"))
 

@@ -168,15 +168,15 @@ def test_both_error_envelopes_are_clear_errors() -> None:
     with pytest.raises(PayloadError, match="1014"):
         htx.parse_instruments(api)
     # The rate limit in either spelling is retried, never stored as an answer.
-    limited = htx._error_of(200, json.loads(docs.RATE_LIMITED))
+    limited = htx.VENUE.error_of(200, json.loads(docs.RATE_LIMITED))
     assert limited is not None and (limited.code, limited.kind) == ("1032", "rate_limit")
-    hyphenated = htx._error_of(200, {"status": "error", "err-code": 1032, "err-msg": "limit"})
+    hyphenated = htx.VENUE.error_of(200, {"status": "error", "err-code": 1032, "err-msg": "limit"})
     assert hyphenated is not None and hyphenated.kind == "rate_limit"
-    spring = htx._error_of(404, json.loads(docs.UNKNOWN_PATH))
+    spring = htx.VENUE.error_of(404, json.loads(docs.UNKNOWN_PATH))
     assert (
         spring is not None and spring.code == "404" and "/linear-swap-api/v1/nope" in spring.message
     )
-    assert htx._error_of(200, load_payload("htx/elite_account_ratio_doc_example.json")) is None
+    assert htx.VENUE.error_of(200, load_payload("htx/elite_account_ratio_doc_example.json")) is None
 
 
 def test_unknown_shapes_and_renamed_fields_are_rejected() -> None:
@@ -592,7 +592,7 @@ async def test_unknown_path_is_a_spring_style_404(sim: Sim) -> None:
     assert status == 404 and headers["X-LSR-Simulated"] == "1"
     assert set(body) <= set(real) and (body["status"], body["error"]) == (404, "Not Found")
     assert body["timestamp"] == "2026-09-15T08:24:21.467+00:00"
-    error = htx._error_of(404, body)
+    error = htx.VENUE.error_of(404, body)
     assert error is not None and error.code == "404"
 
 

@@ -190,11 +190,11 @@ def test_bodies_of_another_shape_are_refused_not_misread() -> None:
 
 
 def test_error_codes_are_classified() -> None:
-    assert okx._error_of(200, load_payload(RATIO_DOC)) is None
-    unknown = okx._error_of(200, load_payload(UNKNOWN))
+    assert okx.VENUE.error_of(200, load_payload(RATIO_DOC)) is None
+    unknown = okx.VENUE.error_of(200, load_payload(UNKNOWN))
     assert unknown is not None and (unknown.code, unknown.kind) == ("51001", "error")
     for status, code in ((429, "50011"), (200, "50011"), (429, "50013")):
-        error = okx._error_of(status, {"code": code, "msg": "busy", "data": []})
+        error = okx.VENUE.error_of(status, {"code": code, "msg": "busy", "data": []})
         assert error is not None and error.kind == "rate_limit"
 
 
@@ -554,7 +554,7 @@ async def test_faults_speak_okx(make_sim: Make) -> None:
     assert len(okx.parse_instruments(listing)) >= 47  # the instrument list still reads
     throttled = await make_sim(faults=FaultConfig(rate=1.0, kinds=("429",)))
     status, body = await fetch(throttled, ACCOUNT, instId=BTC, period="1H")
-    error = okx._error_of(status, body)
+    error = okx.VENUE.error_of(status, body)
     assert status == 200 and error is not None and error.kind == "rate_limit"
 
 

@@ -7,8 +7,9 @@ code in `pipelines.ingest` only ever talks to that protocol.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -17,7 +18,7 @@ import pandas as pd
 
 from pipelines.config import PERIOD_MS
 from pipelines.errors import PayloadError
-from pipelines.http import ApiError, ExchangeProfile, HttpClient
+from pipelines.http import ApiError, ErrorKind, ExchangeProfile, HttpClient, RateLimit
 from pipelines.universe import Listing, split_multiplier
 
 LS_COLUMNS = [
@@ -262,22 +263,6 @@ def empty_ls_frame() -> pd.DataFrame:
     )
 
 
-def reject_error_envelope(
-    error: ApiError | None,
-    exchange: str,
-    endpoint: str,
-    symbol: str | None,
-    *,
-    code_name: str = "code",
-) -> None:
-    """Raise the PayloadError a parser owes for an error envelope (read by the exchange's own
-    `error_of`); return quietly when the body is data."""
-    if error is not None:
-        raise PayloadError(
-            exchange, endpoint, f"error {code_name}={error.code}: {error.message}", symbol=symbol
-        )
-
-
 def rows_of(
     payload: Any, path: tuple[str, ...], exchange: str, endpoint: str, symbol: str | None
 ) -> list[Any]:
@@ -316,6 +301,99 @@ def keep_inside(frame: pd.DataFrame, window: Window) -> tuple[pd.DataFrame, int]
         pd.Timestamp(window.start_ms, unit="ms"), pd.Timestamp(window.end_ms - 1, unit="ms")
     )
     return frame[inside], int((~inside).sum())
+
+
+@dataclass(frozen=True)
+class ErrorEnvelope:
+    """One way an exchange says, inside a body, that a request failed: where the code and the
+    message are, which codes mean success, and what the known codes mean. Data, not code (as
+    ccxt keeps them in `describe()['exceptions']`); `Venue` reads every exchange's bodies with
+    the same few lines."""
+
+    code: tuple[str, ...]  # the code's field, under any of these spellings (the first present)
+    message: tuple[str, ...] = ()  # the fields that say what went wrong, joined by a space
+    success: frozenset[str] = frozenset()  # codes of a good answer; any other code is an error
+    marker: tuple[str, str] | None = None  # (field, value) marking an error body, if not the code
+    kinds: Mapping[str, ErrorKind] = field(default_factory=dict)  # code -> what to do; else error
+    # (code or None for any, words in the message, kind): where one code means several things.
+    kinds_by_message: tuple[tuple[str | None, str, ErrorKind], ...] = ()
+
+    def read(self, body: Any) -> ApiError | None:
+        """The error this envelope finds in a decoded body; None when the body is data."""
+        if not isinstance(body, Mapping):
+            return None
+        if self.marker is not None and body.get(self.marker[0]) != self.marker[1]:
+            return None
+        present = [body[name] for name in self.code if name in body]
+        if self.marker is None and not present:
+            return None
+        code = str(present[0]) if present and present[0] is not None else None
+        if code is not None and code in self.success:
+            return None
+        message = " ".join(str(body[f]) for f in self.message if body.get(f) not in (None, ""))
+        return ApiError(code, message or code or "", self._kind(code, message))
+
+    def _kind(self, code: str | None, message: str) -> ErrorKind:
+        for only, words, kind in self.kinds_by_message:
+            if (only is None or only == code) and words.lower() in message.lower():
+                return kind
+        return self.kinds.get(code or "", "error")
+
+
+@dataclass(frozen=True)
+class Venue:
+    """How one exchange is reached and how it answers, as data: each connector states one, and
+    its `profile`, `coin_from_instrument` and error handling are these methods."""
+
+    name: str
+    default_base_url: str
+    limits: Mapping[str, RateLimit]
+    errors: tuple[ErrorEnvelope, ...]  # tried in order; the first that finds an error wins
+    instrument_suffix: str  # after the base asset: BTC + "USDT", BTC + "-USDT-SWAP"
+    ban_statuses: frozenset[int] = frozenset()  # HTTP statuses that mean "this IP is banned"
+    concurrency: int = 16
+    base_url_variable: str = ""  # the environment variable that moves it; "" = LSR_<NAME>_BASE_URL
+
+    def profile(self) -> ExchangeProfile:
+        variable = self.base_url_variable or f"LSR_{self.name.upper()}_BASE_URL"
+        return ExchangeProfile(
+            name=self.name,
+            base_url=os.environ.get(variable, self.default_base_url).rstrip("/"),
+            limits=self.limits,
+            error_of=self.error_of,
+            ban_statuses=self.ban_statuses,
+            concurrency=self.concurrency,
+        )
+
+    def error_of(self, status: int, body: Any) -> ApiError | None:
+        found = self._found(body)
+        return found[1] if found else None
+
+    def coin_from_instrument(self, instrument: str) -> str:
+        return coin_of(instrument.removesuffix(self.instrument_suffix))
+
+    def reject_error(self, payload: Any, endpoint: str, symbol: str | None) -> None:
+        """The PayloadError a parser owes for an error body; nothing when the body is data."""
+        found = self._found(payload)
+        if found is not None:
+            envelope, error = found
+            detail = f"error {envelope.code[0]}={error.code}: {error.message}"
+            raise PayloadError(self.name, endpoint, detail, symbol=symbol)
+
+    def rows(
+        self, payload: Any, path: tuple[str, ...], endpoint: str, symbol: str | None
+    ) -> list[Any]:
+        """The list of rows at `path` in a good answer (`()`: the body is the list); an error
+        body or any other shape is a PayloadError that says which."""
+        self.reject_error(payload, endpoint, symbol)
+        return rows_of(payload, path, self.name, endpoint, symbol)
+
+    def _found(self, body: Any) -> tuple[ErrorEnvelope, ApiError] | None:
+        for envelope in self.errors:
+            error = envelope.read(body)
+            if error is not None:
+                return envelope, error
+        return None
 
 
 class Connector(Protocol):

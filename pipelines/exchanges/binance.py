@@ -14,23 +14,22 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.config import PERIOD_MS, base_url
-from pipelines.errors import PayloadError
+from pipelines.config import PERIOD_MS
 from pipelines.exchanges import binance_archive
 from pipelines.exchanges.base import (
     OI_COLUMNS,
+    ErrorEnvelope,
+    Venue,
     Window,
-    coin_of,
     epoch_ms,
     kline_arrays,
     kline_frame,
     ls_frame,
     pick,
     reachable,
-    rows_of,
     to_float,
 )
-from pipelines.http import ApiError, ExchangeProfile, HttpClient, RateLimit
+from pipelines.http import HttpClient, RateLimit
 from pipelines.universe import Listing
 
 NAME = "binance"
@@ -120,33 +119,31 @@ async def fetch_rest(
     )
 
 
-def _error_of(status: int, body: Any) -> ApiError | None:
-    if isinstance(body, dict) and "code" in body and "msg" in body and body.get("code") != 200:
-        code, message = str(body["code"]), str(body["msg"])
-        if code == "-1003":
-            return ApiError(code, message, "rate_limit")
-        # Internal error / backend timeout / "Server is currently overloaded": try again.
-        if code in ("-1001", "-1007", "-1008"):
-            return ApiError(code, message, "busy")
-        # 2026: a startTime older than the 30-day window is refused outright.
-        if code == "-1130" and "startTime" in message:
-            return ApiError(code, message, "unavailable")
-        return ApiError(code, message)
-    return None
-
-
-def profile() -> ExchangeProfile:
-    return ExchangeProfile(
-        name=NAME,
-        base_url=base_url(NAME, DEFAULT_BASE_URL),
-        limits=LIMITS,
-        error_of=_error_of,
-        ban_statuses=frozenset({418}),
-    )
-
-
-def coin_from_instrument(instrument: str) -> str:
-    return coin_of(instrument.removesuffix("USDT"))
+VENUE = Venue(
+    name=NAME,
+    default_base_url=DEFAULT_BASE_URL,
+    limits=LIMITS,
+    errors=(
+        ErrorEnvelope(
+            code=("code",),
+            message=("msg",),
+            success=frozenset({"200"}),
+            kinds={
+                "-1003": "rate_limit",
+                # Internal error / backend timeout / "Server is currently overloaded": try again.
+                "-1001": "busy",
+                "-1007": "busy",
+                "-1008": "busy",
+            },
+            # 2026: a startTime older than the 30-day window is refused outright.
+            kinds_by_message=(("-1130", "startTime", "unavailable"),),
+        ),
+    ),
+    instrument_suffix="USDT",
+    ban_statuses=frozenset({418}),
+)
+profile = VENUE.profile
+coin_from_instrument = VENUE.coin_from_instrument
 
 
 def _kline_weight(limit: int) -> int:
@@ -159,7 +156,7 @@ async def fetch_instruments(client: HttpClient) -> list[Listing]:
 
 
 def parse_instruments(payload: Any) -> list[Listing]:
-    rows = rows_of(payload, ("symbols",), NAME, INSTRUMENTS_ENDPOINT, None)
+    rows = VENUE.rows(payload, ("symbols",), INSTRUMENTS_ENDPOINT, None)
     return [
         Listing(row["symbol"], row["baseAsset"], row.get("onboardDate"))
         for row in rows
@@ -211,11 +208,7 @@ def parse(metric: str, payload: Any, *, instrument: str, period: str) -> pd.Data
     if isinstance(payload, binance_archive.ArchiveWindow):
         return payload.ls(metric, period)
     endpoint, long_keys, short_keys = LS_ENDPOINTS[metric]
-    if isinstance(payload, dict):
-        error = _error_of(400, payload)
-        detail = f"error code={error.code}: {error.message}" if error else "expected a list"
-        raise PayloadError(NAME, endpoint, detail, symbol=instrument)
-    rows = rows_of({"rows": payload}, ("rows",), NAME, endpoint, instrument)
+    rows = VENUE.rows(payload, (), endpoint, instrument)
     ratio_key = RATIO_FIELD.get(metric, "longShortRatio")
     longs = [to_float(pick(r, long_keys, NAME, endpoint, instrument)) for r in rows]
     shorts = [to_float(pick(r, short_keys, NAME, endpoint, instrument)) for r in rows]
@@ -259,7 +252,7 @@ KLINE_POSITIONS = {"ts": 0, "open": 1, "high": 2, "low": 3, "close": 4, "volume"
 
 
 def parse_klines(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
-    rows = rows_of({"rows": payload}, ("rows",), NAME, KLINES_ENDPOINT, instrument)
+    rows = VENUE.rows(payload, (), KLINES_ENDPOINT, instrument)
     values = kline_arrays(rows, KLINE_POSITIONS, NAME, KLINES_ENDPOINT, instrument)
     return kline_frame(
         NAME, coin=coin_from_instrument(instrument), instrument=instrument, period=period,
@@ -276,7 +269,7 @@ async def fetch_open_interest(
 def parse_open_interest(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
     if isinstance(payload, binance_archive.ArchiveWindow):
         return payload.open_interest(period)[[*OI_COLUMNS, "source", "derived_from"]]
-    rows = rows_of({"rows": payload}, ("rows",), NAME, OI_ENDPOINT, instrument)
+    rows = VENUE.rows(payload, (), OI_ENDPOINT, instrument)
     frame = pd.DataFrame(
         {
             "ts": pd.to_datetime(

@@ -25,7 +25,6 @@ import asyncio
 import csv
 import hashlib
 import io
-import os
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -38,8 +37,8 @@ import pyarrow.csv as pacsv
 
 from pipelines.config import PERIOD_MS
 from pipelines.errors import PayloadError
-from pipelines.exchanges.base import OI_COLUMNS, Window, coin_of, ls_frame
-from pipelines.http import ExchangeProfile, HttpClient, RateLimit
+from pipelines.exchanges.base import OI_COLUMNS, Venue, Window, ls_frame
+from pipelines.http import HttpClient, RateLimit
 
 NAME = "binance"
 ENDPOINT = "archive metrics"
@@ -344,10 +343,6 @@ def _oi_frame(parts: list[dict[str, np.ndarray]], instrument: str) -> pd.DataFra
     return frame.sort_values("ts", kind="stable", ignore_index=True)
 
 
-def coin_from_instrument(instrument: str) -> str:
-    return coin_of(instrument.removesuffix("USDT"))
-
-
 def _epoch_ms(stamps: pd.Series | np.ndarray) -> np.ndarray:
     return np.asarray(stamps, dtype="datetime64[ms]").astype("int64")
 
@@ -385,14 +380,16 @@ ARCHIVE_BUCKET = "archive"
 LIMITS = {ARCHIVE_BUCKET: RateLimit(40, 1)}
 
 
-def profile() -> ExchangeProfile:
-    return ExchangeProfile(
-        name="binance_archive",
-        base_url=os.environ.get("LSR_BINANCE_ARCHIVE_URL", DEFAULT_BASE_URL).rstrip("/"),
-        limits=LIMITS,
-        error_of=lambda _status, _body: None,
-        concurrency=16,
-    )
+VENUE = Venue(
+    name="binance_archive",
+    default_base_url=DEFAULT_BASE_URL,
+    limits=LIMITS,
+    errors=(),  # a file, its checksum, or a 404: no error bodies
+    instrument_suffix="USDT",
+    base_url_variable="LSR_BINANCE_ARCHIVE_URL",
+)
+profile = VENUE.profile
+coin_from_instrument = VENUE.coin_from_instrument
 
 
 @dataclass(frozen=True)

@@ -33,22 +33,20 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.config import PERIOD_MS, base_url
-from pipelines.errors import PayloadError
+from pipelines.config import PERIOD_MS
 from pipelines.exchanges.base import (
     OI_COLUMNS,
+    ErrorEnvelope,
+    Venue,
     Window,
-    coin_of,
     epoch_ms,
     kline_arrays,
     kline_frame,
     ls_frame,
     pick,
-    reject_error_envelope,
-    rows_of,
     to_float,
 )
-from pipelines.http import ApiError, ExchangeProfile, HttpClient, RateLimit
+from pipelines.http import HttpClient, RateLimit
 from pipelines.universe import Listing
 
 NAME = "bitget"
@@ -103,10 +101,6 @@ LIMITS = {path: RateLimit(1, 1) for path, *_ in LS_ENDPOINTS.values()} | {
     INSTRUMENTS_ENDPOINT: RateLimit(20, 1),
     IP: RateLimit(6000, 60),
 }
-_RATE_CODES = {"429"}
-# "service return an error" and "request timed out", both as HTTP 200: try again.
-_BUSY_CODES = {"40725", "40010"}
-_NOT_PUBLISHED = {"40054"}  # "The data fetched by X is empty"
 
 
 def native_period(metric: str, period: str) -> str:
@@ -123,35 +117,28 @@ def reach(dataset: str, period: str) -> timedelta | None:
     return WINDOW_ROWS * step
 
 
-def _error_of(status: int, body: Any) -> ApiError | None:
-    if isinstance(body, dict) and "code" in body and str(body["code"]) != "00000":
-        code, message = str(body["code"]), str(body.get("msg", ""))
-        if code in _RATE_CODES:
-            return ApiError(code, message, "rate_limit")
-        if code in _BUSY_CODES:
-            return ApiError(code, message, "busy")
-        if code in _NOT_PUBLISHED:
-            return ApiError(code, message, "unavailable")
-        return ApiError(code, message)
-    return None
-
-
-def profile() -> ExchangeProfile:
-    return ExchangeProfile(
-        name=NAME, base_url=base_url(NAME, DEFAULT_BASE_URL), limits=LIMITS, error_of=_error_of
-    )
-
-
-def coin_from_instrument(instrument: str) -> str:
-    return coin_of(instrument.removesuffix("USDT"))
-
-
-def _data(payload: Any, endpoint: str, symbol: str | None) -> Any:
-    """The `data` of a good envelope; an error envelope or another shape is a PayloadError."""
-    reject_error_envelope(_error_of(400, payload), NAME, endpoint, symbol)
-    if not isinstance(payload, dict) or "data" not in payload:
-        raise PayloadError(NAME, endpoint, "expected a {code, msg, data} envelope", symbol=symbol)
-    return payload["data"]
+VENUE = Venue(
+    name=NAME,
+    default_base_url=DEFAULT_BASE_URL,
+    limits=LIMITS,
+    errors=(
+        ErrorEnvelope(
+            code=("code",),
+            message=("msg",),
+            success=frozenset({"00000"}),
+            kinds={
+                "429": "rate_limit",
+                # "service return an error" and "request timed out", both as HTTP 200: retry
+                "40725": "busy",
+                "40010": "busy",
+                "40054": "unavailable",  # "The data fetched by X is empty"
+            },
+        ),
+    ),
+    instrument_suffix="USDT",
+)
+profile = VENUE.profile
+coin_from_instrument = VENUE.coin_from_instrument
 
 
 async def fetch_instruments(client: HttpClient) -> list[Listing]:
@@ -162,8 +149,7 @@ async def fetch_instruments(client: HttpClient) -> list[Listing]:
 
 
 def parse_instruments(payload: Any) -> list[Listing]:
-    _data(payload, INSTRUMENTS_ENDPOINT, None)
-    rows = rows_of(payload, ("data",), NAME, INSTRUMENTS_ENDPOINT, None)
+    rows = VENUE.rows(payload, ("data",), INSTRUMENTS_ENDPOINT, None)
     return [
         # The symbol carries any multiplier (1000BONKUSDT) even where baseCoin may not.
         Listing(row["symbol"], row["symbol"].removesuffix("USDT"), _launch_ms(row))
@@ -196,8 +182,7 @@ def parse(metric: str, payload: Any, *, instrument: str, period: str) -> pd.Data
     if metric not in LS_ENDPOINTS:
         raise ValueError(f"bitget does not publish metric {metric!r}; it has {list(METRICS)}")
     endpoint, long_key, short_key, ratio_key = LS_ENDPOINTS[metric]
-    _data(payload, endpoint, instrument)
-    rows = rows_of(payload, ("data",), NAME, endpoint, instrument)
+    rows = VENUE.rows(payload, ("data",), endpoint, instrument)
     longs = [to_float(pick(r, (long_key,), NAME, endpoint, instrument)) for r in rows]
     shorts = [to_float(pick(r, (short_key,), NAME, endpoint, instrument)) for r in rows]
     # Shares (or volumes) that add up to nothing were not published: NaN, never a 0 ratio.
@@ -259,8 +244,7 @@ KLINE_POSITIONS = {"ts": 0, "open": 1, "high": 2, "low": 3, "close": 4, "volume"
 
 
 def parse_klines(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
-    _data(payload, KLINES_ENDPOINT, instrument)
-    rows = rows_of(payload, ("data",), NAME, KLINES_ENDPOINT, instrument)
+    rows = VENUE.rows(payload, ("data",), KLINES_ENDPOINT, instrument)
     values = kline_arrays(rows, KLINE_POSITIONS, NAME, KLINES_ENDPOINT, instrument)
     return kline_frame(
         NAME, coin=coin_from_instrument(instrument), instrument=instrument, period=period,
@@ -284,9 +268,8 @@ async def fetch_open_interest(
 
 def parse_open_interest(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
     """The snapshot as one row at its time floored to the period (no OI history exists)."""
-    data = _data(payload, OI_ENDPOINT, instrument)
-    rows = rows_of(payload, ("data", "openInterestList"), NAME, OI_ENDPOINT, instrument)
-    taken = epoch_ms(pick(data, ("ts",), NAME, OI_ENDPOINT, instrument))
+    rows = VENUE.rows(payload, ("data", "openInterestList"), OI_ENDPOINT, instrument)
+    taken = epoch_ms(pick(payload["data"], ("ts",), NAME, OI_ENDPOINT, instrument))
     mine = [r for r in rows if not isinstance(r, dict) or r.get("symbol", instrument) == instrument]
     step = PERIOD_MS[period]
     frame = pd.DataFrame(

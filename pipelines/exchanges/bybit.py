@@ -12,21 +12,19 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.config import base_url
 from pipelines.exchanges.base import (
     OI_COLUMNS,
+    ErrorEnvelope,
+    Venue,
     Window,
-    coin_of,
     epoch_ms,
     kline_arrays,
     kline_frame,
     ls_frame,
     pick,
-    reject_error_envelope,
-    rows_of,
     to_float,
 )
-from pipelines.http import ApiError, ExchangeProfile, HttpClient, RateLimit
+from pipelines.http import HttpClient, RateLimit
 from pipelines.universe import Listing
 
 NAME = "bybit"
@@ -45,8 +43,6 @@ PAGE_LIMITS = {
     INSTRUMENTS_ENDPOINT: 1000,
 }
 LIMITS = {"ip": RateLimit(600, 5)}  # all endpoints together
-_RATE_CODES = {"10006", "10429"}
-_BUSY_CODES = {"10000", "10016"}  # server timeout, internal service error (HTTP 200)
 
 
 def reach(dataset: str, period: str) -> timedelta | None:
@@ -54,30 +50,29 @@ def reach(dataset: str, period: str) -> timedelta | None:
     return None
 
 
-def _error_of(status: int, body: Any) -> ApiError | None:
-    if isinstance(body, dict) and "retCode" in body and str(body["retCode"]) != "0":
-        code = str(body["retCode"])
-        message = str(body.get("retMsg", ""))
-        if code in _RATE_CODES:
-            return ApiError(code, message, "rate_limit")
-        if code in _BUSY_CODES:
-            return ApiError(code, message, "busy")
-        return ApiError(code, message)
-    return None
-
-
-def profile() -> ExchangeProfile:
-    return ExchangeProfile(
-        name=NAME,
-        base_url=base_url(NAME, DEFAULT_BASE_URL),
-        limits=LIMITS,
-        error_of=_error_of,
-        ban_statuses=frozenset({403}),
-    )
-
-
-def coin_from_instrument(instrument: str) -> str:
-    return coin_of(instrument.removesuffix("USDT"))
+VENUE = Venue(
+    name=NAME,
+    default_base_url=DEFAULT_BASE_URL,
+    limits=LIMITS,
+    errors=(
+        ErrorEnvelope(
+            code=("retCode",),
+            message=("retMsg",),
+            success=frozenset({"0"}),
+            kinds={
+                "10006": "rate_limit",
+                "10429": "rate_limit",
+                # server timeout, internal service error (HTTP 200): try again
+                "10000": "busy",
+                "10016": "busy",
+            },
+        ),
+    ),
+    instrument_suffix="USDT",
+    ban_statuses=frozenset({403}),
+)
+profile = VENUE.profile
+coin_from_instrument = VENUE.coin_from_instrument
 
 
 async def _cursor_pages(
@@ -105,8 +100,7 @@ async def fetch_instruments(client: HttpClient) -> list[Listing]:
 
 
 def parse_instruments(payload: Any) -> list[Listing]:
-    _raise_on_error(payload, INSTRUMENTS_ENDPOINT, None)
-    rows = rows_of(payload, ("result", "list"), NAME, INSTRUMENTS_ENDPOINT, None)
+    rows = VENUE.rows(payload, ("result", "list"), INSTRUMENTS_ENDPOINT, None)
     return [
         Listing(
             row["symbol"],
@@ -143,16 +137,11 @@ async def fetch_ls(
     )
 
 
-def _raise_on_error(payload: Any, endpoint: str, symbol: str | None) -> None:
-    reject_error_envelope(_error_of(200, payload), NAME, endpoint, symbol, code_name="retCode")
-
-
 def parse(metric: str, payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
     """One Bybit account-ratio response -> the normalised frame (SPEC section 3)."""
     if metric not in METRICS:
         raise ValueError(f"bybit publishes only {list(METRICS)}, not {metric!r}")
-    _raise_on_error(payload, LS_ENDPOINT, instrument)
-    rows = rows_of(payload, ("result", "list"), NAME, LS_ENDPOINT, instrument)
+    rows = VENUE.rows(payload, ("result", "list"), LS_ENDPOINT, instrument)
 
     def field(keys: tuple[str, ...]) -> list[Any]:
         return [pick(r, keys, NAME, LS_ENDPOINT, instrument) for r in rows]
@@ -202,8 +191,7 @@ KLINE_POSITIONS = {"ts": 0, "open": 1, "high": 2, "low": 3, "close": 4, "volume"
 
 
 def parse_klines(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
-    _raise_on_error(payload, KLINES_ENDPOINT, instrument)
-    rows = rows_of(payload, ("result", "list"), NAME, KLINES_ENDPOINT, instrument)
+    rows = VENUE.rows(payload, ("result", "list"), KLINES_ENDPOINT, instrument)
     values = kline_arrays(rows, KLINE_POSITIONS, NAME, KLINES_ENDPOINT, instrument)
     return kline_frame(
         NAME, coin=coin_from_instrument(instrument), instrument=instrument, period=period,
@@ -225,8 +213,7 @@ async def fetch_open_interest(
 
 
 def parse_open_interest(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
-    _raise_on_error(payload, OI_ENDPOINT, instrument)
-    rows = rows_of(payload, ("result", "list"), NAME, OI_ENDPOINT, instrument)
+    rows = VENUE.rows(payload, ("result", "list"), OI_ENDPOINT, instrument)
     frame = pd.DataFrame(
         {
             "ts": pd.to_datetime(

@@ -20,21 +20,20 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.config import PERIOD_MS, base_url
+from pipelines.config import PERIOD_MS
 from pipelines.errors import DataUnavailable, PayloadError
 from pipelines.exchanges.base import (
     OI_COLUMNS,
+    ErrorEnvelope,
+    Venue,
     Window,
-    coin_of,
     epoch_ms,
     kline_frame,
     ls_frame,
     pick,
-    reject_error_envelope,
-    rows_of,
     to_float,
 )
-from pipelines.http import ApiError, ExchangeProfile, HttpClient, RateLimit
+from pipelines.http import HttpClient, RateLimit
 from pipelines.universe import Listing
 
 NAME = "gate"
@@ -73,34 +72,22 @@ def reach(dataset: str, period: str) -> timedelta | None:
     return None
 
 
-def _error_of(status: int, body: Any) -> ApiError | None:
-    if isinstance(body, dict) and "label" in body:
-        label = str(body["label"])
-        message = str(body.get("message") or label)
-        if label == "TOO_MANY_REQUESTS":
-            return ApiError(label, message, "rate_limit")
-        if label in ("SERVER_ERROR", "TOO_BUSY"):
-            return ApiError(label, message, "busy")
-        if "too long ago" in message.lower():
-            return ApiError(label, message, "unavailable")
-        return ApiError(label, message)
-    return None
-
-
-def profile() -> ExchangeProfile:
-    return ExchangeProfile(
-        name=NAME, base_url=base_url(NAME, DEFAULT_BASE_URL), limits=LIMITS, error_of=_error_of
-    )
-
-
-def coin_from_instrument(instrument: str) -> str:
-    return coin_of(instrument.removesuffix("_USDT"))
-
-
-def _rows(payload: Any, endpoint: str, symbol: str | None) -> list[Any]:
-    """The rows of a list body; an error envelope or any other shape is a PayloadError."""
-    reject_error_envelope(_error_of(400, payload), NAME, endpoint, symbol, code_name="label")
-    return rows_of({"rows": payload}, ("rows",), NAME, endpoint, symbol)
+VENUE = Venue(
+    name=NAME,
+    default_base_url=DEFAULT_BASE_URL,
+    limits=LIMITS,
+    errors=(
+        ErrorEnvelope(  # any body with a label is an error; good answers are lists
+            code=("label",),
+            message=("message",),
+            kinds={"TOO_MANY_REQUESTS": "rate_limit", "SERVER_ERROR": "busy", "TOO_BUSY": "busy"},
+            kinds_by_message=((None, "too long ago", "unavailable"),),
+        ),
+    ),
+    instrument_suffix="_USDT",
+)
+profile = VENUE.profile
+coin_from_instrument = VENUE.coin_from_instrument
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +119,7 @@ async def fetch_instruments(client: HttpClient) -> list[Listing]:
 
 def parse_instruments(payload: Any) -> list[Listing]:
     listings = []
-    for row in _rows(payload, CONTRACTS_ENDPOINT, None):
+    for row in VENUE.rows(payload, (), CONTRACTS_ENDPOINT, None):
         if not isinstance(row, dict):
             raise PayloadError(NAME, CONTRACTS_ENDPOINT, f"expected contract objects, got {row!r}")
         name = str(row.get("name", ""))
@@ -237,7 +224,7 @@ def parse(metric: str, payload: Any, *, instrument: str, period: str) -> pd.Data
     """One contract_stats response -> the normalised frame of one metric kind (SPEC section 3)."""
     if metric not in FIELDS:
         raise ValueError(f"gate does not publish metric {metric!r}; it has {list(METRICS)}")
-    rows = _rows(payload, STATS_ENDPOINT, instrument)
+    rows = VENUE.rows(payload, (), STATS_ENDPOINT, instrument)
     field = FIELDS[metric]
     ratios = [to_float(pick(r, (field,), NAME, STATS_ENDPOINT, instrument)) for r in rows]
     shares = [_shares(r) for r in ratios]
@@ -265,7 +252,7 @@ async def fetch_open_interest(
 def parse_open_interest(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
     """`open_interest` is in contracts: coins = contracts x quanto_multiplier (NaN when a row
     does not carry the multiplier); the value is `open_interest_usd`."""
-    rows = _rows(payload, STATS_ENDPOINT, instrument)
+    rows = VENUE.rows(payload, (), STATS_ENDPOINT, instrument)
 
     def field(row: Any, key: str) -> float:
         return to_float(pick(row, (key,), NAME, STATS_ENDPOINT, instrument))
@@ -313,7 +300,7 @@ async def fetch_klines(
 
 def parse_klines(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
     """Rows `{"t", "v" (contracts), "c", "h", "l", "o", "sum" (quote volume)}`, oldest first."""
-    rows = _rows(payload, KLINES_ENDPOINT, instrument)
+    rows = VENUE.rows(payload, (), KLINES_ENDPOINT, instrument)
 
     def field(key: str) -> list[float]:
         return [to_float(pick(r, (key,), NAME, KLINES_ENDPOINT, instrument)) for r in rows]

@@ -20,21 +20,20 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.config import PERIOD_MS, base_url
+from pipelines.config import PERIOD_MS
 from pipelines.errors import DataUnavailable
 from pipelines.exchanges.base import (
     KLINE_COLUMNS,
     OI_COLUMNS,
+    ErrorEnvelope,
+    Venue,
     Window,
-    coin_of,
     epoch_ms,
     ls_frame,
     pick,
-    reject_error_envelope,
-    rows_of,
     to_float,
 )
-from pipelines.http import ApiError, ErrorKind, ExchangeProfile, HttpClient, RateLimit
+from pipelines.http import HttpClient, RateLimit
 from pipelines.universe import Listing
 
 NAME = "htx"
@@ -60,9 +59,6 @@ KLINE_SIZE = 2000  # candles per from/to request
 
 # Elite ratios, contract info and OI history share 240 / 3 s per IP; market data 800 / s.
 LIMITS = {"public": RateLimit(240, 3), "market": RateLimit(800, 1)}
-_RATE_CODES = {"1032"}
-# System error / not ready / "System busy. Please try again later", as HTTP 200 envelopes.
-_BUSY_CODES = {"1000", "1001", "1004"}
 
 
 def reach(dataset: str, period: str) -> timedelta | None:
@@ -74,36 +70,31 @@ def reach(dataset: str, period: str) -> timedelta | None:
     return None
 
 
-def _error_of(status: int, body: Any) -> ApiError | None:
-    if not isinstance(body, dict):
-        return None
-    if body.get("status") == "error":  # both spellings: err_code (api) and err-code (market)
-        raw = body.get("err_code", body.get("err-code"))
-        code = None if raw is None else str(raw)
-        message = str(body.get("err_msg", body.get("err-msg", "")))
-        kind: ErrorKind = (
-            "rate_limit" if code in _RATE_CODES else "busy" if code in _BUSY_CODES else "error"
-        )
-        return ApiError(code, message, kind)
-    if isinstance(body.get("status"), int) and body["status"] >= 400:  # Spring-style 404
-        detail = f"{body.get('error', '')} {body.get('path', '')}".strip()
-        return ApiError(str(body["status"]), detail)
-    return None
-
-
-def profile() -> ExchangeProfile:
+VENUE = Venue(
+    name=NAME,
+    default_base_url=DEFAULT_BASE_URL,
+    limits=LIMITS,
+    errors=(
+        ErrorEnvelope(  # both spellings: err_code (api) and err-code (market)
+            marker=("status", "error"),
+            code=("err_code", "err-code"),
+            message=("err_msg", "err-msg"),
+            kinds={
+                "1032": "rate_limit",
+                # System error / not ready / "System busy. Please try again later" (HTTP 200)
+                "1000": "busy",
+                "1001": "busy",
+                "1004": "busy",
+            },
+        ),
+        # An unknown path is answered by the web framework: {"status": 404, "error", "path"}.
+        ErrorEnvelope(code=("status",), message=("error", "path"), success=frozenset({"ok"})),
+    ),
+    instrument_suffix="-USDT",
     # HTX documents no IP ban: over-limit calls are answered with 1032 and retried.
-    return ExchangeProfile(
-        name=NAME, base_url=base_url(NAME, DEFAULT_BASE_URL), limits=LIMITS, error_of=_error_of
-    )
-
-
-def coin_from_instrument(instrument: str) -> str:
-    return coin_of(instrument.removesuffix("-USDT"))
-
-
-def _raise_on_error(payload: Any, endpoint: str, symbol: str | None) -> None:
-    reject_error_envelope(_error_of(200, payload), NAME, endpoint, symbol)
+)
+profile = VENUE.profile
+coin_from_instrument = VENUE.coin_from_instrument
 
 
 async def fetch_instruments(client: HttpClient) -> list[Listing]:
@@ -122,8 +113,7 @@ def _listed_ms(create_date: Any) -> int | None:
 
 def parse_instruments(payload: Any) -> list[Listing]:
     """Live USDT-margined crypto perpetuals (status 1, no delivery date, no TradFi label)."""
-    _raise_on_error(payload, INSTRUMENTS_ENDPOINT, None)
-    rows = rows_of(payload, ("data",), NAME, INSTRUMENTS_ENDPOINT, None)
+    rows = VENUE.rows(payload, ("data",), INSTRUMENTS_ENDPOINT, None)
     return [
         Listing(row["contract_code"], row["symbol"], _listed_ms(row.get("create_date")))
         for row in rows
@@ -170,8 +160,7 @@ def parse(metric: str, payload: Any, *, instrument: str, period: str) -> pd.Data
     if metric not in LS_ENDPOINTS:
         raise ValueError(f"htx publishes only {list(METRICS)}, not {metric!r}")
     endpoint = LS_ENDPOINTS[metric]
-    _raise_on_error(payload, endpoint, instrument)
-    rows = rows_of(payload, ("data", "list"), NAME, endpoint, instrument)
+    rows = VENUE.rows(payload, ("data", "list"), endpoint, instrument)
 
     def field(key: str) -> list[float]:
         return [to_float(pick(r, (key,), NAME, endpoint, instrument)) for r in rows]
@@ -223,8 +212,7 @@ async def fetch_klines(
 
 def parse_klines(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
     """Candles (`id` = open time in seconds; `amount` is base volume, `vol` contracts)."""
-    _raise_on_error(payload, KLINES_ENDPOINT, instrument)
-    rows = rows_of(payload, ("data",), NAME, KLINES_ENDPOINT, instrument)
+    rows = VENUE.rows(payload, ("data",), KLINES_ENDPOINT, instrument)
 
     def field(key: str) -> list[float]:
         return [to_float(pick(r, (key,), NAME, KLINES_ENDPOINT, instrument)) for r in rows]
@@ -290,8 +278,7 @@ async def fetch_open_interest(
 def parse_open_interest(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
     """`volume` is coins when `amount_type` is 2; contract counts (type 1) are not coins, so they
     are left out and only the USDT `value` is kept."""
-    _raise_on_error(payload, OI_ENDPOINT, instrument)
-    rows = rows_of(payload, ("data", "tick"), NAME, OI_ENDPOINT, instrument)
+    rows = VENUE.rows(payload, ("data", "tick"), OI_ENDPOINT, instrument)
     volume = [to_float(pick(r, ("volume",), NAME, OI_ENDPOINT, instrument)) for r in rows]
     in_coins = [str(r.get("amount_type", 2)) == "2" for r in rows]
     frame = pd.DataFrame(

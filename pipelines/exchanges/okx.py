@@ -15,22 +15,21 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.config import PERIOD_MS, base_url
+from pipelines.config import PERIOD_MS
 from pipelines.errors import PayloadError
 from pipelines.exchanges.base import (
     OI_COLUMNS,
+    ErrorEnvelope,
+    Venue,
     Window,
-    coin_of,
     epoch_ms,
     kline_arrays,
     kline_frame,
     ls_frame,
     pick,
-    reject_error_envelope,
-    rows_of,
     to_float,
 )
-from pipelines.http import ApiError, ExchangeProfile, HttpClient, RateLimit
+from pipelines.http import HttpClient, RateLimit
 from pipelines.universe import Listing
 
 NAME = "okx"
@@ -68,8 +67,6 @@ LIMITS = {
     "history_candles": RateLimit(20, 2),
     "instruments": RateLimit(20, 2),  # per IP + instType; only SWAP is asked for
 }
-# 50011 rate limit (HTTP 429 or 200), 50013 systems busy, 50001 service unavailable, 50004 timeout
-_RETRY_CODES = {"50001", "50004", "50011", "50013"}
 
 
 def reach(dataset: str, period: str) -> timedelta | None:
@@ -80,27 +77,23 @@ def reach(dataset: str, period: str) -> timedelta | None:
     return timedelta(milliseconds=RETAINED_ROWS * PERIOD_MS[period])
 
 
-def _error_of(status: int, body: Any) -> ApiError | None:
-    if isinstance(body, dict) and "code" in body and str(body["code"]) != "0":
-        code, message = str(body["code"]), str(body.get("msg", ""))
-        return ApiError(code, message, "rate_limit" if code in _RETRY_CODES else "error")
-    return None
-
-
-def profile() -> ExchangeProfile:
-    return ExchangeProfile(
-        name=NAME, base_url=base_url(NAME, DEFAULT_BASE_URL), limits=LIMITS, error_of=_error_of
-    )
-
-
-def coin_from_instrument(instrument: str) -> str:
-    return coin_of(instrument.split("-", 1)[0])
-
-
-def _raise_on_error(payload: Any, endpoint: str, symbol: str | None) -> list[Any]:
-    """The `data` rows of a good answer; a clear PayloadError for an error envelope."""
-    reject_error_envelope(_error_of(200, payload), NAME, endpoint, symbol)
-    return rows_of(payload, ("data",), NAME, endpoint, symbol)
+VENUE = Venue(
+    name=NAME,
+    default_base_url=DEFAULT_BASE_URL,
+    limits=LIMITS,
+    errors=(
+        ErrorEnvelope(
+            code=("code",),
+            message=("msg",),
+            success=frozenset({"0"}),
+            # rate limit (HTTP 429 or 200), systems busy, service unavailable, timeout: retry
+            kinds=dict.fromkeys(("50011", "50013", "50001", "50004"), "rate_limit"),
+        ),
+    ),
+    instrument_suffix="-USDT-SWAP",
+)
+profile = VENUE.profile
+coin_from_instrument = VENUE.coin_from_instrument
 
 
 async def fetch_instruments(client: HttpClient) -> list[Listing]:
@@ -114,7 +107,7 @@ async def fetch_instruments(client: HttpClient) -> list[Listing]:
 def parse_instruments(payload: Any) -> list[Listing]:
     """Live USDT-settled perpetuals; the base is `ctValCcy` (OKX has no 1000-prefix contracts,
     its contract size `ctVal` differs instead)."""
-    rows = _raise_on_error(payload, INSTRUMENTS_ENDPOINT, None)
+    rows = VENUE.rows(payload, ("data",), INSTRUMENTS_ENDPOINT, None)
     listings = []
     for row in rows:
         if not (isinstance(row, dict) and row.get("settleCcy") == "USDT"):
@@ -128,7 +121,8 @@ def parse_instruments(payload: Any) -> list[Listing]:
     return listings
 
 
-def _data_of(page: Any) -> list[Any]:
+def _page_rows(page: Any) -> list[Any]:
+    """A page's rows for deciding whether to page on (its parser judges the page itself)."""
     rows = page.get("data") if isinstance(page, dict) else None
     return rows if isinstance(rows, list) else []
 
@@ -157,7 +151,7 @@ async def _walk_back(
         query = params | {"begin": window.start_ms - 1, "end": end, "limit": PAGE_LIMIT}
         page = await client.get_json(profile(), endpoint, query, buckets={bucket: 1}, symbol=symbol)
         pages.append(page)
-        rows = _data_of(page)
+        rows = _page_rows(page)
         oldest = _oldest(rows)
         if len(rows) < PAGE_LIMIT or oldest is None or oldest <= window.start_ms:
             return pages
@@ -209,7 +203,7 @@ def parse(metric: str, payload: Any, *, instrument: str, period: str) -> pd.Data
     if metric not in LS_ENDPOINTS:
         raise ValueError(f"okx does not publish metric {metric!r}; it has {list(METRICS)}")
     endpoint = LS_ENDPOINTS[metric][0]
-    rows = _raise_on_error(payload, endpoint, instrument)
+    rows = VENUE.rows(payload, ("data",), endpoint, instrument)
     if metric == "taker_volume":
         cells = _cells(rows, 3, endpoint, instrument)
         # [ts, sellVol, buyVol]: sell first.
@@ -252,7 +246,7 @@ async def fetch_klines(
             profile(), endpoint, query, buckets={bucket: 1}, symbol=instrument
         )
         pages.append(page)
-        rows = _data_of(page)
+        rows = _page_rows(page)
         oldest = _oldest(rows) if rows else after
         if oldest is None or oldest <= window.start_ms or oldest > after:
             return pages
@@ -273,7 +267,7 @@ KLINE_POSITIONS = {"ts": 0, "open": 1, "high": 2, "low": 3, "close": 4, "volume"
 def parse_klines(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
     """[ts, o, h, l, c, vol (contracts), volCcy (coins), volCcyQuote, confirm], newest first."""
     endpoint = KLINES_ENDPOINT
-    rows = _raise_on_error(payload, endpoint, instrument)
+    rows = VENUE.rows(payload, ("data",), endpoint, instrument)
     values = kline_arrays(rows, KLINE_POSITIONS, NAME, endpoint, instrument)
     return kline_frame(
         NAME, coin=coin_from_instrument(instrument), instrument=instrument, period=period,
@@ -292,7 +286,7 @@ async def fetch_open_interest(
 
 def parse_open_interest(payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
     """[ts, oi (contracts), oiCcy (coins), oiUsd], newest first."""
-    rows = _raise_on_error(payload, OI_ENDPOINT, instrument)
+    rows = VENUE.rows(payload, ("data",), OI_ENDPOINT, instrument)
     cells = _cells(rows, 4, OI_ENDPOINT, instrument)
     frame = pd.DataFrame(
         {
