@@ -20,7 +20,7 @@ from pipelines.analytics import (
     refresh,
     refresh_coverage,
 )
-from pipelines.export import export_tables, exports_dir
+from pipelines.export import export_tables
 from pipelines.resources import PipelineSettings
 from pipelines.universe import load_universe
 from pipelines.warehouse import connect, one_row
@@ -136,7 +136,7 @@ def coverage(context: AssetExecutionContext, settings: PipelineSettings) -> Mate
 def parquet_exports(
     context: AssetExecutionContext, settings: PipelineSettings
 ) -> MaterializeResult:
-    folder = exports_dir(settings.warehouse_file())
+    folder = settings.exports_dir()
     with connect(settings.warehouse_file()) as conn:
         written = export_tables(conn, folder)
     sizes = {path.stem: path.stat().st_size for path in written}

@@ -33,7 +33,7 @@ IMAGE_INPUTS = [AssetKey(t) for t in ("btc_ls", "alt_average", "heatmap_matrix",
     "`heatmap_images`.",
 )
 def heatmap_images(context: AssetExecutionContext, settings: PipelineSettings) -> MaterializeResult:
-    images_root = settings.warehouse_file().parent / "images"
+    images_root = settings.images_dir()
     rendered = render_and_record(
         settings.warehouse_file(),
         images_root,
@@ -90,7 +90,7 @@ class ImageRequest(Config):
 def heatmap_image_on_request(
     context: AssetExecutionContext, config: ImageRequest, settings: PipelineSettings
 ) -> MaterializeResult:
-    images_root = settings.warehouse_file().parent / "images"
+    images_root = settings.images_dir()
 
     def plan(snapshot: DuckDBPyConnection) -> list[tuple[RenderRequest, Path]]:
         request = RenderRequest(

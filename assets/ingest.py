@@ -42,7 +42,7 @@ from pipelines.ingest import (
     series_key,
 )
 from pipelines.partitions import DAY_X_EXCHANGE, partition_key
-from pipelines.resources import PipelineSettings
+from pipelines.resources import ExchangeAccess, PipelineSettings
 from pipelines.universe import Universe
 from pipelines.warehouse import (
     OriginConflict,
@@ -109,7 +109,9 @@ with warnings.catch_warnings():
         max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
     ),
 )
-async def ingest_exchange_day(context: AssetExecutionContext, settings: PipelineSettings):  # type: ignore[no-untyped-def]  # Dagster reads outputs from the return annotation
+async def ingest_exchange_day(  # type: ignore[no-untyped-def]  # Dagster reads outputs from the return annotation
+    context: AssetExecutionContext, settings: PipelineSettings, exchanges: ExchangeAccess
+):
     keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
     exchange, day = keys["exchange"], date.fromisoformat(keys["date"])
     step = _ProgressLog(context, f"{exchange} {day}")
@@ -120,9 +122,8 @@ async def ingest_exchange_day(context: AssetExecutionContext, settings: Pipeline
             day,
             universe=universe,
             periods=periods,
-            rate_limit_scale=settings.limit_scale(),
+            client=exchanges.client(RateLimitLedger(settings.rate_limit_dir())),
             progress=step,
-            ledger=RateLimitLedger(settings.rate_limit_dir()),
             planner=_planner(context, settings, exchange, day),
         )
     except ExchangeError as error:  # the instrument list itself could not be fetched
@@ -130,7 +131,7 @@ async def ingest_exchange_day(context: AssetExecutionContext, settings: Pipeline
             description=f"{exchange} {day}: nothing fetched: {error}",
             allow_retries=isinstance(error, RetryableError),
         ) from error
-    landing = settings.warehouse_file().parent / "landing"
+    landing = settings.landing_dir()
     landed = land_raw(fetched.responses, exchange, day, landing)
     prepared = prepare_partition(fetched, universe)  # validation before the file is opened
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pipelines.exchanges import CONNECTORS, EXCHANGES, binance_archive, connecto
 from pipelines.http import RateLimit
 from pipelines.ingest import PartitionFetch, Planner, Task, fetch_partition, series_key
 from pipelines.partitions import FIRST_DAY
+from pipelines.resources import ExchangeAccess
 from pipelines.simulator import SimulatorProcess
 from pipelines.universe import Universe, load_universe
 
@@ -75,7 +75,7 @@ def _planner(exchange: str, first: date, now: datetime) -> Planner:
 
 
 async def _fetch_all(
-    sample: Universe, periods: tuple[str, ...], first: date, scale: float
+    sample: Universe, periods: tuple[str, ...], first: date, access: ExchangeAccess
 ) -> dict[str, tuple[float, PartitionFetch]]:
     now = datetime.now(UTC)
 
@@ -87,7 +87,7 @@ async def _fetch_all(
             universe=sample,
             periods=periods,
             now=now,
-            rate_limit_scale=scale,
+            client=access.client(),
             planner=_planner(exchange, first, now),
         )
         return exchange, (time.perf_counter() - start, fetched)
@@ -110,9 +110,9 @@ def run(scale: float, coins: tuple[str, ...] = SAMPLE) -> list[HistoryFigures]:
     factor = len(universe.coins) / len(sample.coins)
     today = datetime.now(UTC).date()
     with SimulatorProcess(rate_limit_scale=scale) as sim:
-        os.environ.update(sim.environment)
-        full = asyncio.run(_fetch_all(sample, PERIODS, date.fromisoformat(FIRST_DAY), scale))
-        year = asyncio.run(_fetch_all(sample, ("1d",), today - timedelta(YEAR - 1), scale))
+        access = ExchangeAccess.at_simulator(sim.base_urls, scale)
+        full = asyncio.run(_fetch_all(sample, PERIODS, date.fromisoformat(FIRST_DAY), access))
+        year = asyncio.run(_fetch_all(sample, ("1d",), today - timedelta(YEAR - 1), access))
     figures = []
     for exchange, (seconds, fetched) in full.items():
         stats = fetched.http_stats

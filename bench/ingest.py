@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 from pipelines.config import PERIODS
 from pipelines.exchanges import CONNECTORS, EXCHANGES
 from pipelines.ingest import fetch_partition
+from pipelines.resources import ExchangeAccess
 from pipelines.simulator import SimulatorProcess
 from pipelines.universe import load_universe
 
@@ -37,7 +37,9 @@ class ExchangeFigures:
     peak_in_window: int
 
 
-async def _poll(days: list[date], scale: float) -> dict[str, tuple[float, dict[str, Any]]]:
+async def _poll(
+    days: list[date], access: ExchangeAccess
+) -> dict[str, tuple[float, dict[str, Any]]]:
     """Every exchange at once (as the schedule's runs are), its days one after another."""
 
     async def one(exchange: str) -> tuple[str, tuple[float, dict[str, Any]]]:
@@ -45,7 +47,7 @@ async def _poll(days: list[date], scale: float) -> dict[str, tuple[float, dict[s
         totals: dict[str, Any] = {"requests": 0, "retries": 0, "per_bucket": {}}
         for day in days:
             fetched = await fetch_partition(
-                exchange, day, universe=load_universe(), periods=PERIODS, rate_limit_scale=scale
+                exchange, day, universe=load_universe(), periods=PERIODS, client=access.client()
             )
             totals["requests"] += fetched.http_stats.get("requests", 0)
             totals["retries"] += fetched.http_stats.get("retries", 0)
@@ -70,8 +72,7 @@ def run(days: int, scale: float) -> list[ExchangeFigures]:
     today = datetime.now(UTC).date()
     wanted = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
     with SimulatorProcess(rate_limit_scale=scale) as sim:
-        os.environ.update(sim.environment)
-        results = asyncio.run(_poll(wanted, scale))
+        results = asyncio.run(_poll(wanted, ExchangeAccess.at_simulator(sim.base_urls, scale)))
         with urllib.request.urlopen(f"http://127.0.0.1:{sim.port}/_sim/stats") as answer:
             windows = json.load(answer)["windows"]
     figures = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -172,33 +172,33 @@ def _range_days(text: str) -> int:
     return days
 
 
-def _run(args: argparse.Namespace, *, simulated: bool = False) -> int:
+def _run(args: argparse.Namespace, *, simulator: Mapping[str, str] | None = None) -> int:
+    """Fetch, derive, render: from the exchanges, or from the simulator at these base URLs."""
     from pipelines.partitions import FIRST_DAY
-    from pipelines.resources import PipelineSettings
+    from pipelines.resources import ExchangeAccess, PipelineSettings
     from pipelines.runner import days_back, run_pipeline
     from pipelines.summary import ensure_warehouse_kind
 
-    settings = PipelineSettings()
+    simulated = simulator is not None
+    if simulator is None:
+        access = ExchangeAccess()
+        settings = PipelineSettings()
+    else:
+        access = ExchangeAccess.at_simulator(simulator, DEMO_RATE_LIMIT_SCALE)
+        settings = PipelineSettings(depth=os.environ.get("LSR_DEPTH") or DEMO_DEPTH)
     settings.run_inputs()  # everything checked before the first request, each in one line
-    ensure_warehouse_kind(warehouse_path(), simulated=_expects_simulated(simulated))
+    # A run with no host moved writes real data; behind a moved host (a proxy, `lsr simulate`)
+    # only the answers can tell, and the first write decides.
+    expected = True if simulated else None if access.hosts() else False
+    ensure_warehouse_kind(warehouse_path(), simulated=expected)
     exchanges = args.exchanges or list(EXCHANGES)
     since = args.since or (days_back(args.days) if args.days is not None else None)
     span = (
         f"from {since} (UTC)" if since else "what the warehouse lacks, as deep as each serves it,"
     )
     print(f"Fetching {span} for {', '.join(exchanges)}{' from the simulator' if simulated else ''}")
-    report = run_pipeline(since or date.fromisoformat(FIRST_DAY), exchanges, settings)
+    report = run_pipeline(since or date.fromisoformat(FIRST_DAY), exchanges, settings, access)
     return _print_report(report)
-
-
-def _expects_simulated(demo: bool) -> bool | None:
-    """What this run will write: the demo simulated data, a run with no base URL overridden
-    real data; behind an override (a proxy, `lsr simulate`) only the answers can tell, and the
-    first write decides."""
-    if demo:
-        return True
-    overridden = any(os.environ.get(f"LSR_{e.upper()}_BASE_URL") for e in EXCHANGES)
-    return None if overridden else False
 
 
 def _print_report(report: RunReport) -> int:
@@ -224,21 +224,19 @@ def _demo(args: argparse.Namespace) -> int:
 
     faults = FaultConfig(rate=args.faults) if args.faults else None
     with SimulatorProcess(rate_limit_scale=DEMO_RATE_LIMIT_SCALE, faults=faults) as sim:
-        os.environ.update(sim.environment)
-        os.environ.setdefault("LSR_DEPTH", DEMO_DEPTH)
-        os.environ["LSR_RATE_LIMIT_SCALE"] = str(DEMO_RATE_LIMIT_SCALE)
         print(f"Simulator listening on {next(iter(sim.base_urls.values())).rsplit('/', 1)[0]}")
-        return _run(args, simulated=True)
+        return _run(args, simulator=sim.base_urls)
 
 
 def _render(args: argparse.Namespace) -> int:
     from pipelines.image_data import RenderRequest
     from pipelines.images import default_image, is_simulated, render_and_record
+    from pipelines.resources import PipelineSettings
     from pipelines.themes import DEFAULT_THEME, get_theme
 
     theme = args.theme or DEFAULT_THEME
     get_theme(theme)  # fail early, with close matches, before opening the warehouse
-    images_root = warehouse_path().parent / "images"
+    images_root = PipelineSettings().images_dir()
     out = _output_path(images_root, args.out) if args.out is not None else None
 
     def plan(snapshot: duckdb.DuckDBPyConnection) -> list[tuple[RenderRequest, Path]]:
@@ -274,11 +272,12 @@ def _output_path(root: Path, out: Path) -> Path:
 
 def _reload(args: argparse.Namespace) -> int:
     from assets.ingest import record_stored
+    from pipelines.resources import PipelineSettings
     from pipelines.runner import instance
     from pipelines.universe import load_universe
     from pipelines.warehouse import connect, store_pending
 
-    landing = warehouse_path().parent / "landing"
+    landing = PipelineSettings().landing_dir()
     with connect() as conn:
         stored = store_pending(conn, landing, load_universe())
     with instance() as dagster_instance:
@@ -350,8 +349,9 @@ def _themes(args: argparse.Namespace) -> int:
 
 def _gallery(args: argparse.Namespace) -> int:
     from pipelines.gallery import serve_gallery
+    from pipelines.resources import PipelineSettings
 
-    serve_gallery(warehouse_path().parent / "images", port=args.port)
+    serve_gallery(PipelineSettings().images_dir(), port=args.port)
     return 0
 
 

@@ -26,11 +26,6 @@ def warehouse_path() -> Path:
     return Path(os.environ.get("LSR_WAREHOUSE", WAREHOUSE_DIR / "lsr.duckdb"))
 
 
-def output_dir() -> Path:
-    """Folder for the landing zone, images and exports: beside the DuckDB file."""
-    return warehouse_path().parent
-
-
 def configured_periods() -> tuple[str, ...]:
     """`1h, 4h, 1d`, plus `5m` when `LSR_PERIODS` asks for it (comma separated)."""
     raw = os.environ.get("LSR_PERIODS")

@@ -10,7 +10,7 @@ from assets.checks import CHECKS
 from assets.images import heatmap_image_on_request, heatmap_images
 from assets.ingest import ingest_exchange_day
 from pipelines.jobs import check_warehouse_job, ingest_job, refresh_job
-from pipelines.resources import PipelineSettings
+from pipelines.resources import ExchangeAccess, PipelineSettings
 from pipelines.schedules import hourly_poll
 from pipelines.sensors import refresh_after_ingestion
 
@@ -29,7 +29,9 @@ defs = Definitions(
     jobs=[ingest_job, refresh_job, check_warehouse_job],
     schedules=[hourly_poll],
     sensors=[refresh_after_ingestion],
-    resources={"settings": PipelineSettings()},
+    # The exchanges' own hosts unless LSR_<EXCHANGE>_BASE_URL moves them (`make dev` against
+    # `lsr simulate`, the end-to-end test); `lsr demo` passes the simulator's to its runs.
+    resources={"settings": PipelineSettings(), "exchanges": ExchangeAccess()},
     # A run's steps in its own process, one after another: the multiprocess default spends about
     # ten seconds loading this code location for every step (the fetch, then each check) and
     # gains nothing, since the DuckDB steps take the one "duckdb" pool slot in turn anyway.

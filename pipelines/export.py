@@ -25,11 +25,6 @@ EXPORTED_TABLES: tuple[str, ...] = (*DERIVED_TABLES, "coverage", "coverage_gaps"
 BATCH_ROWS = 256_000
 
 
-def exports_dir(warehouse_file: Path) -> Path:
-    """`exports/` beside the DuckDB file (warehouse/exports for the default warehouse)."""
-    return warehouse_file.parent / "exports"
-
-
 def existing_tables(conn: duckdb.DuckDBPyConnection) -> set[str]:
     rows = conn.execute(
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary"

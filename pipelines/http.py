@@ -257,8 +257,11 @@ class HttpClient:
         max_attempts: int = 6,
         rate_limit_scale: float = 1.0,
         ledger: RateLimitLedger | None = None,
+        base_urls: Mapping[str, str] | None = None,
     ) -> None:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
+        # Exchange name -> where to send its requests instead of its own host (the simulator).
+        self.base_urls = dict(base_urls or {})
         self.ledger = ledger
         self.max_attempts = max_attempts
         self.rate_limit_scale = rate_limit_scale
@@ -322,12 +325,15 @@ class HttpClient:
     def _state(self, profile: ExchangeProfile) -> _ExchangeState:
         state = self._states.get(profile.name)
         if state is None:
-            earlier = self.ledger.load(profile.name, profile.base_url) if self.ledger else {}
-            state = _ExchangeState(
-                {}, asyncio.Semaphore(profile.concurrency), profile.base_url, earlier
-            )
+            base = self.base_url(profile)
+            earlier = self.ledger.load(profile.name, base) if self.ledger else {}
+            state = _ExchangeState({}, asyncio.Semaphore(profile.concurrency), base, earlier)
             self._states[profile.name] = state
         return state
+
+    def base_url(self, profile: ExchangeProfile) -> str:
+        """Where this client sends the exchange's requests."""
+        return self.base_urls.get(profile.name, profile.base_url).rstrip("/")
 
     def _limiter(
         self, profile: ExchangeProfile, state: _ExchangeState, bucket: str
@@ -467,7 +473,7 @@ class HttpClient:
         symbol: str | None,
     ) -> tuple[int, bytes, Mapping[str, str]]:
         assert self._session is not None, "HttpClient used outside `async with`"
-        url = profile.base_url + endpoint
+        url = self.base_url(profile) + endpoint
         try:
             async with self._session.get(
                 url,

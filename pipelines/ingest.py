@@ -38,7 +38,7 @@ from pipelines.exchanges.base import (
     reachable,
     with_source,
 )
-from pipelines.http import HttpClient, RateLimitLedger, RawResponse
+from pipelines.http import HttpClient, RawResponse
 from pipelines.universe import Listing, Universe, resolve
 
 log = logging.getLogger(__name__)
@@ -158,29 +158,30 @@ async def fetch_partition(
     *,
     universe: Universe,
     periods: tuple[str, ...],
+    client: HttpClient,
     now: datetime | None = None,
-    rate_limit_scale: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
-    ledger: RateLimitLedger | None = None,
     planner: Planner | None = None,
 ) -> PartitionFetch:
     """Fetch everything configured for one exchange and one UTC day, or, with a `planner`,
-    the stretch of days it chooses around that day, each series walked once.
+    the stretch of days it chooses around that day, each series walked once, with `client`
+    (not yet entered: it is opened and closed here).
 
-    With a `ledger`, the fetch waits for any other fetch from the same exchange on this host
-    and counts the requests that one made (exchanges limit per IP, not per run).
+    With a client that keeps a ledger, the fetch waits for any other fetch from the same
+    exchange on this host and counts the requests that one made (exchanges limit per IP, not
+    per run).
     """
     conn = connector(exchange)
     now = now or datetime.now(UTC)
     if day_window(day, now) is None:
         raise ValueError(f"{exchange} {day}: the day has not begun yet (now {now:%Y-%m-%d %H:%M})")
+    ledger = client.ledger
     exclusive = (
-        ledger.exclusive(exchange, conn.profile().base_url) if ledger else contextlib.nullcontext()
+        ledger.exclusive(exchange, client.base_url(conn.profile()))
+        if ledger
+        else contextlib.nullcontext()
     )
-    async with (
-        exclusive,
-        HttpClient(rate_limit_scale=rate_limit_scale, ledger=ledger) as client,
-    ):
+    async with exclusive, client:
         listings = await conn.fetch_instruments(client)
         mapping = resolve(exchange, listings, universe)
         planned = plan(conn, mapping, periods)
@@ -190,7 +191,7 @@ async def fetch_partition(
         windows = {t: Window(_midnight(chosen.starts[series_key(t)]), window.end_ms) for t in tasks}
         runner = _Runner(conn, client, windows, now, len(tasks), progress)
         results = await asyncio.gather(*(runner.run(task) for task in tasks))
-        results = await _retry_transient(runner, results, rate_limit_scale)
+        results = await _retry_transient(runner, results, client.rate_limit_scale)
         frames = {
             table: [f for f, o in results if o.task.dataset in datasets and f is not None]
             for table, datasets in _datasets_by_table(conn).items()

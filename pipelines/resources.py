@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from dagster import ConfigurableResource
@@ -10,20 +11,75 @@ from pydantic import Field
 
 from pipelines.backfill import parse_depth
 from pipelines.config import PERIOD_MS, configured_periods, warehouse_path
+from pipelines.exchanges import EXCHANGES, binance_archive
+from pipelines.http import HttpClient, RateLimitLedger
 from pipelines.universe import Universe, load_universe
 from pipelines.warehouse import check_warehouse_file
 
 
-class PipelineSettings(ConfigurableResource):
-    """Warehouse location, fetch pacing and periods. Empty values fall back to the environment."""
+class ExchangeAccess(ConfigurableResource):
+    """Where the exchanges are and how fast to ask them: their own hosts at their real limits,
+    or the simulator (as `lsr demo` and the tests choose), the way Dagster's
+    project_fully_featured swaps its real and sampled Hacker News clients. It builds the HTTP
+    client every fetch uses. Empty values fall back to the environment, then to the real hosts.
+    """
 
-    warehouse: str = Field(
-        default="", description="DuckDB file; empty = LSR_WAREHOUSE or warehouse/lsr.duckdb"
+    base_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Exchange name -> base URL; a missing one = LSR_<EXCHANGE>_BASE_URL or the "
+        "exchange's own host",
+    )
+    archive_url: str = Field(
+        default="",
+        description=f"Binance's daily archive; empty = LSR_BINANCE_ARCHIVE_URL or "
+        f"{binance_archive.DEFAULT_BASE_URL}",
     )
     rate_limit_scale: float = Field(
         default=0.0,
         description="Multiplies every rate-limit window; 0 = LSR_RATE_LIMIT_SCALE or 1 (real "
         "limits). Only the simulator honours shorter windows.",
+    )
+
+    @classmethod
+    def at_simulator(cls, base_urls: Mapping[str, str], rate_limit_scale: float) -> ExchangeAccess:
+        """The simulator's hosts: each exchange under its own prefix, the archive under
+        Binance's (as `lsr demo`, the benchmarks and the tests use it)."""
+        return cls(
+            base_urls=dict(base_urls),
+            archive_url=base_urls.get("binance", ""),
+            rate_limit_scale=rate_limit_scale,
+        )
+
+    def hosts(self) -> dict[str, str]:
+        """Where each exchange's requests (and the archive's) go, when not to its own host."""
+        moved = {
+            name: os.environ[f"LSR_{name.upper()}_BASE_URL"]
+            for name in EXCHANGES
+            if os.environ.get(f"LSR_{name.upper()}_BASE_URL")
+        }
+        archive = self.archive_url or os.environ.get("LSR_BINANCE_ARCHIVE_URL", "")
+        if archive:
+            moved[binance_archive.VENUE.name] = archive
+        return moved | self.base_urls
+
+    def limit_scale(self) -> float:
+        if self.rate_limit_scale > 0:
+            return self.rate_limit_scale
+        return float(os.environ.get("LSR_RATE_LIMIT_SCALE", "1"))
+
+    def client(self, ledger: RateLimitLedger | None = None) -> HttpClient:
+        """A client for one run (enter it with `async with`)."""
+        return HttpClient(
+            rate_limit_scale=self.limit_scale(), ledger=ledger, base_urls=self.hosts()
+        )
+
+
+class PipelineSettings(ConfigurableResource):
+    """Warehouse location and its folders, periods and depth. Empty values fall back to the
+    environment."""
+
+    warehouse: str = Field(
+        default="", description="DuckDB file; empty = LSR_WAREHOUSE or warehouse/lsr.duckdb"
     )
     periods: list[str] = Field(
         default_factory=list, description="Periods to fetch; empty = LSR_PERIODS or 1h,4h,1d"
@@ -41,10 +97,17 @@ class PipelineSettings(ConfigurableResource):
         """Beside the warehouse: the requests each exchange's last fetch made, for the next."""
         return self.warehouse_file().parent / ".rate-limits"
 
-    def limit_scale(self) -> float:
-        if self.rate_limit_scale > 0:
-            return self.rate_limit_scale
-        return float(os.environ.get("LSR_RATE_LIMIT_SCALE", "1"))
+    def images_dir(self) -> Path:
+        """The PNGs and their gallery page, beside the warehouse."""
+        return self.warehouse_file().parent / "images"
+
+    def landing_dir(self) -> Path:
+        """Every raw response, append-only, beside the warehouse."""
+        return self.warehouse_file().parent / "landing"
+
+    def exports_dir(self) -> Path:
+        """The Parquet copies of the derived tables, beside the warehouse."""
+        return self.warehouse_file().parent / "exports"
 
     def run_inputs(self) -> tuple[Universe, tuple[str, ...]]:
         """What a run needs, checked before its first request (each mistake in one line): the

@@ -27,7 +27,7 @@ from assets.ingest import SINCE_TAG, ingest_exchange_day
 from pipelines.partitions import partition_key
 from pipelines.processes import die_with_parent
 from pipelines.recovery import release_dead_runs
-from pipelines.resources import PipelineSettings
+from pipelines.resources import ExchangeAccess, PipelineSettings
 
 # The command line reports each failure as one line (its root cause) at the end; Dagster's own
 # multi-line error logs stay in the instance (and the UI), or on the terminal with LSR_DEBUG=1.
@@ -69,6 +69,7 @@ def run_pipeline(
     since: date,
     exchanges: Sequence[str],
     settings: PipelineSettings,
+    access: ExchangeAccess,
     *,
     show_progress: bool = True,
 ) -> RunReport:
@@ -81,11 +82,18 @@ def run_pipeline(
     """
     logging.getLogger("dagster").setLevel(LOG_LEVEL)
     report = RunReport()
-    config = {
-        "warehouse": settings.warehouse,
-        "rate_limit_scale": settings.rate_limit_scale,
-        "periods": list(settings.periods),
-        "depth": settings.depth,
+    # The resources' fields, for the workers to rebuild them.
+    config: dict[str, dict[str, Any]] = {
+        "settings": {
+            "warehouse": settings.warehouse,
+            "periods": list(settings.periods),
+            "depth": settings.depth,
+        },
+        "exchanges": {
+            "base_urls": dict(access.base_urls),
+            "archive_url": access.archive_url,
+            "rate_limit_scale": access.rate_limit_scale,
+        },
     }
     report.released_runs = _prepare_instance()
     spawn = multiprocessing.get_context("spawn")  # no forked Dagster or event-loop state
@@ -152,17 +160,22 @@ def _raise_if_a_worker_died(workers: list[Future[None]]) -> None:
             raise RuntimeError(f"an ingestion worker crashed: {worker.exception()}")
 
 
-def _ingest_exchange(exchange: str, tags: dict[str, str], config: dict[str, Any]) -> None:
+def _ingest_exchange(
+    exchange: str, tags: dict[str, str], config: dict[str, dict[str, Any]]
+) -> None:
     """One worker process: the exchange's partition of today, and the days it fills."""
     assert _progress is not None, "started without _start_worker"
     logging.getLogger("dagster").setLevel(LOG_LEVEL)
-    settings = PipelineSettings(**config)
+    resources = {
+        "settings": PipelineSettings(**config["settings"]),
+        "exchanges": ExchangeAccess(**config["exchanges"]),
+    }
     key = str(partition_key(datetime.now(UTC).date(), exchange))
     with instance() as dagster_instance:
         result = materialize(
             [ingest_exchange_day],
             partition_key=key,
-            resources={"settings": settings},
+            resources=resources,
             instance=dagster_instance,
             run_config=QUIET,
             tags=tags,

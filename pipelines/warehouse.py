@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
-from pipelines.config import WAREHOUSE_DIR, output_dir, warehouse_path
+from pipelines.config import WAREHOUSE_DIR, warehouse_path
 from pipelines.exchanges.base import LS_COLUMNS, SOURCE, with_source
 from pipelines.http import RawResponse
 from pipelines.ingest import Outcome, PartitionFetch
@@ -372,13 +372,10 @@ def upsert(
     return len(frame)
 
 
-def land_raw(
-    responses: list[RawResponse], exchange: str, day: date, root: Path | None = None
-) -> Path | None:
+def land_raw(responses: list[RawResponse], exchange: str, day: date, root: Path) -> Path | None:
     """Append the run's raw responses as one new Parquet file (never rewriting an old one)."""
     if not responses:
         return None
-    root = root or output_dir() / "landing"
     folder = root / f"exchange={_safe(exchange)}" / f"date={day.isoformat()}"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")

@@ -10,7 +10,7 @@ from dagster import DagsterInstance, materialize
 
 from assets.ingest import ingest_exchange_day
 from pipelines.partitions import partition_key
-from pipelines.resources import PipelineSettings
+from pipelines.resources import ExchangeAccess, PipelineSettings
 from pipelines.simulator import SimulatorThread
 
 SCALE = 0.05  # the simulator's and the client's rate-limit windows, 20x shorter
@@ -32,7 +32,8 @@ def ingest(
     return materialize(
         [ingest_exchange_day],
         partition_key=str(partition_key(day, exchange)),
-        resources={"settings": settings},
+        # The hosts come from the environment (point_at): the resource's defaults.
+        resources={"settings": settings, "exchanges": ExchangeAccess(rate_limit_scale=SCALE)},
         instance=instance or DagsterInstance.ephemeral(),
         run_config=QUIET,
         raise_on_error=False,

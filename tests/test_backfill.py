@@ -17,7 +17,7 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, materialize
 from assets.ingest import SINCE_TAG, ingest_exchange_day
 from pipelines.backfill import Bounds, FetchPlan, Needs, SeriesKey, parse_depth, plan_fetch
 from pipelines.partitions import FIRST_DAY, partition_key
-from pipelines.resources import PipelineSettings
+from pipelines.resources import ExchangeAccess, PipelineSettings
 from pipelines.simulator import SimulatorThread
 from tests.partition_runs import QUIET, SCALE, point_at
 
@@ -155,14 +155,12 @@ def run(
     since: date | None = None,
     periods: tuple[str, ...] = ("1h", "1d"),
 ) -> bool:
-    settings = PipelineSettings(
-        warehouse=str(warehouse), rate_limit_scale=SCALE, periods=list(periods)
-    )
+    settings = PipelineSettings(warehouse=str(warehouse), periods=list(periods))
     since = since or datetime.now(UTC).date() - timedelta(days=SPAN)
     result = materialize(
         [ingest_exchange_day],
         partition_key=str(partition_key(day, exchange)),
-        resources={"settings": settings},
+        resources={"settings": settings, "exchanges": ExchangeAccess(rate_limit_scale=SCALE)},
         instance=instance,
         run_config=QUIET,
         tags={SINCE_TAG: since.isoformat()},

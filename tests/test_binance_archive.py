@@ -342,9 +342,7 @@ def archive_day_loaded(
     monkeypatch.setenv("LSR_UNIVERSE", str(universe))
     warehouse = tmp_path / "lsr.duckdb"
     day = datetime.now(UTC).date() - timedelta(days=BAD_CHECKSUM[1])
-    settings = PipelineSettings(
-        warehouse=str(warehouse), rate_limit_scale=SCALE, periods=["1h", "1d"]
-    )
+    settings = PipelineSettings(warehouse=str(warehouse), periods=["1h", "1d"])
     result = ingest(settings, "binance", day)
     assert result.success
     return warehouse, day, result
@@ -434,9 +432,7 @@ def test_loading_the_archive_day_again_changes_no_row(
 ) -> None:
     warehouse, day, _ = archive_day_loaded
     before = _query(warehouse, "SELECT * FROM ls_ratio ORDER BY ALL")
-    settings = PipelineSettings(
-        warehouse=str(warehouse), rate_limit_scale=SCALE, periods=["1h", "1d"]
-    )
+    settings = PipelineSettings(warehouse=str(warehouse), periods=["1h", "1d"])
     assert ingest(settings, "binance", day).success
     pd.testing.assert_frame_equal(before, _query(warehouse, "SELECT * FROM ls_ratio ORDER BY ALL"))
 

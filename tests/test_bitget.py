@@ -22,8 +22,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from pipelines.errors import DataUnavailable, ExchangeApiError, PayloadError
 from pipelines.exchanges import CONNECTORS, bitget
 from pipelines.exchanges.base import LS_COLUMNS, Connector, Window
-from pipelines.http import HttpClient
 from pipelines.ingest import fetch_partition
+from pipelines.resources import ExchangeAccess
 from pipelines.simulator import FaultConfig, SimulatorThread, create_app, get_stats, server
 from pipelines.simulator import bitget as sim_bitget
 from pipelines.universe import load_universe, resolve
@@ -253,7 +253,7 @@ SEP_2025 = Window.of(datetime(2025, 9, 23, tzinfo=UTC), datetime(2025, 9, 24, tz
 
 async def test_one_call_returns_the_window_whatever_was_asked(cassette: Any) -> None:
     with cassette("bitget_long_short"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             pages = await bitget.fetch_ls(client, "BTCUSDT", "global_account", "5m", SEP_2025)
             stats = client.stats()["bitget"]
     assert pages == [load_payload(LONG_SHORT)]
@@ -265,7 +265,7 @@ async def test_one_call_returns_the_window_whatever_was_asked(cassette: Any) -> 
 
 async def test_a_429_is_retried_and_then_served(cassette: Any) -> None:
     with cassette("bitget_long_short_after_429"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             pages = await bitget.fetch_ls(client, "BTCUSDT", "global_account", "5m", SEP_2025)
             stats = client.stats()["bitget"]
     assert pages == [load_payload(LONG_SHORT)]
@@ -274,7 +274,7 @@ async def test_a_429_is_retried_and_then_served(cassette: Any) -> None:
 
 async def test_unknown_symbol_and_unpublished_taker_data(cassette: Any) -> None:
     with cassette("bitget_unknown_symbol"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             with pytest.raises(ExchangeApiError) as caught:
                 await bitget.fetch_ls(client, "NOTACOINUSDT", "top_account", "1h", SEP_2025)
     error = caught.value
@@ -286,7 +286,7 @@ async def test_unknown_symbol_and_unpublished_taker_data(cassette: Any) -> None:
     )
     assert "account-long-short" in str(error) and "does not exist" in str(error)
     with cassette("bitget_taker_not_published"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             with pytest.raises(DataUnavailable, match="is empty"):
                 await bitget.fetch_ls(client, "DOGEUSDT", "taker_volume", "1h", SEP_2025)
             assert client.stats()["bitget"]["retries"] == 0  # not published: not retried
@@ -298,23 +298,23 @@ async def test_position_taker_klines_oi_and_contracts_replay(cassette: Any) -> N
         ("bitget_taker", "taker_volume", TAKER_DOC),
     ):
         with cassette(name):
-            async with HttpClient() as client:
+            async with ExchangeAccess().client() as client:
                 pages = await bitget.fetch_ls(client, "BTCUSDT", metric, "5m", SEP_2025)
         assert pages == [load_payload(relative)]
     sep_2023 = Window.of(datetime(2023, 9, 27, tzinfo=UTC), datetime(2023, 9, 28, tzinfo=UTC))
     with cassette("bitget_klines"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             pages = await bitget.fetch_klines(client, "BTCUSDT", "5m", sep_2023)
     assert len(pages) == 1  # 288 candles: one chunk
     assert len(bitget.parse_klines(pages[0], instrument="BTCUSDT", period="5m")) == 2
     with cassette("bitget_open_interest"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             first = await bitget.fetch_open_interest(client, "BTCUSDT", "1h", sep_2023)
             again = await bitget.fetch_open_interest(client, "BTCUSDT", "1d", sep_2023)
             assert client.stats()["bitget"]["requests"] == 1  # one snapshot for every period
     assert first == again == [json.loads(OPEN_INTEREST_DOC)]
     with cassette("bitget_contracts"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             listings = await bitget.fetch_instruments(client)
     assert [x.instrument for x in listings] == ["BTCUSDT"]
 
@@ -329,7 +329,7 @@ async def test_klines_are_fetched_in_chunks_that_cannot_overflow(
         return {"code": "00000", "msg": "success", "requestTime": 0, "data": []}
 
     year = Window.of(datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
-    async with HttpClient() as client:
+    async with ExchangeAccess().client() as client:
         monkeypatch.setattr(client, "get_json", get_json)
         await bitget.fetch_klines(client, "BTCUSDT", "1h", year)
         hourly = list(asked)
@@ -636,7 +636,7 @@ async def test_yesterday_fetched_from_the_simulator_loads_every_published_kind(
             universe=load_universe(),
             periods=("1h",),
             now=now,
-            rate_limit_scale=0.05,
+            client=ExchangeAccess(rate_limit_scale=0.05).client(),
         )
         rate_limited = sim.stats.rate_limited("bitget")
 
@@ -682,7 +682,7 @@ async def test_the_hourly_poll_of_today_costs_what_the_report_says(
             universe=load_universe(),
             periods=("1h", "4h", "1d"),
             now=now,
-            rate_limit_scale=0.05,
+            client=ExchangeAccess(rate_limit_scale=0.05).client(),
         )
     n = len(fetched.mapping)
     assert fetched.failures == []

@@ -22,6 +22,7 @@ from pipelines.exchanges import CONNECTORS, gate
 from pipelines.exchanges.base import LS_COLUMNS, Window
 from pipelines.http import HttpClient
 from pipelines.ingest import fetch_partition
+from pipelines.resources import ExchangeAccess
 from pipelines.simulator import FaultConfig, SimulatorThread, server
 from pipelines.simulator import gate as gate_sim
 from pipelines.universe import load_universe, resolve, split_multiplier
@@ -231,7 +232,7 @@ DOC_WINDOW = Window(1_603_865_400_000, 1_603_865_400_000 + 5 * MIN)
 
 async def test_one_request_serves_all_four_kinds(cassette) -> None:
     with cassette("gate_contract_stats"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             pages = {
                 m: await gate.fetch_ls(client, "BTC_USDT", m, "5m", DOC_WINDOW)
                 for m in gate.METRICS
@@ -247,7 +248,7 @@ async def test_one_request_serves_all_four_kinds(cassette) -> None:
 
 async def test_unknown_contract_is_an_api_error_with_label(cassette) -> None:
     with cassette("gate_contract_not_found"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             with pytest.raises(ExchangeApiError) as caught:
                 await gate.fetch_ls(client, "NOTACOIN_USDT", "global_account", "5m", DOC_WINDOW)
     error = caught.value
@@ -262,7 +263,7 @@ async def test_unknown_contract_is_an_api_error_with_label(cassette) -> None:
 
 async def test_too_many_requests_is_retried(cassette) -> None:
     with cassette("gate_rate_limited_then_served"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             pages = await gate.fetch_ls(client, "BTC_USDT", "top_position", "5m", DOC_WINDOW)
             stats = client.stats()["gate"]
     assert pages == [load_payload(DOC)]
@@ -275,7 +276,7 @@ async def test_paging_forward_from_the_last_row_cut_to_the_window(
     monkeypatch.setattr(gate, "STATS_LIMIT", 2)
     window = Window(DOC_WINDOW.start_ms, DOC_WINDOW.start_ms + 25 * MIN)
     with cassette("gate_paged"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             pages = await gate.fetch_ls(client, "BTC_USDT", "global_account", "5m", window)
     assert [len(p) for p in pages] == [3, 2]  # limit + 1 rows, the last page cut at the window
     frame = pd.concat(
@@ -544,7 +545,7 @@ async def sim_client(
 ) -> AsyncIterator[tuple[Any, HttpClient]]:
     async with server.run_simulator(port=0, exchanges=("gate",), clock=Clock()) as running:
         monkeypatch.setenv("LSR_GATE_BASE_URL", running.base_urls["gate"])
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             yield running, client
 
 
@@ -634,7 +635,11 @@ def test_partition_fetch_brings_every_kind_for_45_plus_coins(gate_env: Simulator
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     fetched = asyncio.run(
         fetch_partition(
-            "gate", yesterday, universe=load_universe(), periods=("1h",), rate_limit_scale=0.05
+            "gate",
+            yesterday,
+            universe=load_universe(),
+            periods=("1h",),
+            client=ExchangeAccess(rate_limit_scale=0.05).client(),
         )
     )
     served = gate_env.stats_snapshot()

@@ -87,8 +87,7 @@ async def test_client_stays_inside_the_simulators_rate_limits(monkeypatch) -> No
     """More requests than one Bybit window allows: the limiter spreads them, none is refused."""
     scale = 0.5  # a 2.5 s window: long enough for 600 requests to pile into it
     async with run_simulator(rate_limit_scale=scale, exchanges=("bybit",)) as sim:
-        monkeypatch.setenv("LSR_BYBIT_BASE_URL", sim.base_urls["bybit"])
-        async with HttpClient(rate_limit_scale=scale) as client:
+        async with HttpClient(rate_limit_scale=scale, base_urls=sim.base_urls) as client:
             await asyncio.gather(
                 *(
                     bybit.fetch_ls(client, "BTCUSDT", "global_account", "1h", _yesterday())
@@ -111,10 +110,11 @@ async def test_back_to_back_runs_share_one_window_through_the_ledger(
     """
     scale = 0.5
     async with run_simulator(rate_limit_scale=scale, exchanges=("bybit",)) as sim:
-        monkeypatch.setenv("LSR_BYBIT_BASE_URL", sim.base_urls["bybit"])
         for run in range(2):
             ledger = RateLimitLedger(tmp_path / (".rate-limits" if shared_ledger else str(run)))
-            async with HttpClient(rate_limit_scale=scale, ledger=ledger, max_attempts=1) as client:
+            async with HttpClient(
+                rate_limit_scale=scale, ledger=ledger, max_attempts=1, base_urls=sim.base_urls
+            ) as client:
                 await asyncio.gather(
                     *(
                         bybit.fetch_ls(client, "BTCUSDT", "global_account", "1h", _yesterday())
@@ -132,14 +132,16 @@ async def test_back_to_back_runs_share_one_window_through_the_ledger(
 
 async def test_429_5xx_and_truncated_bodies_are_retried_to_the_same_answer(monkeypatch) -> None:
     window = _yesterday()
-    async with run_simulator(rate_limit_scale=SCALE) as sim:
-        monkeypatch.setenv("LSR_BINANCE_BASE_URL", sim.base_urls["binance"])
-        async with HttpClient(rate_limit_scale=SCALE) as client:
-            clean = await binance.fetch_ls(client, "BTCUSDT", "top_position", "1h", window)
+    async with (
+        run_simulator(rate_limit_scale=SCALE) as sim,
+        HttpClient(rate_limit_scale=SCALE, base_urls=sim.base_urls) as client,
+    ):
+        clean = await binance.fetch_ls(client, "BTCUSDT", "top_position", "1h", window)
     faults = FaultConfig(rate=0.5, kinds=("429", "5xx", "truncated"), seed=3)
     async with run_simulator(rate_limit_scale=SCALE, faults=faults) as sim:
-        monkeypatch.setenv("LSR_BINANCE_BASE_URL", sim.base_urls["binance"])
-        async with HttpClient(rate_limit_scale=SCALE, max_attempts=10) as client:
+        async with HttpClient(
+            rate_limit_scale=SCALE, max_attempts=10, base_urls=sim.base_urls
+        ) as client:
             pages = [
                 await binance.fetch_ls(client, "BTCUSDT", "top_position", "1h", window)
                 for _ in range(6)
@@ -152,19 +154,19 @@ async def test_429_5xx_and_truncated_bodies_are_retried_to_the_same_answer(monke
 
 async def test_a_stalled_answer_times_out_and_is_retried(monkeypatch) -> None:
     faults = FaultConfig(rate=1.0, kinds=("timeout",), timeout_seconds=5.0)
-    async with run_simulator(faults=faults) as sim:
-        monkeypatch.setenv("LSR_BYBIT_BASE_URL", sim.base_urls["bybit"])
-        async with HttpClient(timeout=0.2, max_attempts=2) as client:
-            with pytest.raises(RetryableError, match="timed out") as caught:
-                await bybit.fetch_ls(client, "BTCUSDT", "global_account", "1h", _yesterday())
-            assert client.stats()["bybit"]["requests"] == 2
+    async with (
+        run_simulator(faults=faults) as sim,
+        HttpClient(timeout=0.2, max_attempts=2, base_urls=sim.base_urls) as client,
+    ):
+        with pytest.raises(RetryableError, match="timed out") as caught:
+            await bybit.fetch_ls(client, "BTCUSDT", "global_account", "1h", _yesterday())
+        assert client.stats()["bybit"]["requests"] == 2
     assert caught.value.exchange == "bybit" and caught.value.symbol == "BTCUSDT"
 
 
 async def test_a_ban_stops_every_later_call_to_that_exchange(monkeypatch) -> None:
     async with run_simulator(faults=FaultConfig(rate=1.0, kinds=("ban",))) as sim:
-        monkeypatch.setenv("LSR_BYBIT_BASE_URL", sim.base_urls["bybit"])
-        async with HttpClient() as client:
+        async with HttpClient(base_urls=sim.base_urls) as client:
             for _ in range(3):
                 with pytest.raises(ExchangeBanned, match="bybit"):
                     await bybit.fetch_ls(client, "BTCUSDT", "global_account", "1h", _yesterday())

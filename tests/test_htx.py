@@ -21,8 +21,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from pipelines.errors import DataUnavailable, ExchangeApiError, PayloadError
 from pipelines.exchanges import CONNECTORS, htx
 from pipelines.exchanges.base import KLINE_COLUMNS, LS_COLUMNS, OI_COLUMNS, Connector, Window
-from pipelines.http import HttpClient
 from pipelines.ingest import fetch_partition
+from pipelines.resources import ExchangeAccess
 from pipelines.simulator import FaultConfig, SimulatorThread, get_stats, server
 from pipelines.simulator import htx as sim_htx
 from pipelines.universe import Listing, load_universe, resolve
@@ -275,7 +275,7 @@ def test_contract_info_example_lists_btc_from_its_create_date() -> None:
 
 async def test_elite_ratio_replays_through_the_http_layer(cassette: Any) -> None:
     with cassette("htx_elite_account_ratio"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             pages = await htx.fetch_ls(client, "BTC-USDT", "top_account", "1h", ANY_DAY)
             stats = client.stats()["htx"]
     assert pages == [load_payload("htx/elite_account_ratio_doc_example.json")]
@@ -284,7 +284,7 @@ async def test_elite_ratio_replays_through_the_http_layer(cassette: Any) -> None
 
 async def test_err_code_1032_on_http_200_is_retried_as_a_rate_limit(cassette: Any) -> None:
     with cassette("htx_rate_limited_then_answered"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             pages = await htx.fetch_ls(client, "BTC-USDT", "top_account", "1h", ANY_DAY)
             stats = client.stats()["htx"]
     assert pages == [load_payload("htx/elite_account_ratio_doc_example.json")]
@@ -295,7 +295,7 @@ async def test_api_and_market_error_envelopes_name_exchange_endpoint_symbol_code
     cassette: Any,
 ) -> None:
     with cassette("htx_unknown_contract"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             with pytest.raises(ExchangeApiError) as caught:
                 await htx.fetch_ls(client, "NOPE-USDT", "top_account", "1h", ANY_DAY)
     error = caught.value
@@ -307,7 +307,7 @@ async def test_api_and_market_error_envelopes_name_exchange_endpoint_symbol_code
     )
     assert "swap_elite_account_ratio" in str(error) and "This contract doesnt exist." in str(error)
     with cassette("htx_klines_unknown_contract"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             with pytest.raises(ExchangeApiError) as caught:
                 await htx.fetch_klines(client, "NOPE-USDT", "1h", ANY_DAY)
     assert caught.value.code == "invalid-parameter" and "data error or empty" in str(caught.value)
@@ -315,7 +315,7 @@ async def test_api_and_market_error_envelopes_name_exchange_endpoint_symbol_code
 
 async def test_a_retired_endpoint_is_a_clear_404_error(cassette: Any) -> None:
     with cassette("htx_retired_endpoint"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             with pytest.raises(ExchangeApiError) as caught:
                 await htx.fetch_ls(client, "BTC-USDT", "top_account", "1h", ANY_DAY)
     assert caught.value.status == 404 and "Not Found" in str(caught.value)
@@ -324,12 +324,12 @@ async def test_a_retired_endpoint_is_a_clear_404_error(cassette: Any) -> None:
 async def test_klines_oi_and_contracts_replay(cassette: Any) -> None:
     window = Window.of(datetime(2020, 10, 26, tzinfo=UTC), datetime(2020, 10, 27, tzinfo=UTC))
     with cassette("htx_klines"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             pages = await htx.fetch_klines(client, "BTC-USDT", "1h", window)
     assert pages == [json.loads(docs.DOC_KLINES)]  # one day of hours: one from/to call
     assert len(htx.parse_klines(pages[0], instrument="BTC-USDT", period="1h")) == 1
     with cassette("htx_open_interest"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             pages = await htx.fetch_open_interest(client, "BTC-USDT", "1h", ANY_DAY)
             with pytest.raises(DataUnavailable, match="60min, 4hour, 12hour, 1day"):
                 await htx.fetch_open_interest(client, "BTC-USDT", "5m", ANY_DAY)
@@ -339,7 +339,7 @@ async def test_klines_oi_and_contracts_replay(cassette: Any) -> None:
         "open_interest_value"
     ].tolist() == [1321498.5264]
     with cassette("htx_contract_info"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             listings = await htx.fetch_instruments(client)
     assert [listing.instrument for listing in listings] == ["BTC-USDT"]
 
@@ -681,7 +681,7 @@ async def _fetch(
             universe=load_universe(),
             periods=periods,
             now=now,
-            rate_limit_scale=0.05,
+            client=ExchangeAccess(rate_limit_scale=0.05).client(),
         )
         return fetched, running.stats.total_requests("htx")
 

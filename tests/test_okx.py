@@ -22,8 +22,8 @@ from pipelines import http
 from pipelines.errors import ExchangeApiError, PayloadError
 from pipelines.exchanges import CONNECTORS, okx
 from pipelines.exchanges.base import LS_COLUMNS, Window
-from pipelines.http import HttpClient
 from pipelines.ingest import fetch_partition
+from pipelines.resources import ExchangeAccess
 from pipelines.simulator import (
     FaultConfig,
     SimulatorThread,
@@ -243,7 +243,7 @@ def _window(bounds: tuple[int, int]) -> Window:
 
 async def test_doc_page_replays_with_the_per_instrument_bucket(okx_cassette: Any) -> None:
     with okx_cassette("okx_global_account_doc"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             pages = await okx.fetch_ls(
                 client, BTC, "global_account", "5m", _window(okx_cassettes.DOC_RATIO_WINDOW)
             )
@@ -254,7 +254,7 @@ async def test_doc_page_replays_with_the_per_instrument_bucket(okx_cassette: Any
 
 async def test_taker_replay_asks_for_1dutc_in_coins(okx_cassette: Any) -> None:
     with okx_cassette("okx_taker_volume_doc"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             pages = await okx.fetch_ls(
                 client, BTC, "taker_volume", "1d", _window(okx_cassettes.DOC_TAKER_WINDOW)
             )
@@ -265,7 +265,7 @@ async def test_taker_replay_asks_for_1dutc_in_coins(okx_cassette: Any) -> None:
 async def test_paging_moves_end_back_to_the_oldest_row(okx_cassette: Any) -> None:
     window = _window(okx_cassettes.PAGED_WINDOW)
     with okx_cassette("okx_account_ratio_paged") as played:
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             pages = await okx.fetch_ls(client, BTC, "global_account", "5m", window)
     assert played.all_played and len(pages) == 2
     frame = pd.concat(
@@ -278,7 +278,7 @@ async def test_paging_moves_end_back_to_the_oldest_row(okx_cassette: Any) -> Non
 async def test_unknown_instrument_is_an_api_error_on_http_200(okx_cassette: Any) -> None:
     window = _window(okx_cassettes.DOC_RATIO_WINDOW)
     with okx_cassette("okx_unknown_instrument"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             with pytest.raises(ExchangeApiError) as caught:
                 await okx.fetch_ls(client, "NOTACOIN-USDT-SWAP", "global_account", "5m", window)
     error = caught.value
@@ -296,7 +296,7 @@ async def test_a_429_is_retried_then_served(
 ) -> None:
     monkeypatch.setattr(http, "_backoff", lambda _state: 0.0)
     with okx_cassette("okx_rate_limited_then_served"):
-        async with HttpClient() as client:
+        async with ExchangeAccess().client() as client:
             pages = await okx.fetch_ls(
                 client, BTC, "global_account", "5m", _window(okx_cassettes.DOC_RATIO_WINDOW)
             )
@@ -571,7 +571,7 @@ async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
 
 async def test_fetch_ls_pages_a_5m_day(served: Any) -> None:
     day = NOW_MS - NOW_MS % DAY - DAY
-    async with HttpClient() as client:
+    async with ExchangeAccess().client() as client:
         pages = await okx.fetch_ls(client, BTC, "top_account", "5m", Window(day, day + DAY))
     assert len(pages) == 3
     frame = pd.concat([okx.parse("top_account", p, instrument=BTC, period="5m") for p in pages])
@@ -580,7 +580,7 @@ async def test_fetch_ls_pages_a_5m_day(served: Any) -> None:
 
 async def test_fetch_klines_falls_back_to_history_candles(served: Any) -> None:
     old = NOW_MS - NOW_MS % DAY - 70 * DAY  # beyond the 1,440 hours of `candles`
-    async with HttpClient() as client:
+    async with ExchangeAccess().client() as client:
         recent = await okx.fetch_klines(client, BTC, "1h", Window(old + 69 * DAY, old + 70 * DAY))
         pages = await okx.fetch_klines(client, BTC, "1h", Window(old, old + DAY))
     assert len(recent) == 1
@@ -593,7 +593,7 @@ async def test_fetch_klines_falls_back_to_history_candles(served: Any) -> None:
 
 async def test_fetch_open_interest_and_instruments(served: Any) -> None:
     day = NOW_MS - NOW_MS % DAY - DAY
-    async with HttpClient() as client:
+    async with ExchangeAccess().client() as client:
         pages = await okx.fetch_open_interest(client, "ETH-USDT-SWAP", "1h", Window(day, day + DAY))
         listings = await okx.fetch_instruments(client)
     frame = okx.parse_open_interest(pages[0], instrument="ETH-USDT-SWAP", period="1h")
@@ -612,7 +612,7 @@ def test_a_day_partition_end_to_end(monkeypatch: pytest.MonkeyPatch) -> None:
                 yesterday,
                 universe=load_universe(),
                 periods=("1h",),
-                rate_limit_scale=0.05,
+                client=ExchangeAccess(rate_limit_scale=0.05).client(),
             )
         )
         stats = sim.stats_snapshot()

@@ -33,7 +33,7 @@ def sim_env(simulator: SimulatorThread, monkeypatch: pytest.MonkeyPatch) -> Simu
 
 
 def _settings(warehouse: Path, periods: tuple[str, ...] = ("1h",)) -> PipelineSettings:
-    return PipelineSettings(warehouse=str(warehouse), rate_limit_scale=SCALE, periods=list(periods))
+    return PipelineSettings(warehouse=str(warehouse), periods=list(periods))
 
 
 def _query(warehouse: Path, sql: str) -> pd.DataFrame:

@@ -47,7 +47,7 @@ def _ingest(
     warehouse: Path, exchange: str, period: str = "4h", instance: DagsterInstance | None = None
 ) -> Any:
     """Yesterday's partition of one exchange, as Dagster runs it."""
-    settings = PipelineSettings(warehouse=str(warehouse), rate_limit_scale=SCALE, periods=[period])
+    settings = PipelineSettings(warehouse=str(warehouse), periods=[period])
     return ingest(settings, exchange, instance=instance)
 
 
@@ -104,8 +104,7 @@ async def test_every_request_on_the_wire_passed_the_rate_limiter(
     each one, or a 1-per-second endpoint gets two in a second."""
     faults = FaultConfig(rate=0.5, kinds=("reset",), seed=5)
     with SimulatorThread(port=0, rate_limit_scale=SCALE, faults=faults) as sim:
-        _point_at(monkeypatch, sim)
-        async with HttpClient(rate_limit_scale=SCALE) as client:
+        async with HttpClient(rate_limit_scale=SCALE, base_urls=sim.base_urls) as client:
             for _ in range(8):
                 await connector("bitget").fetch_instruments(client)
         received = sum(sim.stats.requests.values())

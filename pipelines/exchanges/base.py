@@ -7,7 +7,6 @@ code in `pipelines.ingest` only ever talks to that protocol.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -346,19 +345,17 @@ class Venue:
     its `profile`, `coin_from_instrument` and error handling are these methods."""
 
     name: str
-    default_base_url: str
+    default_base_url: str  # the exchange's own host; a client may be sent elsewhere
     limits: Mapping[str, RateLimit]
     errors: tuple[ErrorEnvelope, ...]  # tried in order; the first that finds an error wins
     instrument_suffix: str  # after the base asset: BTC + "USDT", BTC + "-USDT-SWAP"
     ban_statuses: frozenset[int] = frozenset()  # HTTP statuses that mean "this IP is banned"
     concurrency: int = 16
-    base_url_variable: str = ""  # the environment variable that moves it; "" = LSR_<NAME>_BASE_URL
 
     def profile(self) -> ExchangeProfile:
-        variable = self.base_url_variable or f"LSR_{self.name.upper()}_BASE_URL"
         return ExchangeProfile(
             name=self.name,
-            base_url=os.environ.get(variable, self.default_base_url).rstrip("/"),
+            base_url=self.default_base_url,
             limits=self.limits,
             error_of=self.error_of,
             ban_statuses=self.ban_statuses,

@@ -386,7 +386,6 @@ VENUE = Venue(
     limits=LIMITS,
     errors=(),  # a file, its checksum, or a 404: no error bodies
     instrument_suffix="USDT",
-    base_url_variable="LSR_BINANCE_ARCHIVE_URL",
 )
 profile = VENUE.profile
 coin_from_instrument = VENUE.coin_from_instrument
