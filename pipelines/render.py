@@ -1,4 +1,4 @@
-"""Heatmap PNGs: BTC and altcoin-average L/S over a coin x time heatmap (SPEC section 6).
+"""Heatmap PNGs: BTC and altcoin-average L/S over a coin x time heatmap (README, "The images").
 
 Draws what pipelines/image_data.py reads from the warehouse; writes one PNG per (exchange,
 metric, period, range). Figures are built with

@@ -1,6 +1,7 @@
 """Binance USD-M futures: four L/S kinds, 30 days deep, time-window paging, oldest first.
 
-Quirks handled here (REFERENCE.md section 1): the position endpoint names its shares
+Quirks handled here (https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api,
+and answers seen live): the position endpoint names its shares
 `longAccount`/`shortAccount`; `timestamp` is a JSON integer (docs print a string: both parse);
 the published `longShortRatio` is rounded on its own, so it is kept as `source_ratio` only; a
 window outside the 30 days is refused with -1130 (2026) or answered with the latest rows (2020),
@@ -202,7 +203,7 @@ async def fetch_ls(
 
 
 def parse(metric: str, payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
-    """One Binance L/S response -> the normalised frame (SPEC section 3)."""
+    """One Binance L/S response -> the normalised frame (README, `ls_ratio`)."""
     if metric not in LS_ENDPOINTS:
         raise ValueError(f"binance does not publish metric {metric!r}; it has {list(METRICS)}")
     if isinstance(payload, binance_archive.ArchiveWindow):

@@ -4,8 +4,8 @@
 holds one CSV of five-minute rows per symbol and UTC day, beside a `.CHECKSUM` (sha256). The REST
 endpoints keep 30 days; the archive goes back to 2020-09 (later for most symbols).
 
-What the files are like (measured by others, see BINANCE-ARCHIVE.md in the project's exchange
-notes; binance/binance-public-data issues #258, #276, #350, #491, #498):
+What the files are like (surveyed by others in 2026, and
+https://github.com/binance/binance-public-data issues #258, #276, #350, #491, #498):
 
 - ratios only, no shares: long share = r / (1 + r);
 - every era formats numbers differently (8 decimals, full binary-float precision, 16 decimals);
@@ -60,7 +60,7 @@ HEADER = (
     "sum_taker_long_short_vol_ratio",
 )
 NUMBER_COLUMNS = HEADER[2:]
-# Binance publishes no mapping; the column names say it (BINANCE-ARCHIVE.md section 2).
+# Binance publishes no mapping; the column names say it.
 RATIO_COLUMNS: dict[str, str] = {
     "global_account": "count_long_short_ratio",
     "top_account": "count_toptrader_long_short_ratio",

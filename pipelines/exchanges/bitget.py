@@ -1,6 +1,7 @@
 """Bitget v2 mix (USDT-M): four L/S feeds, each a fixed latest window of 30 rows, no paging.
 
-Which Bitget series feeds which metric kind (the mapping is ours, fixed by SPEC section 2):
+Which Bitget series feeds which metric kind (the mapping is ours; the README's
+"Metric kinds" table states it for every exchange):
 
 | kind             | Bitget endpoint (`/api/v2/mix/market/...`) | Bitget's title                   |
 |------------------|--------------------------------------------|----------------------------------|
@@ -10,14 +11,15 @@ Which Bitget series feeds which metric kind (the mapping is ours, fixed by SPEC 
 | `taker_volume`   | `taker-buy-sell`                           | Futures Active Buy Sell Volume   |
 
 Bitget documents no "top trader" population: it calls the second and third series "active"
-accounts and positions and never defines "active" (a recent-activity filter? a size cut?). The
-SPEC maps them to `top_account` / `top_position` because, besides the all-accounts ratio, they
+accounts and positions and never defines "active" (a recent-activity filter? a size cut?). We
+map them to `top_account` / `top_position` because, besides the all-accounts ratio, they
 are the only by-account and by-position-size splits Bitget publishes, and the two come from one
 population, so comparing them (the `divergence` table) stays like with like. Read Bitget's `top_*`
 rows as "active traders", not as a top-N% cut like Binance's or OKX's; never pool them with
 those exchanges' top-trader rows as if they were one population.
 
-Quirks handled here (REFERENCE.md sections 4 and 0.1): no startTime/endTime/limit, so every call
+Quirks handled here (https://www.bitget.com/api-doc/common/apidata/Long-Short and its
+neighbours, and answers seen live in 2026): no startTime/endTime/limit, so every call
 returns the latest 30 rows, oldest first (history exists only in our warehouse: poll hourly);
 every value is a string, `ts` too; the combined ratio field was divided by 100 in 2025 samples
 and not in a 2026 one, so `ratio` always comes from the shares and the field is kept verbatim as
@@ -178,7 +180,7 @@ async def fetch_ls(
 
 
 def parse(metric: str, payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
-    """One Bitget L/S response -> the normalised frame (SPEC section 3)."""
+    """One Bitget L/S response -> the normalised frame (README, `ls_ratio`)."""
     if metric not in LS_ENDPOINTS:
         raise ValueError(f"bitget does not publish metric {metric!r}; it has {list(METRICS)}")
     endpoint, long_key, short_key, ratio_key = LS_ENDPOINTS[metric]

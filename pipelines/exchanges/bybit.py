@@ -1,6 +1,7 @@
 """Bybit v5 linear: the all-accounts ratio only, shares only, newest first, cursor paging.
 
-Quirks handled here (REFERENCE.md section 2): periods are `5min`/`1h`/`4h`/`1d`; every value is
+Quirks handled here (https://bybit-exchange.github.io/docs/v5/market/long-short-ratio, and
+answers seen live): periods are `5min`/`1h`/`4h`/`1d`; every value is
 a string; business errors come back as HTTP 200 with `retCode` != 0; an IP flood is answered with
 HTTP 403 and a ban of at least ten minutes; some rows have been seen with second timestamps.
 """
@@ -138,7 +139,7 @@ async def fetch_ls(
 
 
 def parse(metric: str, payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
-    """One Bybit account-ratio response -> the normalised frame (SPEC section 3)."""
+    """One Bybit account-ratio response -> the normalised frame (README, `ls_ratio`)."""
     if metric not in METRICS:
         raise ValueError(f"bybit publishes only {list(METRICS)}, not {metric!r}")
     rows = VENUE.rows(payload, ("result", "list"), LS_ENDPOINT, instrument)

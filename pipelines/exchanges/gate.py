@@ -1,6 +1,7 @@
 """Gate v4 futures, settle `usdt`: all four L/S kinds and open interest in one call, ratios only.
 
-Quirks handled here (REFERENCE.md sections 0.1 and 5): `contract_stats` returns one row per bucket
+Quirks handled here (https://www.gate.io/docs/developers/apiv4/#list-futures-stats, and answers
+seen live in 2026): `contract_stats` returns one row per bucket
 holding `lsr_account`, `top_lsr_account`, `top_lsr_size`, `lsr_taker` and `open_interest`, so one
 request serves five datasets (`HttpClient.get_shared_json` makes it once per run); times are
 seconds, values JSON numbers (ccxt shows strings: both parse); only ratios are published, so
@@ -221,7 +222,8 @@ def _shares(ratio: float) -> tuple[float, float]:
 
 
 def parse(metric: str, payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
-    """One contract_stats response -> the normalised frame of one metric kind (SPEC section 3)."""
+    """One contract_stats response -> the normalised frame of one metric kind (README,
+    `ls_ratio`)."""
     if metric not in FIELDS:
         raise ValueError(f"gate does not publish metric {metric!r}; it has {list(METRICS)}")
     rows = VENUE.rows(payload, (), STATS_ENDPOINT, instrument)

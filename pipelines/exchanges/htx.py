@@ -1,6 +1,7 @@
 """HTX USDT-margined linear swap: top-trader ("elite") account and position shares, latest window.
 
-Quirks handled here (REFERENCE.md sections 6 and 0.1): only `top_account` and `top_position` exist;
+Quirks handled here (https://huobiapi.github.io/docs/usdt_swap/v1/en/, and answers seen live in
+2026): only `top_account` and `top_position` exist;
 they take no time range and no size, so each call returns the latest fixed window (48 rows assumed)
 and the pipeline must poll; rows are JSON numbers with ms timestamps, oldest first, and hourly
 series have holes; accounts carry a `locked_ratio` beside long and short (kept as `locked_share`,
@@ -156,7 +157,7 @@ def _unpublished(long: float, short: float, locked: float) -> bool:
 
 
 def parse(metric: str, payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
-    """One HTX elite-ratio response -> the normalised frame (SPEC section 3)."""
+    """One HTX elite-ratio response -> the normalised frame (README, `ls_ratio`)."""
     if metric not in LS_ENDPOINTS:
         raise ValueError(f"htx publishes only {list(METRICS)}, not {metric!r}")
     endpoint = LS_ENDPOINTS[metric]

@@ -1,6 +1,7 @@
 """OKX v5 swaps: four L/S kinds per instrument, the latest 1,440 rows, `[ts, value]` strings.
 
-Quirks handled here (REFERENCE.md sections 0.1 and 3): rows are arrays of strings, newest first;
+Quirks handled here (https://www.okx.com/docs-v5/en/#trading-statistics-rest-api, and answers
+seen live in 2026): rows are arrays of strings, newest first;
 the L/S endpoints publish only a ratio r, so shares are derived (long = r / (1 + r)); taker rows
 are `[ts, sellVol, buyVol]` (sell first); `begin`/`end` are exclusive and `limit` is silently
 capped at 100, so pages are walked back by moving `end` to the oldest row; daily bars must be
@@ -199,7 +200,7 @@ def _shares_of_volumes(buy: float, sell: float) -> tuple[float, float]:
 
 
 def parse(metric: str, payload: Any, *, instrument: str, period: str) -> pd.DataFrame:
-    """One OKX rubik response -> the normalised frame (SPEC section 3)."""
+    """One OKX rubik response -> the normalised frame (README, `ls_ratio`)."""
     if metric not in LS_ENDPOINTS:
         raise ValueError(f"okx does not publish metric {metric!r}; it has {list(METRICS)}")
     endpoint = LS_ENDPOINTS[metric][0]

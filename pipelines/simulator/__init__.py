@@ -1,4 +1,5 @@
-"""Exchange simulator: Binance USD-M and Bybit v5 linear endpoints served from synthetic data.
+"""Exchange simulator: the six exchanges' public endpoints (and Binance's daily archive) served
+from synthetic data.
 
 One aiohttp server mounts every exchange under a path prefix (`/binance/...`, `/bybit/...`) with
 the real shapes, JSON types, ordering, limits, retention, paging, rate limits and error envelopes,
@@ -9,7 +10,8 @@ plus optional injected faults. Every response carries `X-LSR-Simulated: 1`.
 
 Layout: `server.py` (app factory, rate limits, faults, stats, runners), `series.py` (deterministic
 synthetic series), `spec.py` + `grid.py` (what an exchange module declares), one module per
-exchange (`binance.py`, `bybit.py`) holding that exchange's differences as data.
+exchange (`binance.py`, `bybit.py`, `okx.py`, `bitget.py`, `gate.py`, `htx.py`, and
+`binance_archive.py`) holding that exchange's differences as data.
 """
 
 from pipelines.simulator.server import (

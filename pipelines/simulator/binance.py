@@ -139,7 +139,7 @@ def _ratio_row(metric: str) -> RowFn:
         long = series.share_at(NAME, inst.coin, metric, t, length, now)
         long_text = fixed(long, 4)
         # The published ratio is rounded on its own, so it may differ from long/short in the
-        # 4th decimal (REFERENCE 0.1); the shares always add up to 1.0000.
+        # 4th decimal (seen live in 2026); the shares always add up to 1.0000.
         return {
             "symbol": inst.symbol,
             "longShortRatio": fixed(long / (1 - long), 4),
@@ -180,7 +180,7 @@ class DataSeries:
     row: RowFn
     # Buckets behind the open one. Taker rows are stamped with the start of the period they
     # sum, so the newest one is the last closed period; ratio and OI rows are snapshots stamped
-    # with their own time, the newest being the open bucket (REFERENCE 0.1, 13:12 capture).
+    # with their own time, the newest being the open bucket (a live capture at 13:12).
     lag: int = 0
 
 

@@ -1,7 +1,7 @@
 """Binance Vision's daily `metrics` archive, served beside the Binance REST API.
 
 `GET /data/futures/um/daily/metrics/{SYMBOL}/{SYMBOL}-metrics-{DAY}.zip` and its `.CHECKSUM`,
-with what real files show (BINANCE-ARCHIVE.md in the project's exchange notes):
+with what real files show (https://github.com/binance/binance-public-data and its issues):
 
 - a 404 for days before the symbol's first archived day and for today (published T+1);
 - labels in the convention of the file's day: up to 2026-06-24 a row labelled T holds the
@@ -184,7 +184,7 @@ class _Formats:
 
 
 def _formats(day: date) -> _Formats:
-    """How numbers were written in the file's era (BINANCE-ARCHIVE.md section 2)."""
+    """How numbers were written in the file's era (as real files of each era show)."""
     if day < date(2021, 12, 1):
         return _Formats(_fixed(8), _fixed(8), _fixed(8), _fixed(8))
     if day < date(2023, 7, 10):

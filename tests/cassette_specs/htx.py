@@ -3,7 +3,8 @@ HTX's documentation or measured by a third party, written out below with their s
 
 No real recorded elite-ratio, kline, OI-history or contract-info response exists; the bodies
 below are HTX's own documentation examples, verbatim (values illustrative), and error bodies as
-REFERENCE.md section 6.3 quotes them (their elided `ts` filled with a plausible instant).
+the HTX docs' error examples (https://huobiapi.github.io/docs/usdt_swap/v1/en/#error-code)
+show them (their elided `ts` filled with a plausible instant).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ DOC_CONTRACT_INFO = (
     '"price_tick":0.1,"delivery_time":"","create_date":"20201110","contract_status":1,'
     '"settlement_date":"1609782000000","support_margin_mode":"all"}],"ts":1603694455082}'
 )
-# REFERENCE 6.3 / 9 (third-party measurement, 2026-09-23): API and market error envelopes.
+# A third-party measurement (2026-09-23): the API and market error envelopes.
 UNKNOWN_CONTRACT = (
     '{"status":"error","err_code":1014,"err_msg":"This contract doesnt exist.","ts":1790134722568}'
 )

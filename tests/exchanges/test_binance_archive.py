@@ -1,7 +1,7 @@
 """The Binance Vision `metrics` archive parser, on real rows of every number-format era.
 
 The 2020-09-01 file head is real (tests/payloads/binance_archive/); the other eras' rows are
-quoted in the project's exchange notes (BINANCE-ARCHIVE.md section 2) and are used unchanged:
+quoted from real files of those eras (surveyed by others in 2026) and are used unchanged:
 where a quotation stops ("..."), the remaining fields are left blank, which is itself a shape
 the archive has.
 """
@@ -43,7 +43,7 @@ from pipelines.simulator.binance_archive import BAD_CHECKSUM
 from pipelines.warehouse import LS_KEY, REST_WINS, connect, upsert
 from tests.partition_runs import SCALE, ingest, point_at
 
-PAYLOADS = Path(__file__).parent / "payloads" / "binance_archive"
+PAYLOADS = Path(__file__).parents[1] / "payloads" / "binance_archive"
 HEAD_2020 = (PAYLOADS / "um-BTCUSDT-metrics-2020-09-01-head.csv").read_text()
 
 

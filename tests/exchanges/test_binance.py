@@ -1,16 +1,19 @@
-"""Every parser on real exchange responses: the values a user reads come out right."""
+"""Binance connector: its parsers on real payloads, and the HTTP layer replaying recorded
+responses (cassettes).
+"""
 
 from __future__ import annotations
 
-import math
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from pipelines.errors import PayloadError
-from pipelines.exchanges import binance, bybit
-from pipelines.exchanges.base import LS_COLUMNS
+from pipelines.errors import ExchangeApiError, PayloadError
+from pipelines.exchanges import binance
+from pipelines.exchanges.base import LS_COLUMNS, Window, keep_inside
+from pipelines.http import HttpClient
 from tests.conftest import load_payload
 
 
@@ -20,6 +23,10 @@ def _ms(ts: pd.Timestamp) -> int:
 
 def _by_ts(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     return {int(r["timestamp"]): r for r in rows}
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsers on the real payloads
 
 
 @pytest.mark.parametrize(
@@ -112,62 +119,75 @@ def test_binance_refuses_a_metric_it_does_not_publish_under_another_name() -> No
         binance.parse("elite_account", [], instrument="BTCUSDT", period="5m")
 
 
-@pytest.mark.parametrize(
-    "fixture",
-    ["bybit/account_ratio_5min_live_2026-09-15.json", "bybit/account_ratio_doc_example.json"],
-)
-def test_bybit_newest_first_shares_become_ascending_rows_with_ratio(fixture: str) -> None:
-    body = load_payload(fixture)
-    rows = body["result"]["list"]
-    assert int(rows[0]["timestamp"]) > int(rows[-1]["timestamp"])  # newest first on the wire
-    frame = bybit.parse("global_account", body, instrument="ETHUSDT", period="5m")
-
-    assert frame["ts"].is_monotonic_increasing
-    published = _by_ts(rows)
-    for row in frame.itertuples():
-        raw = published[_ms(row.ts)]
-        assert row.long_share == float(raw["buyRatio"])
-        assert row.ratio == pytest.approx(float(raw["buyRatio"]) / float(raw["sellRatio"]))
-        assert math.isnan(row.source_ratio)  # Bybit publishes shares only
-
-
-def test_bybit_error_envelope_is_a_clear_error() -> None:
-    body = load_payload("bybit/error_unknown_symbol_instruments_info.json")
-    with pytest.raises(PayloadError, match="10001"):
-        bybit.parse("global_account", body, instrument="NOTACOINUSDT", period="1h")
-    with pytest.raises(PayloadError, match="symbol invalid"):
-        bybit.parse_instruments(body)
-
-
-def test_bybit_second_timestamps_are_read_by_magnitude() -> None:
-    body = load_payload("bybit/account_ratio_5min_live_2026-09-15.json")
-    in_seconds = {
-        **body,
-        "result": {
-            **body["result"],
-            "list": [
-                {**r, "timestamp": str(int(r["timestamp"]) // 1000)} for r in body["result"]["list"]
-            ],
-        },
-    }
-    as_ms = bybit.parse("global_account", body, instrument="ETHUSDT", period="5m")
-    as_s = bybit.parse("global_account", in_seconds, instrument="ETHUSDT", period="5m")
-    assert as_s["ts"].tolist() == as_ms["ts"].tolist()
-
-
-def test_bybit_open_interest_doc_example() -> None:
-    body = load_payload("bybit/open_interest_doc_example.json")
-    frame = bybit.parse_open_interest(body, instrument="BTCUSDT", period="5m")
-    assert sorted(frame["open_interest"]) == sorted(
-        float(r["openInterest"]) for r in body["result"]["list"]
-    )
-    assert frame["ts"].is_monotonic_increasing
-
-
-def test_a_body_of_unknown_shape_is_rejected_by_every_parser() -> None:
-    with pytest.raises(PayloadError):
-        bybit.parse("global_account", {"unexpected": True}, instrument="BTCUSDT", period="1h")
+def test_a_body_of_unknown_shape_is_rejected() -> None:
     with pytest.raises(PayloadError):
         binance.parse("global_account", {"data": []}, instrument="BTCUSDT", period="1h")
     with pytest.raises(PayloadError):
         binance.parse_klines([{"open": 1}], instrument="BTCUSDT", period="1h")
+
+
+# ---------------------------------------------------------------------------------------------
+# Cassettes through the real HTTP layer
+
+
+# Recorded in 2020, when the REST API still served these windows (it refuses them since): the
+# tests ask the REST API alone, as a fetch of a recent window would.
+GLOBAL = binance.LS_ENDPOINTS["global_account"][0]
+OCT_2020 = Window.of(datetime(2020, 10, 18, tzinfo=UTC), datetime(2020, 10, 19, tzinfo=UTC))
+
+
+async def test_binance_page_replays_through_the_http_layer(cassette) -> None:
+    with cassette("binance_global_account"):
+        async with HttpClient() as client:
+            pages = await binance.fetch_rest(client, GLOBAL, "BTCUSDT", "5m", OCT_2020)
+            stats = client.stats()["binance"]
+    assert pages == [load_payload("binance/global_long_short_account_ratio_5m.json")]
+    assert stats["requests"] == 1  # fewer rows than the page limit: no second page
+
+
+async def test_binance_out_of_window_answer_is_filtered_to_the_request(cassette) -> None:
+    january = Window.of(datetime(2020, 1, 1, tzinfo=UTC), datetime(2020, 2, 1, tzinfo=UTC))
+    with cassette("binance_out_of_window"):
+        async with HttpClient() as client:
+            pages = await binance.fetch_rest(client, GLOBAL, "BTCUSDT", "5m", january)
+    frame = binance.parse("global_account", pages[0], instrument="BTCUSDT", period="5m")
+    assert len(frame) == 10 and frame["ts"].min() > pd.Timestamp("2020-10-01")  # latest rows
+    inside, dropped = keep_inside(frame, january)
+    assert inside.empty and dropped == 10
+
+
+async def test_binance_error_envelope_raises_with_exchange_endpoint_symbol_code(cassette) -> None:
+    with cassette("binance_invalid_symbol"):
+        async with HttpClient() as client:
+            with pytest.raises(ExchangeApiError) as caught:
+                await binance.fetch_rest(client, GLOBAL, "BTCUSD_201225", "5m", OCT_2020)
+    error = caught.value
+    assert (error.exchange, error.symbol, error.status, error.code) == (
+        "binance",
+        "BTCUSD_201225",
+        400,
+        "-1121",
+    )
+    assert "globalLongShortAccountRatio" in str(error) and "Invalid symbol." in str(error)
+
+
+async def test_binance_position_and_taker_endpoints_replay(cassette) -> None:
+    for name, metric in (
+        ("binance_top_position", "top_position"),
+        ("binance_taker_volume", "taker_volume"),
+    ):
+        with cassette(name):
+            async with HttpClient() as client:
+                pages = await binance.fetch_rest(
+                    client, binance.LS_ENDPOINTS[metric][0], "BTCUSDT", "5m", OCT_2020
+                )
+        frame = binance.parse(metric, pages[0], instrument="BTCUSDT", period="5m")
+        assert not frame.empty and frame["ratio"].gt(0).all()
+
+
+async def test_klines_replay(cassette) -> None:
+    days = Window.of(datetime(2020, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC))
+    with cassette("binance_klines"):
+        async with HttpClient() as client:
+            pages = await binance.fetch_klines(client, "BTCUSDT", "1d", days)
+    assert len(binance.parse_klines(pages[0], instrument="BTCUSDT", period="1d")) == 5
