@@ -10,6 +10,22 @@ WAREHOUSE_DIR = REPO_ROOT / "warehouse"
 SQL_DIR = WAREHOUSE_DIR / "sql"
 
 METRICS: tuple[str, ...] = ("global_account", "top_account", "top_position", "taker_volume")
+# The kinds and the exchanges in words, for what people read (image titles); the README's
+# "Metric kinds" table says the same.
+METRIC_WORDS: dict[str, str] = {
+    "global_account": "all accounts, by count",
+    "top_account": "top traders, by count",
+    "top_position": "top traders, by position size",
+    "taker_volume": "taker buy vs sell volume",
+}
+EXCHANGE_NAMES: dict[str, str] = {
+    "binance": "Binance",
+    "bybit": "Bybit",
+    "okx": "OKX",
+    "bitget": "Bitget",
+    "gate": "Gate",
+    "htx": "HTX",
+}
 PERIODS: tuple[str, ...] = ("1h", "4h", "1d")
 PERIOD_MS: dict[str, int] = {
     "5m": 5 * 60_000,

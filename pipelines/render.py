@@ -28,6 +28,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import StrMethodFormatter
 
+from pipelines.config import EXCHANGE_NAMES, METRIC_WORDS
 from pipelines.image_data import (
     HeatmapGrid,
     RenderRequest,
@@ -101,9 +102,11 @@ class RenderedFigure:
 
 
 def _title(request: RenderRequest, data_end: pd.Timestamp | None) -> str:
+    """In words: `Binance · all accounts, by count · 1h · last 7 days · latest bucket ...`."""
     end = f"latest bucket {data_end:%Y-%m-%d %H:%M} UTC" if data_end is not None else "no data"
-    name = view_of(request).title or request.exchange
-    parts = [name, request.metric, request.period, f"last {request.range_label}", end]
+    name = view_of(request).title or EXCHANGE_NAMES.get(request.exchange, request.exchange)
+    what = METRIC_WORDS.get(request.metric, request.metric)
+    parts = [name, what, request.period, f"last {request.range_days} days", end]
     title = "  ·  ".join(parts)
     return f"SIMULATED DATA  ·  {title}" if request.simulated else title
 
@@ -195,7 +198,7 @@ def _draw_heatmap(
     heat_ax.set_xlim(edges[0], edges[-1])
     _label_coins(heat_ax, grid.coins, theme)
     colorbar = fig.colorbar(image, cax=cax, extend="both")
-    _style_colorbar(colorbar, vmax, request.color_by, theme)
+    _style_colorbar(colorbar, vmax, request, theme)
     return colorbar, norm, k
 
 
@@ -211,15 +214,22 @@ def _label_coins(heat_ax: Axes, coins: list[str], theme: Theme) -> None:
     heat_ax.set_ylabel("coin")
 
 
-def _style_colorbar(colorbar: Colorbar, vmax: float, color_by: str, theme: Theme) -> None:
-    if color_by == "zscore":
+def _ratio_words(metric: str) -> tuple[str, str]:
+    """(the ratio's short name, its axis label): taker volume is buy/sell, the rest long/short."""
+    if metric == "taker_volume":
+        return "buy/sell", "buy/sell ratio (taker buy / sell volume)"
+    return "L/S", "L/S ratio (long / short)"
+
+
+def _style_colorbar(colorbar: Colorbar, vmax: float, request: RenderRequest, theme: Theme) -> None:
+    if request.color_by == "zscore":
         ticks = list(range(-int(_ZSCORE_VMAX), int(_ZSCORE_VMAX) + 1))
         colorbar.set_ticks(ticks, labels=[f"{t:+d}" if t else "0" for t in ticks])
         colorbar.set_label("z-score vs the coin's own history")
     else:
         values, labels = _ratio_ticks(vmax)
         colorbar.set_ticks(values, labels=labels)
-        colorbar.set_label("L/S ratio (log scale, 1 = balanced)")
+        colorbar.set_label(f"{_ratio_words(request.metric)[0]} ratio (log scale, 1 = balanced)")
     colorbar.ax.yaxis.label.set_color(theme.foreground)
     colorbar.ax.tick_params(colors=theme.foreground, labelcolor=theme.foreground)
     colorbar.outline.set_edgecolor(theme.foreground)
@@ -319,7 +329,7 @@ def _shade(ax: Axes, edges: np.ndarray, mask: np.ndarray, color: str, alpha: flo
 
 
 def _draw_top(
-    top_ax: Axes, price_ax: Axes, grid: HeatmapGrid, top: TopData, theme: Theme
+    top_ax: Axes, price_ax: Axes, grid: HeatmapGrid, top: TopData, metric: str, theme: Theme
 ) -> list[str]:
     edges = _edges(grid.ts_index)
     centres = (edges[:-1] + edges[1:]) / 2  # each point sits over its heatmap column
@@ -329,10 +339,11 @@ def _draw_top(
     _shade(top_ax, edges, top.lower, theme.lower_zone_color, 0.14)
     _shade(top_ax, edges, top.market_wide & top.upper, theme.upper_zone_color, 0.22)
     _shade(top_ax, edges, top.market_wide & top.lower, theme.lower_zone_color, 0.22)
+    ratio, axis_label = _ratio_words(metric)
     how = f"{top.weighting}, " if top.weighting else ""
-    alt_label = f"altcoin average L/S ({how}geometric mean"
+    alt_label = f"altcoin average {ratio} ({how}geometric mean"
     alt_label += f", ~{top.alt_coins:.0f} coins)" if not math.isnan(top.alt_coins) else ")"
-    btc_label = f"BTC L/S ({top.weighting})" if top.weighting else "BTC L/S"
+    btc_label = f"BTC {ratio} ({top.weighting})" if top.weighting else f"BTC {ratio}"
     top_ax.plot(centres, top.btc_ratio, color=theme.btc_color, linewidth=1.6, label=btc_label)
     top_ax.plot(centres, top.alt_ratio, color=theme.alt_color, linewidth=1.6, label=alt_label)
     top_ax.axhline(
@@ -356,14 +367,14 @@ def _draw_top(
         top_ax.text(
             0.5,
             0.5,
-            "no BTC / altcoin L/S data in this range",
+            f"no BTC / altcoin {ratio} data in this range",
             ha="center",
             va="center",
             transform=top_ax.transAxes,
             color=theme.foreground,
             alpha=0.7,
         )
-    top_ax.set_ylabel("L/S ratio (long / short)")
+    top_ax.set_ylabel(axis_label)
     price_ax.set_ylabel("BTC price")
     price_ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     if not has_price:
@@ -407,10 +418,22 @@ def _top_legend(top_ax: Axes, price_ax: Axes, top: TopData, theme: Theme) -> lis
     return [str(h.get_label()) for h in all_handles]
 
 
+class _NamedMonthDates(mdates.ConciseDateFormatter):
+    """Concise dates whose first tick also names its month: plain day numbers ("25 ... 30, Dec")
+    would leave the month a window starts in unnamed."""
+
+    def format_ticks(self, values: list[float]) -> list[str]:
+        labels = list(super().format_ticks(values))
+        if labels and labels[0].isdigit():  # a day of the month, the month unsaid
+            first = mdates.num2date(values[0], tz=UTC)
+            labels[0] = f"{first:%b} {labels[0]}"
+        return labels
+
+
 def _set_time_axis(heat_ax: Axes, top_ax: Axes) -> None:
     locator = mdates.AutoDateLocator(tz=UTC, minticks=5, maxticks=12)
     heat_ax.xaxis.set_major_locator(locator)
-    heat_ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))
+    heat_ax.xaxis.set_major_formatter(_NamedMonthDates(locator, tz=UTC))
     heat_ax.set_xlabel("time (UTC)")
     top_ax.tick_params(axis="x", labelbottom=False)
 
@@ -477,7 +500,7 @@ def build_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> Ren
     top_ax.patch.set_visible(False)  # the price axes below now paints the background
     price_ax.patch.set_visible(True)
     colorbar, norm, k = _draw_heatmap(fig, heat_ax, cax, grid, request, theme)
-    labels = _draw_top(top_ax, price_ax, grid, top, theme)
+    labels = _draw_top(top_ax, price_ax, grid, top, request.metric, theme)
     _mark_history_start(heat_ax, top_ax, grid, data.view.history_owner or request.exchange, theme)
     _set_time_axis(heat_ax, top_ax)
     if k > 1:  # say so: a drawn column is then an average, not one bucket

@@ -285,8 +285,10 @@ def test_pixels_show_long_cells_on_the_long_side_and_missing_cells_as_no_data(
 def test_title_names_the_selection_and_the_data_end(conn: duckdb.DuckDBPyConnection):
     rendered = build_figure(conn, _request())
     title = rendered.figure.get_suptitle()
-    for part in ("binance", "global_account", "1h", "7d", "2025-01-10 23:00 UTC"):
+    # Words, not keys: the exchange's name and what the kind measures.
+    for part in ("Binance", "all accounts, by count", "1h", "last 7 days", "2025-01-10 23:00 UTC"):
         assert part in title
+    assert "global_account" not in title
     assert "SIMULATED" not in title
     assert not any(t.get_gid() == "simulated-watermark" for t in rendered.figure.texts)
 
@@ -499,3 +501,30 @@ def test_many_images_drawn_in_several_processes_are_those_one_process_draws(
     assert listed == {str(out) for _, out in plan(db)}
     for _, out in plan(db):
         assert out.read_bytes() == (alone / out.name).read_bytes(), out.name
+
+
+def test_the_time_axis_names_the_month_the_window_starts_in(conn: duckdb.DuckDBPyConnection):
+    """A window from 4 to 10 January: the first tick says "Jan", not a bare day number."""
+    rendered = build_figure(conn, _request())
+    try:
+        rendered.figure.canvas.draw()
+        labels = [t.get_text() for t in rendered.heat_ax.get_xticklabels() if t.get_text()]
+    finally:
+        rendered.figure.clear()
+    assert labels[0].startswith("Jan"), labels
+    assert all(label.isdigit() for label in labels[1:3]), labels  # later days stay concise
+
+
+def test_a_taker_volume_image_speaks_of_buying_and_selling(tmp_path: Path):
+    with _make_warehouse(tmp_path / "w.duckdb", zones=False) as db:
+        for table in ("heatmap_matrix", "btc_ls", "alt_average"):
+            db.execute(f"UPDATE {table} SET metric = 'taker_volume'")
+        rendered = build_figure(db, _request(metric="taker_volume"))
+    try:
+        assert "taker buy vs sell volume" in rendered.figure.get_suptitle()
+        assert rendered.top_ax.get_ylabel() == "buy/sell ratio (taker buy / sell volume)"
+        assert "buy/sell ratio" in rendered.colorbar.ax.get_ylabel()
+        assert "BTC buy/sell" in rendered.legend_labels
+        assert not any("L/S" in label for label in rendered.legend_labels)
+    finally:
+        rendered.figure.clear()
