@@ -14,14 +14,14 @@ from dagster import (
 from duckdb import DuckDBPyConnection
 
 from pipelines.gallery import gallery_url, image_url
-from pipelines.image_data import RenderRequest
+from pipelines.image_data import TABLES_READ, RenderRequest
 from pipelines.images import default_image, default_requests, is_simulated, render_and_record
 from pipelines.render import RenderResult
 from pipelines.resources import PipelineSettings
 from pipelines.themes import DEFAULT_THEME
 
-# What render.py reads: the price and ratio lines, the heatmap, the zone shading.
-IMAGE_INPUTS = [AssetKey(t) for t in ("btc_ls", "alt_average", "heatmap_matrix", "signal_zones")]
+# What the images read: the grid, the lines, the price and the zone shading of both views.
+IMAGE_INPUTS = [AssetKey(table) for table in sorted(TABLES_READ)]
 
 
 @asset(

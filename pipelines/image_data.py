@@ -173,6 +173,15 @@ CROSS_VIEW: Final = ImageView(
 )
 
 
+# Every table an image may read (the views' panels, and btc_ls for the cross view's price).
+TABLES_READ: Final = frozenset(
+    table
+    for view in (EXCHANGE_VIEW, CROSS_VIEW)
+    for table in (view.heat_table, view.btc_table, view.alt_table, view.zones_table, "btc_ls")
+    if table
+)
+
+
 def view_of(request: RenderRequest) -> ImageView:
     return CROSS_VIEW if request.exchange == CROSS else EXCHANGE_VIEW
 

@@ -43,6 +43,10 @@ def test_lineage_shows_what_each_derived_table_reads_in_its_sql() -> None:
     for table in order:
         for parent in parents(table) & set(order):
             assert order.index(parent) < order.index(table), f"{parent} refreshed after {table}"
+    # The images read both views' tables: the cross view's too.
+    assert parents("heatmap_images") == {
+        "heatmap_matrix", "btc_ls", "alt_average", "signal_zones", "cross_exchange", "cross_lines"
+    }  # fmt: skip
     description = graph.get(AssetKey("btc_ls")).description or ""
     assert description.startswith("BTC long/short ratio and BTC close price per bucket")
 
