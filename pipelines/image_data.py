@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Final, NamedTuple
@@ -134,7 +134,7 @@ class ImageView:
     btc_ratio: str
     alt_table: str  # the altcoin line: `alt_mean_ratio` and `n_coins` per bucket
     zones_table: str | None  # shading of historical extremes, where computed
-    own_price: bool  # BTC price from the same selection; else from one exchange's btc_ls
+    own_price: bool  # BTC price of the image's own exchange; else of one chosen exchange
     weighting: str  # how the lines combine exchanges, said in their labels ("" for one)
     title: str | None  # the title's name for the selection; None: the exchange's
     history_owner: str | None  # "before <owner>'s history"; None: the exchange
@@ -173,11 +173,11 @@ CROSS_VIEW: Final = ImageView(
 )
 
 
-# Every table an image may read (the views' panels, and btc_ls for the cross view's price).
+# Every table an image may read: the views' panels and the price line.
 TABLES_READ: Final = frozenset(
     table
     for view in (EXCHANGE_VIEW, CROSS_VIEW)
-    for table in (view.heat_table, view.btc_table, view.alt_table, view.zones_table, "btc_ls")
+    for table in (view.heat_table, view.btc_table, view.alt_table, view.zones_table, "btc_price")
     if table
 )
 
@@ -252,17 +252,19 @@ def _fetch_columns(
     select: str,
     select_params: tuple[object, ...] = (),
     extra_where: str = "",
+    selection: tuple[str, list[object]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Rows of `table` in the window as numpy arrays, with `col_no` = bucket column number.
 
     DuckDB computes the column number (and any row number in `select`) so that only numbers cross
     into Python: turning 400k timestamps and coin names into Python objects would cost more than
     drawing the image. `table`, `select` and `extra_where` are constants of this module (or of
-    an ImageView); every value goes in as a parameter.
+    an ImageView); every value goes in as a parameter. `selection` replaces the view's own
+    (`WHERE ...` and its values) for a table keyed otherwise.
     """
     start_ms = int(query.index[0].value // 1_000_000)  # naive UTC ns -> epoch ms
     step_ms = int(PERIOD_DELTA[query.request.period].value // 1_000_000)
-    where, where_params = query.in_window
+    where, where_params = selection or query.in_window
     sql = f"SELECT (epoch_ms(ts) - ?) // ? AS col_no, {select} FROM {table} {where}{extra_where}"
     raw = conn.execute(sql, [start_ms, step_ms, *select_params, *where_params]).fetchnumpy()
     # Masked arrays (columns with NULLs) are ndarrays too and keep their mask.
@@ -367,25 +369,30 @@ def _top_data(conn: duckdb.DuckDBPyConnection, query: _Query) -> TopData:
 
 
 def _price(conn: duckdb.DuckDBPyConnection, query: _Query) -> tuple[np.ndarray, str | None]:
-    """BTC's close per bucket, and the exchange it comes from when not the image's own: a view
-    over several exchanges draws one exchange's price (CROSS_PRICE_EXCHANGE when it has any)."""
+    """BTC's close per bucket from `btc_price` (klines: wherever candles exist, L/S rows or not),
+    and the exchange it comes from when not the image's own: a view over several exchanges draws
+    one exchange's price (CROSS_PRICE_EXCHANGE when it has any in the window)."""
     n = len(query.index)
-    if not table_exists(conn, "btc_ls"):
+    if not table_exists(conn, "btc_price"):
         return np.full(n, np.nan), None
-    if query.view.own_price:
-        return _series(_fetch_columns(conn, query, "btc_ls", "price_close"), "price_close", n), None
-    where, params = query.in_window
-    row = one_row(
-        conn,
-        f"SELECT exchange FROM btc_ls {where} AND price_close IS NOT NULL "
-        "GROUP BY exchange ORDER BY exchange = ? DESC, exchange LIMIT 1",
-        [*params, CROSS_PRICE_EXCHANGE],
+    first, last = query.index[0].to_pydatetime(), query.index[-1].to_pydatetime()
+    venue: str | None = query.request.exchange
+    if not query.view.own_price:
+        row = one_row(
+            conn,
+            "SELECT exchange FROM btc_price WHERE period = ? AND ts BETWEEN ? AND ? "
+            "AND close IS NOT NULL GROUP BY exchange ORDER BY exchange = ? DESC, exchange LIMIT 1",
+            [query.request.period, first, last, CROSS_PRICE_EXCHANGE],
+        )
+        venue = str(row[0]) if row else None
+    if venue is None:
+        return np.full(n, np.nan), None
+    selection = (
+        "WHERE exchange = ? AND period = ? AND ts BETWEEN ? AND ?",
+        [venue, query.request.period, first, last],
     )
-    if not row:
-        return np.full(n, np.nan), None
-    venue = str(row[0])
-    own = _Query(replace(query.request, exchange=venue), EXCHANGE_VIEW, query.index)
-    return _series(_fetch_columns(conn, own, "btc_ls", "price_close"), "price_close", n), venue
+    closes = _fetch_columns(conn, query, "btc_price", "close", selection=selection)
+    return _series(closes, "close", n), None if query.view.own_price else venue
 
 
 def _zones(

@@ -1068,3 +1068,31 @@ def test_assets_materialise_in_process_with_their_checks(tmp_path: Path) -> None
     assert done == set(DERIVED_TABLES)
     checks = result.get_asset_check_evaluations()
     assert len(checks) == len(ANALYTICS_CHECKS) and all(c.passed for c in checks)
+
+
+def test_btc_price_is_the_candles_of_the_chosen_btc_instrument(tmp_path: Path) -> None:
+    """Every BTC candle, L/S rows or not; with two BTC instruments on one exchange, the one
+    marked in_universe (as heatmap_matrix chooses)."""
+    from pipelines.warehouse import DDL_FILE
+
+    t0 = pd.Timestamp("2026-01-01")
+    with connect(tmp_path / "w.duckdb") as conn:
+        conn.execute(DDL_FILE.read_text())
+        for instrument, chosen in (("BTCUSDT", True), ("BTCUSDC", False)):
+            conn.execute(
+                "INSERT INTO instruments VALUES ('binance', ?, 'BTC', 'BTC', 1, NULL, ?, ?, ?)",
+                [instrument, chosen, t0, t0],
+            )
+            for hour in range(3):
+                close = 100.0 + hour if chosen else 1.0
+                conn.execute(
+                    "INSERT INTO klines (exchange, coin, instrument, period, ts, close, fetched_at)"
+                    " VALUES ('binance', 'BTC', ?, '1h', ?, ?, ?)",
+                    [instrument, t0 + pd.Timedelta(hours=hour), close, t0],
+                )
+        refresh(conn, "btc_price", Universe(coins=("BTC",), alt_exclusions=()))
+        rows = conn.execute(
+            "SELECT exchange, period, ts, close FROM btc_price ORDER BY ts"
+        ).fetchall()
+    assert [(e, p, c) for e, p, _, c in rows] == [("binance", "1h", 100.0 + h) for h in range(3)]
+    assert len({row[2] for row in rows}) == 3  # one row per bucket, not one per instrument

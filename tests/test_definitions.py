@@ -44,8 +44,10 @@ def test_lineage_shows_what_each_derived_table_reads_in_its_sql() -> None:
         for parent in parents(table) & set(order):
             assert order.index(parent) < order.index(table), f"{parent} refreshed after {table}"
     # The images read both views' tables: the cross view's too.
+    assert parents("btc_price") == {"klines"}
     assert parents("heatmap_images") == {
-        "heatmap_matrix", "btc_ls", "alt_average", "signal_zones", "cross_exchange", "cross_lines"
+        "heatmap_matrix", "btc_ls", "alt_average", "signal_zones", "cross_exchange", "cross_lines",
+        "btc_price",
     }  # fmt: skip
     description = graph.get(AssetKey("btc_ls")).description or ""
     assert description.startswith("BTC long/short ratio and BTC close price per bucket")

@@ -40,6 +40,7 @@ CREATE TABLE btc_ls (exchange VARCHAR, metric VARCHAR, period VARCHAR, ts TIMEST
     ratio DOUBLE, long_share DOUBLE, short_share DOUBLE, price_close DOUBLE);
 CREATE TABLE alt_average (exchange VARCHAR, metric VARCHAR, period VARCHAR, ts TIMESTAMP,
     alt_mean_ratio DOUBLE, alt_median_ratio DOUBLE, n_coins INTEGER, btc_ratio DOUBLE);
+CREATE TABLE btc_price (exchange VARCHAR, period VARCHAR, ts TIMESTAMP, close DOUBLE);
 """
 
 
@@ -83,7 +84,7 @@ def _make_warehouse(path: Path, *, zones: bool) -> duckdb.DuckDBPyConnection:
     conn.execute("SET TimeZone='UTC'")
     conn.execute(DDL)
     _insert(conn, "heatmap_matrix", _heatmap_rows())
-    btc, alt = [], []
+    btc, alt, closes = [], [], []
     for hour in range(N_BUCKETS):
         ts = START + timedelta(hours=hour)
         ratio = _ratio("BTC", hour)
@@ -91,8 +92,11 @@ def _make_warehouse(path: Path, *, zones: bool) -> duckdb.DuckDBPyConnection:
         price = None if hour in NULL_PRICE_HOURS else 95_000 + 50 * hour
         btc.append((*SEL, ts, ratio, ratio / (1 + ratio), 1 / (1 + ratio), price))
         alt.append((*SEL, ts, 1.05, 1.0, 4, ratio))
+        if price is not None:  # no candle in those hours
+            closes.append((SEL[0], SEL[2], ts, price))
     _insert(conn, "btc_ls", btc)
     _insert(conn, "alt_average", alt)
+    _insert(conn, "btc_price", closes)
     if zones:
         conn.execute(
             "CREATE TABLE signal_zones (exchange VARCHAR, metric VARCHAR, period VARCHAR, "
@@ -528,3 +532,20 @@ def test_a_taker_volume_image_speaks_of_buying_and_selling(tmp_path: Path):
         assert not any("L/S" in label for label in rendered.legend_labels)
     finally:
         rendered.figure.clear()
+
+
+def test_the_price_line_goes_on_where_the_l_s_rows_stop(tmp_path: Path):
+    """Candles cover more than a latest-window exchange's L/S rows: the price is drawn from
+    the candles, not only beside the L/S rows."""
+    with _make_warehouse(tmp_path / "w.duckdb", zones=False) as db:
+        db.execute("DELETE FROM btc_ls WHERE ts > ?", [LAST - timedelta(hours=24)])
+        rendered = build_figure(db, _request())
+    try:
+        hours = [int((ts - START) / pd.Timedelta(hours=1)) for ts in rendered.grid.ts_index]
+        btc = np.asarray(rendered.top_ax.get_lines()[0].get_ydata(), dtype=float)
+        price = np.asarray(rendered.price_ax.get_lines()[0].get_ydata(), dtype=float)
+    finally:
+        rendered.figure.clear()
+    last_day = [i for i, h in enumerate(hours) if h > N_BUCKETS - 1 - 24]
+    assert np.isnan(btc[last_day]).all()  # no L/S rows there
+    assert price[last_day].tolist() == [95_000.0 + 50 * hours[i] for i in last_day]

@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS cross_exchange (coin VARCHAR, metric VARCHAR, period 
     n_exchanges_zscore INTEGER, n_exchanges_with_oi INTEGER, oi_usd_total DOUBLE);
 CREATE TABLE IF NOT EXISTS btc_ls (exchange VARCHAR, metric VARCHAR, period VARCHAR,
     ts TIMESTAMP, ratio DOUBLE, long_share DOUBLE, short_share DOUBLE, price_close DOUBLE);
+CREATE TABLE IF NOT EXISTS btc_price (exchange VARCHAR, period VARCHAR, ts TIMESTAMP,
+    close DOUBLE);
 CREATE TABLE IF NOT EXISTS heatmap_matrix (exchange VARCHAR, metric VARCHAR, period VARCHAR,
     coin VARCHAR, ts TIMESTAMP, ratio DOUBLE, ln_ratio DOUBLE, zscore DOUBLE);
 """
@@ -82,6 +84,14 @@ def _make(path: Path, price_exchanges: tuple[str, ...]) -> None:
                     0.5,
                     offsets[ex] + h,
                 )
+                for ex in price_exchanges
+                for h in range(N_BUCKETS)
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO btc_price VALUES (?, ?, ?, ?)",
+            [
+                (ex, "1h", START + timedelta(hours=h), offsets[ex] + h)
                 for ex in price_exchanges
                 for h in range(N_BUCKETS)
             ],
