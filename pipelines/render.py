@@ -380,21 +380,20 @@ def _draw_top(
     if not has_price:
         price_ax.set_yticks([])
     top_ax.grid(True, color=theme.foreground, alpha=0.12, linewidth=0.6)
-    return _top_legend(top_ax, price_ax, top, theme)
+    return _top_legend(top_ax, price_ax, top, metric, theme)
 
 
-def _top_legend(top_ax: Axes, price_ax: Axes, top: TopData, theme: Theme) -> list[str]:
+def _top_legend(top_ax: Axes, price_ax: Axes, top: TopData, metric: str, theme: Theme) -> list[str]:
+    upper, lower = (
+        ("buyers", "sellers") if metric == "taker_volume" else ("crowd long", "crowd short")
+    )
     handles = [*top_ax.get_lines(), *price_ax.get_lines()]
     handles = [h for h in handles if isinstance(h, Line2D)]
     extra: list[Patch] = []
     if top.upper.any():
-        extra.append(
-            Patch(color=theme.upper_zone_color, alpha=0.3, label="upper zone (crowd long)")
-        )
+        extra.append(Patch(color=theme.upper_zone_color, alpha=0.3, label=f"upper zone ({upper})"))
     if top.lower.any():
-        extra.append(
-            Patch(color=theme.lower_zone_color, alpha=0.3, label="lower zone (crowd short)")
-        )
+        extra.append(Patch(color=theme.lower_zone_color, alpha=0.3, label=f"lower zone ({lower})"))
     if top.market_wide.any():
         extra.append(
             Patch(

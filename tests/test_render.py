@@ -520,8 +520,8 @@ def test_the_time_axis_names_the_month_the_window_starts_in(conn: duckdb.DuckDBP
 
 
 def test_a_taker_volume_image_speaks_of_buying_and_selling(tmp_path: Path):
-    with _make_warehouse(tmp_path / "w.duckdb", zones=False) as db:
-        for table in ("heatmap_matrix", "btc_ls", "alt_average"):
+    with _make_warehouse(tmp_path / "w.duckdb", zones=True) as db:
+        for table in ("heatmap_matrix", "btc_ls", "alt_average", "signal_zones"):
             db.execute(f"UPDATE {table} SET metric = 'taker_volume'")
         rendered = build_figure(db, _request(metric="taker_volume"))
     try:
@@ -530,6 +530,8 @@ def test_a_taker_volume_image_speaks_of_buying_and_selling(tmp_path: Path):
         assert "buy/sell ratio" in rendered.colorbar.ax.get_ylabel()
         assert "BTC buy/sell" in rendered.legend_labels
         assert not any("L/S" in label for label in rendered.legend_labels)
+        assert "upper zone (buyers)" in rendered.legend_labels  # not "crowd long"
+        assert "lower zone (sellers)" in rendered.legend_labels
     finally:
         rendered.figure.clear()
 
