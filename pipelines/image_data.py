@@ -89,6 +89,8 @@ class HeatmapGrid(NamedTuple):
     # The series' first bucket in the warehouse when it falls inside the window (naive UTC): the
     # columns before it are "before the history starts", not missing data.
     history_start: pd.Timestamp | None = None
+    # Universe coins the exchange does not list (coverage): rows kept, marked, never "no data".
+    not_listed: frozenset[str] = frozenset()
 
 
 # --------------------------------------------------------------------------------------- paths
@@ -134,6 +136,7 @@ class ImageView:
     btc_ratio: str
     alt_table: str  # the altcoin line: `alt_mean_ratio` and `n_coins` per bucket
     zones_table: str | None  # shading of historical extremes, where computed
+    lists_coins: bool  # coverage says which universe coins the selection does not list
     own_price: bool  # BTC price of the image's own exchange; else of one chosen exchange
     weighting: str  # how the lines combine exchanges, said in their labels ("" for one)
     title: str | None  # the title's name for the selection; None: the exchange's
@@ -150,6 +153,7 @@ EXCHANGE_VIEW: Final = ImageView(
     btc_ratio="ratio",
     alt_table="alt_average",
     zones_table="signal_zones",
+    lists_coins=True,
     own_price=True,
     weighting="",
     title=None,
@@ -166,6 +170,7 @@ CROSS_VIEW: Final = ImageView(
     btc_ratio="btc_ratio",
     alt_table="cross_lines",
     zones_table=None,  # none computed across exchanges
+    lists_coins=False,  # a coin counts there if any exchange lists it
     own_price=False,
     weighting="OI-weighted across exchanges",
     title="all exchanges (OI-weighted)",
@@ -179,7 +184,7 @@ TABLES_READ: Final = frozenset(
     for view in (EXCHANGE_VIEW, CROSS_VIEW)
     for table in (view.heat_table, view.btc_table, view.alt_table, view.zones_table, "btc_price")
     if table
-)
+) | {"coverage"}  # which coins an exchange does not list
 
 
 def view_of(request: RenderRequest) -> ImageView:
@@ -297,7 +302,9 @@ def _grid(conn: duckdb.DuckDBPyConnection, query: _Query) -> HeatmapGrid:
             f"no heatmap data for {_describe(request)} in the {request.range_days} days "
             f"up to {index[-1]:%Y-%m-%d %H:%M} UTC"
         )
-    coins = _order_coins([str(row[0]) for row in found])
+    listed = {str(row[0]) for row in found}
+    not_listed = _not_listed(conn, query) - listed
+    coins = _order_coins([*listed, *not_listed])
     data = _fetch_columns(
         conn,
         query,
@@ -311,9 +318,20 @@ def _grid(conn: duckdb.DuckDBPyConnection, query: _Query) -> HeatmapGrid:
     values[data["row_no"], cols] = _floats(data[request.color_by])
     has_ratio = np.ma.filled(data["has_ratio"], False).astype(bool)
     data_end = index[int(cols[has_ratio].max())] if has_ratio.any() else None
+    history_start = _history_start(conn, query)
     return HeatmapGrid(
-        coins, index, np.ma.masked_invalid(values), data_end, _history_start(conn, query)
+        coins, index, np.ma.masked_invalid(values), data_end, history_start, frozenset(not_listed)
     )
+
+
+def _not_listed(conn: duckdb.DuckDBPyConnection, query: _Query) -> set[str]:
+    """Universe coins the exchange does not list for this kind and period, from `coverage`: a
+    reader should see them named, not wonder where they went."""
+    if not query.view.lists_coins or not table_exists(conn, "coverage"):
+        return set()
+    where, params = query.selection
+    rows = conn.execute(f"SELECT DISTINCT coin FROM coverage {where} AND NOT listed", params)
+    return {str(coin) for (coin,) in rows.fetchall()}
 
 
 def _history_start(conn: duckdb.DuckDBPyConnection, query: _Query) -> pd.Timestamp | None:

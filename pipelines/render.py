@@ -196,17 +196,25 @@ def _draw_heatmap(
         extent=(edges[0], edges[0] + step * k * drawn.shape[1], len(grid.coins), 0),
     )
     heat_ax.set_xlim(edges[0], edges[-1])
-    _label_coins(heat_ax, grid.coins, theme)
+    for row, coin in enumerate(grid.coins):
+        if coin in grid.not_listed:  # blank, not the hatched "no data": nothing to miss
+            heat_ax.axhspan(row, row + 1, facecolor=theme.background, linewidth=0, zorder=0.5)
+    _label_coins(heat_ax, grid.coins, grid.not_listed, theme)
     colorbar = fig.colorbar(image, cax=cax, extend="both")
     _style_colorbar(colorbar, vmax, request, theme)
     return colorbar, norm, k
 
 
-def _label_coins(heat_ax: Axes, coins: list[str], theme: Theme) -> None:
+def _label_coins(heat_ax: Axes, coins: list[str], not_listed: frozenset[str], theme: Theme) -> None:
     n = len(coins)
     every = max(1, math.ceil(n / 110))  # beyond ~110 rows labels would overlap: label every k-th
     rows = np.arange(0, n, every)
-    heat_ax.set_yticks(rows + 0.5, [coins[i] for i in rows])
+    names = [f"{coins[i]} (not listed)" if coins[i] in not_listed else coins[i] for i in rows]
+    heat_ax.set_yticks(rows + 0.5, names)
+    for label in heat_ax.get_yticklabels():
+        if label.get_text().endswith("(not listed)"):
+            label.set_fontstyle("italic")
+            label.set_alpha(0.6)
     heat_ax.tick_params(axis="y", labelsize=float(np.clip(420 / max(n, 1) * 0.75, 4.5, 9)))
     if coins and coins[0] == "BTC":
         heat_ax.get_yticklabels()[0].set_fontweight("bold")

@@ -551,3 +551,30 @@ def test_the_price_line_goes_on_where_the_l_s_rows_stop(tmp_path: Path):
     last_day = [i for i, h in enumerate(hours) if h > N_BUCKETS - 1 - 24]
     assert np.isnan(btc[last_day]).all()  # no L/S rows there
     assert price[last_day].tolist() == [95_000.0 + 50 * hours[i] for i in last_day]
+
+
+def test_a_coin_the_exchange_does_not_list_has_a_row_marked_not_listed(tmp_path: Path):
+    """TON is in the universe but not listed on this exchange (coverage says so): its row is
+    there, named "not listed", blank, not the hatched grey of missing data."""
+    with _make_warehouse(tmp_path / "w.duckdb", zones=False) as db:
+        db.execute(
+            "CREATE TABLE coverage (exchange VARCHAR, coin VARCHAR, metric VARCHAR, "
+            "period VARCHAR, listed BOOLEAN)"
+        )
+        db.execute(
+            "INSERT INTO coverage VALUES (?, 'TON', ?, ?, false), (?, 'ETH', ?, ?, true), "
+            "('okx', 'XMR', ?, ?, false)",
+            [*SEL, *SEL, *SEL[1:]],
+        )
+        rendered = build_figure(db, _request(theme="vik"))
+    out = tmp_path / "p.png"
+    save_png(rendered, out)
+    pixels = mpimg.imread(out)
+    grid = rendered.grid
+    assert "TON" in grid.coins and "XMR" not in grid.coins  # another exchange's gap is not here
+    assert grid.coins == ["BTC", *sorted(c for c in grid.coins if c != "BTC")]
+    assert np.ma.getmaskarray(grid.values)[grid.coins.index("TON")].all()
+    labels = [t.get_text() for t in rendered.heat_ax.get_yticklabels()]
+    assert "TON (not listed)" in labels and "ETH" in labels
+    rgb = _pixel(rendered, pixels, "TON", 200)
+    np.testing.assert_allclose(rgb, to_rgb(get_theme("vik").background), atol=0.02)
