@@ -52,6 +52,12 @@ class ExchangeAccess(ConfigurableResource):
 
     def hosts(self) -> dict[str, str]:
         """Where each exchange's requests (and the archive's) go, when not to its own host."""
+        known = [*EXCHANGES, binance_archive.VENUE.name]
+        unknown = sorted(set(self.base_urls) - set(known))
+        if unknown:  # a typo ("OKX") would otherwise send that exchange to its real host
+            raise ValueError(
+                f"exchanges.base_urls names unknown exchanges {unknown}; known: {', '.join(known)}"
+            )
         moved = {
             name: os.environ[f"LSR_{name.upper()}_BASE_URL"]
             for name in EXCHANGES

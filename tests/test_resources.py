@@ -72,6 +72,11 @@ def test_the_environment_fills_only_what_the_resource_leaves_empty(
     assert client.base_url(bybit.profile()) == bybit.DEFAULT_BASE_URL  # not moved: its own host
 
 
+def test_a_misspelt_exchange_in_base_urls_is_refused_not_ignored() -> None:
+    with pytest.raises(ValueError, match=r"unknown exchanges \['OKX'\]; known: binance, bybit"):
+        ExchangeAccess(base_urls={"OKX": "http://127.0.0.1:9/okx"}).client()
+
+
 def test_the_folders_beside_the_warehouse_have_one_home(tmp_path: Path) -> None:
     settings = PipelineSettings(warehouse=str(tmp_path / "w" / "lsr.duckdb"))
     folders = (settings.images_dir(), settings.landing_dir(), settings.exports_dir())
