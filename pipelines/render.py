@@ -508,7 +508,8 @@ def build_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> Ren
     price_ax.patch.set_visible(True)
     colorbar, norm, k = _draw_heatmap(fig, heat_ax, cax, grid, request, theme)
     labels = _draw_top(top_ax, price_ax, grid, top, request.metric, theme)
-    _mark_history_start(heat_ax, top_ax, grid, data.view.history_owner or request.exchange, theme)
+    owner = data.view.history_owner or EXCHANGE_NAMES.get(request.exchange, request.exchange)
+    _mark_history_start(heat_ax, top_ax, grid, owner, theme)
     _set_time_axis(heat_ax, top_ax)
     if k > 1:  # say so: a drawn column is then an average, not one bucket
         heat_ax.set_xlabel(f"time (UTC)  ·  each column averages {k} x {request.period} buckets")

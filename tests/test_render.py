@@ -431,7 +431,7 @@ def test_the_time_before_the_history_starts_is_labelled_not_shown_as_missing(
     assert rendered.grid.history_start == START
     texts = [t.get_text() for t in rendered.heat_ax.texts]
     assert "history starts 2025-01-01" in texts
-    assert any(t.startswith("before binance's history") for t in texts)
+    assert any(t.startswith("before Binance's history") for t in texts)  # its name, not key
     out = tmp_path / "p.png"
     save_png(rendered, out)
     pixels = mpimg.imread(out)
