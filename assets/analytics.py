@@ -59,6 +59,14 @@ class AnalyticsConfig(Config):
         default=_DEFAULTS.divergence_zscore_gap,
         description="|z(BTC) - z(alt average)| above it is a zscore_divergence",
     )
+    flow_momentum_length: int = Field(
+        default=_DEFAULTS.flow_momentum_length,
+        description="Candles of the Hull moving average of candle flow's buy-share change",
+    )
+    flow_extreme_share: float = Field(
+        default=_DEFAULTS.flow_extreme_share,
+        description="Share of a candle's volume on one side that flags it extreme (0.5 .. 1)",
+    )
 
     def settings(self) -> AnalyticsSettings:
         return AnalyticsSettings(**self.model_dump())

@@ -79,6 +79,8 @@ class AnalyticsSettings:
     zone_min_history: int = 30  # earlier observations needed before any zone is declared
     divergence_margin: float = 0.05  # long: ratio > 1 + margin; short: ratio < 1 / (1 + margin)
     divergence_zscore_gap: float = 2.0  # |z(BTC) - z(alt average)| above it is a divergence
+    flow_momentum_length: int = 14  # candles of the Hull moving average of the buy-share change
+    flow_extreme_share: float = 0.80  # one side's share of the volume that flags an extreme candle
 
     def __post_init__(self) -> None:
         if not 0 <= self.zone_lower_pct <= self.zone_upper_pct <= 1:
@@ -89,6 +91,10 @@ class AnalyticsSettings:
             raise ValueError("min_history must be >= 2 (a spread needs two points), zones >= 1")
         if self.divergence_margin < 0 or self.divergence_zscore_gap < 0:
             raise ValueError("divergence thresholds must be non-negative")
+        if self.flow_momentum_length < 2:
+            raise ValueError("flow_momentum_length must be >= 2 (its half is a window too)")
+        if not 0.5 < self.flow_extreme_share <= 1:
+            raise ValueError("flow_extreme_share must be above 0.5 (one side's majority) and <= 1")
 
 
 def top_pair_exchanges() -> list[str]:

@@ -29,6 +29,7 @@ from pipelines.warehouse import connect
 START = pd.Timestamp("2024-03-01 00:00")
 HOURS = 240  # ten days of 1h buckets
 PERIOD_HOURS = {"1h": 1, "4h": 4, "1d": 24}
+PERIOD_MINUTES = {"5m": 5, **{period: 60 * hours for period, hours in PERIOD_HOURS.items()}}
 UNIVERSE = Universe(coins=("BTC", "ETH", "SOL", "DOGE", "PEPE", "XRP"), alt_exclusions=("XRP",))
 SETTINGS = AnalyticsSettings(
     lookback_days=3,
@@ -39,6 +40,8 @@ SETTINGS = AnalyticsSettings(
     zone_min_history=12,
     divergence_margin=0.1,
     divergence_zscore_gap=1.5,
+    flow_momentum_length=9,
+    flow_extreme_share=0.75,
 )
 # From the SPEC's source table, not from the code: who publishes both top kinds.
 TOP_PAIR_EXCHANGES = {"binance", "okx", "bitget", "gate", "htx"}
@@ -223,11 +226,16 @@ def make_inputs(seed: int = 20240301) -> Inputs:
 
 def _candles(rng: np.random.Generator, exchange: str, coin: str, instrument: str) -> pd.DataFrame:
     frames = []
-    for period in ("1h", "4h", "1d"):
-        n = HOURS // PERIOD_HOURS[period]
+    # Bybit ETH also has 5m candles over the last two days (the candle-flow lower timeframe):
+    # its 1h flow there comes from them; the 5m candles themselves get no row.
+    finer = ("5m",) if (exchange, coin) == ("bybit", "ETH") else ()
+    for period in ("1h", "4h", "1d", *finer):
+        n = HOURS * 60 // PERIOD_MINUTES[period]
         keep = rng.random(n) > (0.08 if period == "1h" else 0.0)  # partial 4h / 1d buckets
         if period == "1h":
             keep[24:36] = False  # day 2: half its hours missing -> 1d from 4h candles
+        if period == "5m":
+            keep[: n - 2 * 288] = False
         buckets = np.arange(n)[keep]
         count = len(buckets)
         open_ = rng.uniform(90, 110, count)
@@ -244,7 +252,7 @@ def _candles(rng: np.random.Generator, exchange: str, coin: str, instrument: str
                     "coin": coin,
                     "instrument": instrument,
                     "period": period,
-                    "ts": START + pd.to_timedelta(buckets * PERIOD_HOURS[period], unit="h"),
+                    "ts": START + pd.to_timedelta(buckets * PERIOD_MINUTES[period], unit="min"),
                     "open": open_,
                     "high": np.maximum(open_, close) + 1,
                     "low": np.minimum(open_, close) - 1,
@@ -580,6 +588,8 @@ def expected_candle_flow(inputs: Inputs) -> pd.DataFrame:
             if best is not None:
                 (_, _, lower, n, expected), buy = best
                 method = "up_candles"
+        if c["period"] == "5m" and method is None:
+            continue  # a lower timeframe only: nothing finer to estimate it from
         ok = 0 < buy < 1
         rows.append(
             {
@@ -599,7 +609,36 @@ def expected_candle_flow(inputs: Inputs) -> pd.DataFrame:
                 "instrument": c["instrument"],
             }
         )
-    return pd.DataFrame(rows)
+    flow = pd.DataFrame(rows).sort_values(["exchange", "coin", "period", "ts"])
+    parts, edge = [], SETTINGS.flow_extreme_share
+    for _, series in flow.groupby(["exchange", "coin", "period"]):
+        shares = series["buy_share"].to_numpy(dtype=float)
+        change = np.concatenate([[np.nan], np.diff(shares)])
+        parts.append(
+            series.assign(
+                buy_change=change,
+                momentum=hull(change, SETTINGS.flow_momentum_length),
+                extreme=[
+                    "buyers" if b >= edge else "sellers" if 1 - b >= edge else None for b in shares
+                ],
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def weighted(x: np.ndarray, m: int) -> np.ndarray:
+    """WMA: the last m values weighted 1..m (newest heaviest), NaN unless all m exist."""
+    out = np.full(len(x), np.nan)
+    for i in range(m - 1, len(x)):
+        window = x[i - m + 1 : i + 1]
+        if not np.isnan(window).any():
+            out[i] = np.dot(window, np.arange(1, m + 1)) / (m * (m + 1) / 2)
+    return out
+
+
+def hull(x: np.ndarray, n: int) -> np.ndarray:
+    """Hull moving average as Alan Hull defined it: WMA(2 WMA(n/2) - WMA(n), sqrt(n))."""
+    return weighted(2 * weighted(x, n // 2) - weighted(x, n), round(np.sqrt(n)))
 
 
 # --------------------------------------------------------------------------- comparing
@@ -800,6 +839,9 @@ def test_candle_flow_matches(built: Built, expected: dict[str, pd.DataFrame]) ->
             "sell_share",
             "flow_ratio",
             "ln_flow_ratio",
+            "buy_change",
+            "momentum",
+            "extreme",
             "method",
             "lower_period",
             "n_candles",
@@ -812,7 +854,12 @@ def test_candle_flow_matches(built: Built, expected: dict[str, pd.DataFrame]) ->
         key: set(group["method"].dropna()) for key, group in actual.groupby(["exchange", "period"])
     }
     assert by["binance", "1h"] == {"taker"}
-    assert by["bybit", "1h"] == set()  # no finer candles than 1h: not derivable
+    assert by["bybit", "1h"] == {"up_candles"}  # ETH's last two days, from its 5m candles
+    bybit_1h = actual[(actual["exchange"] == "bybit") & (actual["period"] == "1h")]
+    assert set(bybit_1h.loc[bybit_1h["method"].notna(), "lower_period"]) == {"5m"}
+    assert set(bybit_1h.loc[bybit_1h["method"].notna(), "coin"]) == {"ETH"}  # the others: NULL
+    assert "5m" not in set(actual["period"])  # 5m candles without taker volume get no row
+    assert actual["momentum"].notna().sum() > 100 and actual["extreme"].notna().sum() > 10
     assert by["bybit", "4h"] == {"up_candles"} and by["bybit", "1d"] == {"up_candles"}
     day2 = actual[
         (actual["exchange"] == "bybit")
@@ -1007,6 +1054,10 @@ def test_settings_are_validated() -> None:
         AnalyticsSettings(zone_lower_pct=0.9, zone_upper_pct=0.1)
     with pytest.raises(ValueError, match="non-negative"):
         AnalyticsSettings(divergence_margin=-0.1)
+    with pytest.raises(ValueError, match="flow_momentum_length"):
+        AnalyticsSettings(flow_momentum_length=1)
+    with pytest.raises(ValueError, match="flow_extreme_share"):
+        AnalyticsSettings(flow_extreme_share=0.5)  # every candle would be extreme
 
 
 def _run_checks(path: Path) -> dict[str, bool]:
@@ -1068,6 +1119,36 @@ def test_assets_materialise_in_process_with_their_checks(tmp_path: Path) -> None
     assert done == set(DERIVED_TABLES)
     checks = result.get_asset_check_evaluations()
     assert len(checks) == len(ANALYTICS_CHECKS) and all(c.passed for c in checks)
+
+
+def test_candle_flow_momentum_and_extremes_by_hand(tmp_path: Path) -> None:
+    """Six hourly taker shares worked through on paper with a Hull length of 4 (WMA of 2 and 4,
+    then of round(sqrt(4)) = 2): only the sixth candle has every value its momentum needs."""
+    from pipelines.warehouse import DDL_FILE
+
+    t0 = pd.Timestamp("2026-01-01")
+    shares = [0.5, 0.6, 0.8, 0.7, 0.15, 0.9]
+    # changes: -, .1, .2, -.1, -.55, .75
+    # WMA2 at 5th, 6th: (-.1 + 2 * -.55) / 3 = -.4, (-.55 + 2 * .75) / 3 = .31667
+    # WMA4 at 5th, 6th: (.1 + .4 - .3 - 2.2) / 10 = -.2, (.2 - .2 - 1.65 + 3) / 10 = .135
+    # raw = 2 * WMA2 - WMA4: -.6, .49833; momentum at 6th: (-.6 + 2 * .49833) / 3 = .13222
+    with connect(tmp_path / "w.duckdb") as conn:
+        conn.execute(DDL_FILE.read_text())
+        for hour, share in enumerate(shares):
+            conn.execute(
+                "INSERT INTO klines (exchange, coin, instrument, period, ts, open, close, volume,"
+                " taker_buy_volume, fetched_at) VALUES ('binance', 'BTC', 'BTCUSDT', '1h', ?,"
+                " 1, 1, 100, ?, ?)",
+                [t0 + pd.Timedelta(hours=hour), 100 * share, t0],
+            )
+        settings = AnalyticsSettings(flow_momentum_length=4, flow_extreme_share=0.8)
+        refresh(conn, "candle_flow", UNIVERSE, settings)
+        rows = conn.execute("SELECT momentum, extreme FROM candle_flow ORDER BY ts").fetchall()
+    momentum = [m for m, _ in rows]
+    assert momentum[:5] == [None] * 5
+    assert momentum[5] == pytest.approx(0.132222, abs=1e-6)
+    # 0.8 is on the threshold (flagged); 0.15 leaves 0.85 to sellers; 0.7 is not extreme
+    assert [e for _, e in rows] == [None, None, "buyers", None, "sellers", "buyers"]
 
 
 def test_btc_price_is_the_candles_of_the_chosen_btc_instrument(tmp_path: Path) -> None:

@@ -16,6 +16,24 @@
 -- sell_share = 1 - buy_share; flow_ratio = buy_share / sell_share, NULL when either is 0 (as
 -- ls_ratio.ratio, never 0 or inf); ln_flow_ratio = ln(flow_ratio), 0 = balanced.
 -- Volumes are in the instrument's base units; shares are unit-free.
+--
+-- The indicator on top of the shares, per (exchange, coin, period), candle after candle in time:
+--   buy_change = buy_share - the previous candle's buy_share;
+--   momentum   = HMA(buy_change, n = $flow_momentum_length), the Hull moving average
+--                WMA(2 * WMA(x, floor(n / 2)) - WMA(x, n), round(sqrt(n))), where WMA(x, m) weighs
+--                the last m values 1, 2, ..., m (newest heaviest). Rising and above 0: buying
+--                pressure building. NULL until every value it needs exists (a candle without an
+--                estimate interrupts it for the next n + round(sqrt(n)) - 1 candles);
+--   extreme    = 'buyers' when buy_share >= $flow_extreme_share (default 0.80), 'sellers' when
+--                sell_share >= it, else NULL.
+-- A 5m candle is fetched as the lower timeframe of the 1h and 4h flow; where it has no taker
+-- volume it has nothing finer to be estimated from, so it gets no row of its own.
+CREATE OR REPLACE TEMP MACRO weighted_average(xs, m) AS
+    CASE
+        WHEN len(xs) = m AND list_count(xs) = m
+            THEN list_sum(list_transform(xs, lambda x, i: x * i)) / (m * (m + 1) / 2)
+    END;
+
 CREATE OR REPLACE TABLE candle_flow AS
 WITH periods(period, secs) AS (
     VALUES ('5m', 300::BIGINT), ('15m', 900), ('1h', 3600), ('4h', 14400), ('1d', 86400)
@@ -120,6 +138,43 @@ estimated AS (
        AND f.instrument = c.instrument
        AND f.target_period = c.period
        AND f.bucket = c.ts
+),
+shares AS (
+    SELECT
+        *,
+        buy_share - lag(buy_share) OVER candles AS buy_change,
+        floor($flow_momentum_length / 2)::INTEGER AS half_length,
+        round(sqrt($flow_momentum_length))::INTEGER AS root_length
+    FROM estimated
+    WHERE method IS NOT NULL OR period <> '5m'
+    WINDOW candles AS (PARTITION BY exchange, coin, period ORDER BY ts)
+),
+hull_input AS (
+    SELECT
+        *,
+        2 * weighted_average(list(buy_change) OVER half_window, half_length)
+          - weighted_average(list(buy_change) OVER full_window, $flow_momentum_length)
+            AS hull_raw
+    FROM shares
+    WINDOW
+        half_window AS (
+            PARTITION BY exchange, coin, period ORDER BY ts
+            ROWS BETWEEN floor($flow_momentum_length / 2)::INTEGER - 1 PRECEDING AND CURRENT ROW
+        ),
+        full_window AS (
+            PARTITION BY exchange, coin, period ORDER BY ts
+            ROWS BETWEEN $flow_momentum_length - 1 PRECEDING AND CURRENT ROW
+        )
+),
+momentum AS (
+    SELECT
+        *,
+        weighted_average(list(hull_raw) OVER root_window, root_length) AS momentum
+    FROM hull_input
+    WINDOW root_window AS (
+        PARTITION BY exchange, coin, period ORDER BY ts
+        ROWS BETWEEN round(sqrt($flow_momentum_length))::INTEGER - 1 PRECEDING AND CURRENT ROW
+    )
 )
 SELECT
     exchange,
@@ -131,6 +186,12 @@ SELECT
     CASE WHEN buy_share > 0 AND buy_share < 1 THEN buy_share / (1 - buy_share) END AS flow_ratio,
     CASE WHEN buy_share > 0 AND buy_share < 1 THEN ln(buy_share / (1 - buy_share)) END
         AS ln_flow_ratio,
+    buy_change,
+    momentum,
+    CASE
+        WHEN buy_share >= $flow_extreme_share THEN 'buyers'
+        WHEN 1 - buy_share >= $flow_extreme_share THEN 'sellers'
+    END AS extreme,
     method,
     CASE WHEN method = 'up_candles' THEN lower_period END AS lower_period,
     CASE
@@ -143,13 +204,16 @@ SELECT
     END::INTEGER AS expected_candles,
     volume,
     instrument
-FROM estimated;
+FROM momentum;
 
-COMMENT ON TABLE candle_flow IS 'Volume-imbalance estimate per candle (exchange, coin, period, ts) from klines: taker buy share where published (Binance), else the volume share of up candles of a finer period inside the bucket; NULL where neither exists (1h without 5m/15m candles). Not stored in any order.';
+COMMENT ON TABLE candle_flow IS 'Volume-imbalance estimate per candle (exchange, coin, period, ts) from klines: taker buy share where published (Binance), else the volume share of up candles of a finer period inside the bucket; NULL where neither exists (1h without 5m/15m candles). With the indicator on top: momentum (Hull moving average of the buy-share change) and extreme candles (one side >= 80% by default). Not stored in any order.';
 COMMENT ON COLUMN candle_flow.buy_share IS 'taker: taker_buy_volume / volume. up_candles: (up-candle volume + half the flat-candle volume) / volume of the finer candles in the bucket. NULL when not derivable';
 COMMENT ON COLUMN candle_flow.sell_share IS '1 - buy_share';
 COMMENT ON COLUMN candle_flow.flow_ratio IS 'buy_share / sell_share; NULL when either share is 0 or unknown (never 0 or inf)';
 COMMENT ON COLUMN candle_flow.ln_flow_ratio IS 'ln(flow_ratio): 0 = balanced, positive = buying-heavy; heatmap-ready like heatmap_matrix.ln_ratio';
+COMMENT ON COLUMN candle_flow.buy_change IS 'buy_share minus the previous candle''s buy_share (same exchange, coin, period); NULL for the first candle or after one without an estimate';
+COMMENT ON COLUMN candle_flow.momentum IS 'Hull moving average of buy_change over flow_momentum_length candles (default 14): above 0 and rising = buying pressure building; NULL until the whole window has estimates';
+COMMENT ON COLUMN candle_flow.extreme IS 'buyers when buy_share >= flow_extreme_share (default 0.80), sellers when sell_share >= it, else NULL';
 COMMENT ON COLUMN candle_flow.method IS 'taker, up_candles, or NULL (not derivable)';
 COMMENT ON COLUMN candle_flow.lower_period IS 'up_candles: the finer period whose candles were summed';
 COMMENT ON COLUMN candle_flow.n_candles IS 'Candles the estimate used (1 for taker); below expected_candles means the finer candles cover only part of the bucket';
