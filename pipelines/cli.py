@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.config import METRICS, PERIOD_MS, warehouse_path
+from pipelines.config import CROSS, FLOW, METRICS, PERIOD_MS, warehouse_path
 from pipelines.exchanges import EXCHANGES
 
 if TYPE_CHECKING:
@@ -25,8 +25,6 @@ DEMO_RATE_LIMIT_SCALE = 0.05
 # hourly and 4-hour history for the default images and their 90-day signal bands; the full
 # reach of every period would take the demo from minutes to hours.
 DEMO_DEPTH = "1h=30,4h=120,1d=370"
-# = pipelines.image_data.CROSS, not imported from there: it loads matplotlib (slow), for themes.
-CROSS = "cross"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,7 +63,12 @@ def _parser() -> argparse.ArgumentParser:
 
     render = sub.add_parser("render", help="render one image from the warehouse (no fetching)")
     render.add_argument("--exchange", required=True, choices=(*EXCHANGES, CROSS))
-    render.add_argument("--metric", required=True, choices=METRICS)
+    render.add_argument(
+        "--metric",
+        required=True,
+        choices=(*METRICS, FLOW),
+        help=f"a metric kind, or {FLOW} for the candle-flow image",
+    )
     render.add_argument("--period", required=True, choices=list(PERIOD_MS))
     render.add_argument("--range", required=True, help="7d .. 365d", type=_range_days)
     render.add_argument("--theme", default=None)

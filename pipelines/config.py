@@ -35,6 +35,15 @@ PERIOD_MS: dict[str, int] = {
     "1d": 24 * 3_600_000,
 }
 DEFAULT_RANGE_DAYS: dict[str, int] = {"1h": 7, "4h": 30, "1d": 90}
+# Images that are not one exchange's one metric: the pseudo-exchange of the cross-exchange view
+# (the `cross_exchange` table) and the pseudo-metric of the candle-flow image (`candle_flow`).
+CROSS = "cross"
+FLOW = "candle_flow"
+# Candle flow's lower timeframe: where candles carry no taker buys, the 1h and 4h flow is read from
+# the directions of the 5m candles inside each bucket (12 and 48 of them; 1d reads 1h candles).
+# They are fetched as candles only, FLOW_LOWER_DEPTH_DAYS back unless the depth names 5m.
+FLOW_LOWER_PERIOD = "5m"
+FLOW_LOWER_DEPTH_DAYS = 7
 
 
 def warehouse_path() -> Path:

@@ -20,12 +20,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from pipelines.config import CROSS, FLOW
 from pipelines.themes import DEFAULT_THEME, get_theme
 from pipelines.warehouse import one_row, table_exists
 
 PERIODS: Final = ("5m", "1h", "4h", "1d")
-# Pseudo-exchange: the `cross_exchange` table (OI-weighted ln(ratio) / mean z-score over venues).
-CROSS: Final = "cross"
 # Where the cross view takes its BTC price from when that exchange has it (any other otherwise).
 CROSS_PRICE_EXCHANGE: Final = "binance"
 COLOR_BY: Final = ("ln_ratio", "zscore")
@@ -72,6 +71,10 @@ class RenderRequest:
             raise ValueError(
                 f"unknown color_by {self.color_by!r}; expected one of {list(COLOR_BY)}"
             )
+        if self.metric == FLOW and self.color_by != "ln_ratio":
+            raise ValueError("a candle-flow image is coloured by the buy share only, not a z-score")
+        if self.metric == FLOW and self.exchange == CROSS:
+            raise ValueError("candle flow is drawn per exchange; there is no cross-exchange one")
         get_theme(self.theme)  # UnknownThemeError (a ValueError) with close matches
 
     @property
@@ -130,7 +133,7 @@ class ImageView:
     keys: tuple[str, ...]  # the request fields that select the rows of every table read
     heat_table: str
     heat_ratio: str  # NULL here means "no ratio" in that cell
-    heat_ln_ratio: str
+    heat_ln_ratio: str  # the colour, 0 = balanced: ln(ratio), or the buy share - 1/2
     heat_zscore: str
     btc_table: str  # the BTC line: a `btc_ratio` column per bucket
     btc_ratio: str
@@ -178,16 +181,38 @@ CROSS_VIEW: Final = ImageView(
 )
 
 
+# Candle flow: the grid is each coin's buy share around 1/2; the panel above is drawn from the
+# same table (pipelines/render_flow.py), so the line fields name it too.
+FLOW_VIEW: Final = ImageView(
+    keys=("exchange", "period"),  # one flow per candle, whatever the L/S kind
+    heat_table="candle_flow",
+    heat_ratio="buy_share",
+    heat_ln_ratio="buy_share - 0.5",
+    heat_zscore="CAST(NULL AS DOUBLE)",
+    btc_table="candle_flow",
+    btc_ratio="buy_share",
+    alt_table="candle_flow",
+    zones_table=None,
+    lists_coins=False,  # coverage is about L/S kinds; a coin without candles has no flow row
+    own_price=True,
+    weighting="",
+    title=None,
+    history_owner=None,
+)
+
+
 # Every table an image may read: the views' panels and the price line.
 TABLES_READ: Final = frozenset(
     table
-    for view in (EXCHANGE_VIEW, CROSS_VIEW)
+    for view in (EXCHANGE_VIEW, CROSS_VIEW, FLOW_VIEW)
     for table in (view.heat_table, view.btc_table, view.alt_table, view.zones_table, "btc_price")
     if table
 ) | {"coverage"}  # which coins an exchange does not list
 
 
 def view_of(request: RenderRequest) -> ImageView:
+    if request.metric == FLOW:
+        return FLOW_VIEW
     return CROSS_VIEW if request.exchange == CROSS else EXCHANGE_VIEW
 
 
@@ -449,3 +474,83 @@ def read_image(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> Image
     """The window, the grid and the lines of one image; NoDataError when there is no grid."""
     query = _window(conn, request)
     return ImageData(query.view, _grid(conn, query), _top_data(conn, query))
+
+
+# ------------------------------------------------------------------------------------ candle flow
+
+
+@dataclass(frozen=True)
+class FlowTop:
+    """BTC's candle flow per bucket, for the panel above a candle-flow grid."""
+
+    buy_share: np.ndarray  # NaN where no estimate
+    momentum: np.ndarray  # Hull moving average of the buy-share change
+    buyers: np.ndarray  # bool: an extreme candle, buyers' side
+    sellers: np.ndarray
+    extreme_share: float  # the threshold the flags used (NaN when the window has no estimate)
+
+
+@dataclass(frozen=True)
+class FlowImage:
+    grid: HeatmapGrid  # buy share - 1/2 per coin and bucket
+    extremes: np.ndarray  # int8 per cell: +1 buyers' extreme, -1 sellers', 0 neither
+    top: FlowTop
+    sources: str  # what the shares were estimated from, in words ("5m candles' directions"; "")
+
+
+def read_flow(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> FlowImage:
+    """The window, the grid, its extreme cells and BTC's flow of one candle-flow image."""
+    query = _window(conn, request)
+    grid = _grid(conn, query)
+    n = len(query.index)
+    cells = _fetch_columns(
+        conn,
+        query,
+        FLOW_VIEW.heat_table,
+        "list_position(?, coin) - 1 AS row_no, "
+        "CASE extreme WHEN 'buyers' THEN 1 WHEN 'sellers' THEN -1 ELSE 0 END AS side",
+        select_params=(grid.coins,),
+        extra_where=" AND extreme IS NOT NULL",
+    )
+    extremes = np.zeros((len(grid.coins), n), np.int8)
+    extremes[cells["row_no"], cells["col_no"]] = cells["side"]
+    return FlowImage(grid, extremes, _flow_top(conn, query), _flow_sources(conn, query))
+
+
+def _flow_top(conn: duckdb.DuckDBPyConnection, query: _Query) -> FlowTop:
+    n = len(query.index)
+    btc = _fetch_columns(
+        conn,
+        query,
+        FLOW_VIEW.heat_table,
+        "buy_share, momentum, extreme = 'buyers' AS buyers, extreme = 'sellers' AS sellers, "
+        "extreme_share",
+        extra_where=" AND coin = 'BTC'",
+    )
+    cols = btc["col_no"]
+    buyers, sellers = np.zeros(n, bool), np.zeros(n, bool)
+    buyers[cols[np.ma.filled(btc["buyers"], False).astype(bool)]] = True
+    sellers[cols[np.ma.filled(btc["sellers"], False).astype(bool)]] = True
+    edges = _floats(btc["extreme_share"])
+    return FlowTop(
+        _series(btc, "buy_share", n),
+        _series(btc, "momentum", n),
+        buyers,
+        sellers,
+        float(np.nanmax(edges)) if np.isfinite(edges).any() else math.nan,
+    )
+
+
+def _flow_sources(conn: duckdb.DuckDBPyConnection, query: _Query) -> str:
+    """How the window's shares were estimated, the most used way first."""
+    where, params = query.in_window
+    rows = conn.execute(
+        f"SELECT method, lower_period FROM {FLOW_VIEW.heat_table} {where} "
+        "AND method IS NOT NULL GROUP BY ALL ORDER BY count(*) DESC, lower_period",
+        params,
+    ).fetchall()
+    words = [
+        "taker buy volume" if method == "taker" else f"{lower} candles' directions"
+        for method, lower in rows
+    ]
+    return " + ".join(words)

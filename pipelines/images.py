@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.config import DEFAULT_RANGE_DAYS
+from pipelines.config import DEFAULT_RANGE_DAYS, FLOW
 from pipelines.exchanges import CONNECTORS
 from pipelines.gallery import write_gallery
 from pipelines.image_data import CROSS, RenderRequest, image_path
@@ -28,6 +28,8 @@ from pipelines.warehouse import (
 )
 
 DEFAULT_METRIC = "global_account"
+# The candle-flow image of each exchange: the hourly flow over the default hourly range.
+FLOW_PERIOD = "1h"
 # A year of daily rows earns an exchange a second 1d image over the whole year.
 YEAR_PERIOD, YEAR_DAYS = "1d", 365
 
@@ -43,7 +45,8 @@ def default_requests(conn: duckdb.DuckDBPyConnection) -> list[RenderRequest]:
     1d/365d one per exchange whose daily rows span a year.
 
     Plus the cross-exchange view (exchange `CROSS`, metric `DEFAULT_METRIC`) per period for which
-    `cross_exchange` has rows.
+    `cross_exchange` has rows, and a candle-flow image (metric `FLOW`, FLOW_PERIOD) per exchange
+    with any flow estimate at that period.
     """
     present = conn.execute(
         "SELECT exchange, metric, period, "
@@ -87,7 +90,29 @@ def default_requests(conn: duckdb.DuckDBPyConnection) -> list[RenderRequest]:
             for (period,) in periods
             if period in DEFAULT_RANGE_DAYS
         )
-    return requests
+    return requests + _flow_requests(conn)
+
+
+def _flow_requests(conn: duckdb.DuckDBPyConnection) -> list[RenderRequest]:
+    if not table_exists(conn, FLOW):
+        return []
+    exchanges = conn.execute(
+        f"SELECT DISTINCT exchange FROM {FLOW} "
+        "WHERE period = ? AND buy_share IS NOT NULL ORDER BY exchange",
+        [FLOW_PERIOD],
+    ).fetchall()
+    return [
+        RenderRequest(
+            exchange=exchange,
+            metric=FLOW,
+            period=FLOW_PERIOD,
+            range_days=DEFAULT_RANGE_DAYS[FLOW_PERIOD],
+            theme=DEFAULT_THEME,
+            simulated=is_simulated(conn, exchange),
+        )
+        for (exchange,) in exchanges
+        if exchange in CONNECTORS
+    ]
 
 
 def is_simulated(conn: duckdb.DuckDBPyConnection, exchange: str) -> bool:

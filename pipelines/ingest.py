@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from pipelines.backfill import FetchPlan, SeriesKey
+from pipelines.config import FLOW_LOWER_PERIOD
 from pipelines.errors import (
     DataUnavailable,
     ExchangeBanned,
@@ -143,12 +144,21 @@ def series_key(task: Task) -> SeriesKey:
 
 
 def plan(conn: Connector, mapping: dict[str, str], periods: tuple[str, ...]) -> list[Task]:
+    """Every dataset at every period for every coin, plus the candles of candle flow's lower
+    timeframe where the exchange's candles carry no taker buys."""
     datasets = (*conn.METRICS, KLINES, OPEN_INTEREST)
+    flow_lower = (
+        () if conn.TAKER_BUY_CANDLES or FLOW_LOWER_PERIOD in periods else (FLOW_LOWER_PERIOD,)
+    )
     return [
         Task(dataset, coin, instrument, period)
         for coin, instrument in mapping.items()
         for dataset in datasets
         for period in periods
+    ] + [
+        Task(KLINES, coin, instrument, period)
+        for coin, instrument in mapping.items()
+        for period in flow_lower
     ]
 
 

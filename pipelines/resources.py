@@ -10,7 +10,13 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from pipelines.backfill import parse_depth
-from pipelines.config import PERIOD_MS, configured_periods, warehouse_path
+from pipelines.config import (
+    FLOW_LOWER_DEPTH_DAYS,
+    FLOW_LOWER_PERIOD,
+    PERIOD_MS,
+    configured_periods,
+    warehouse_path,
+)
 from pipelines.exchanges import EXCHANGES, binance_archive
 from pipelines.http import HttpClient, RateLimitLedger
 from pipelines.universe import Universe, load_universe
@@ -123,10 +129,15 @@ class PipelineSettings(ConfigurableResource):
         return load_universe(), self.period_list()
 
     def depth_days(self) -> dict[str, int | None]:
+        """Days back per period (absent: full reach). Candle flow's lower timeframe, fetched as
+        candles only, goes FLOW_LOWER_DEPTH_DAYS back unless named: five-minute candles at full
+        reach would be years of them per coin."""
         depth = parse_depth(self.depth or os.environ.get("LSR_DEPTH", ""))
         unknown = [p for p in depth if p not in PERIOD_MS]
         if unknown:
             raise ValueError(f"depth names unknown periods {unknown}; known: {list(PERIOD_MS)}")
+        if FLOW_LOWER_PERIOD not in self.period_list():
+            depth.setdefault(FLOW_LOWER_PERIOD, FLOW_LOWER_DEPTH_DAYS)
         return dict(depth)
 
     def period_list(self) -> tuple[str, ...]:

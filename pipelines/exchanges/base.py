@@ -398,6 +398,7 @@ class Connector(Protocol):
 
     NAME: str
     METRICS: tuple[str, ...]
+    TAKER_BUY_CANDLES: bool  # candles carry taker buy volume (else: flow from finer candles)
 
     def profile(self) -> ExchangeProfile: ...
 

@@ -55,6 +55,8 @@ LS_ENDPOINTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "taker_volume": ("/futures/data/takerlongshortRatio", ("buyVol",), ("sellVol",)),
 }
 METRICS: tuple[str, ...] = tuple(LS_ENDPOINTS)
+# Its candles split out the takers' buys, which is what candle flow wants: no finer candles needed.
+TAKER_BUY_CANDLES = True
 RATIO_FIELD = {"taker_volume": "buySellRatio"}
 OI_ENDPOINT = "/futures/data/openInterestHist"
 KLINES_ENDPOINT = "/fapi/v1/klines"

@@ -81,6 +81,8 @@ LS_ENDPOINTS: dict[str, tuple[str, str, str, str | None]] = {
     "taker_volume": ("/api/v2/mix/market/taker-buy-sell", "buyVolume", "sellVolume", None),
 }
 METRICS: tuple[str, ...] = tuple(LS_ENDPOINTS)
+# Its candles do not split out the takers' buys: candle flow reads finer candles' directions.
+TAKER_BUY_CANDLES = False
 PERIODS = {"5m": "5m", "15m": "15m", "1h": "1h", "4h": "4h", "1d": "1d"}
 PERIOD_OVERRIDES = {"global_account": {"1d": "1Dutc"}}  # `/long-short` has no `1d`
 KLINE_GRANULARITY = {"5m": "5m", "15m": "15m", "1h": "1H", "4h": "4H", "1d": "1Dutc"}

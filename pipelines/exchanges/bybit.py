@@ -35,6 +35,8 @@ KLINES_ENDPOINT = "/v5/market/kline"
 OI_ENDPOINT = "/v5/market/open-interest"
 INSTRUMENTS_ENDPOINT = "/v5/market/instruments-info"
 METRICS: tuple[str, ...] = ("global_account",)
+# Its candles do not split out the takers' buys: candle flow reads finer candles' directions.
+TAKER_BUY_CANDLES = False
 PERIODS = {"5m": "5min", "15m": "15min", "1h": "1h", "4h": "4h", "1d": "1d"}
 KLINE_INTERVALS = {"5m": "5", "15m": "15", "1h": "60", "4h": "240", "1d": "D"}
 PAGE_LIMITS = {

@@ -50,6 +50,8 @@ FIELDS: dict[str, str] = {
     "taker_volume": "lsr_taker",
 }
 METRICS: tuple[str, ...] = tuple(FIELDS)
+# Its candles do not split out the takers' buys: candle flow reads finer candles' directions.
+TAKER_BUY_CANDLES = False
 PERIODS = {"5m": "5m", "15m": "15m", "1h": "1h", "4h": "4h", "1d": "1d"}
 STATS_LIMIT = 2000  # larger is refused with INVALID_PARAM_VALUE
 KLINE_POINTS = 2000  # per query, counted over from..to

@@ -44,6 +44,8 @@ LS_ENDPOINTS = {
     "top_position": "/linear-swap-api/v1/swap_elite_position_ratio",
 }
 METRICS: tuple[str, ...] = tuple(LS_ENDPOINTS)
+# Its candles do not split out the takers' buys: candle flow reads finer candles' directions.
+TAKER_BUY_CANDLES = False
 KLINES_ENDPOINT = "/linear-swap-ex/market/history/kline"
 OI_ENDPOINT = "/linear-swap-api/v1/swap_his_open_interest"
 INSTRUMENTS_ENDPOINT = "/linear-swap-api/v1/swap_contract_info"

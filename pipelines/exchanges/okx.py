@@ -50,6 +50,8 @@ LS_ENDPOINTS: dict[str, tuple[str, str]] = {
     "taker_volume": (f"{RUBIK}/taker-volume-contract", "rubik_taker"),
 }
 METRICS: tuple[str, ...] = tuple(LS_ENDPOINTS)
+# Its candles do not split out the takers' buys: candle flow reads finer candles' directions.
+TAKER_BUY_CANDLES = False
 OI_ENDPOINT = f"{RUBIK}/contracts/open-interest-history"
 KLINES_ENDPOINT = "/api/v5/market/candles"
 HISTORY_KLINES_ENDPOINT = "/api/v5/market/history-candles"

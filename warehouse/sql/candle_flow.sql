@@ -192,6 +192,7 @@ SELECT
         WHEN buy_share >= $flow_extreme_share THEN 'buyers'
         WHEN 1 - buy_share >= $flow_extreme_share THEN 'sellers'
     END AS extreme,
+    CAST($flow_extreme_share AS DOUBLE) AS extreme_share,
     method,
     CASE WHEN method = 'up_candles' THEN lower_period END AS lower_period,
     CASE
@@ -214,6 +215,7 @@ COMMENT ON COLUMN candle_flow.ln_flow_ratio IS 'ln(flow_ratio): 0 = balanced, po
 COMMENT ON COLUMN candle_flow.buy_change IS 'buy_share minus the previous candle''s buy_share (same exchange, coin, period); NULL for the first candle or after one without an estimate';
 COMMENT ON COLUMN candle_flow.momentum IS 'Hull moving average of buy_change over flow_momentum_length candles (default 14): above 0 and rising = buying pressure building; NULL until the whole window has estimates';
 COMMENT ON COLUMN candle_flow.extreme IS 'buyers when buy_share >= flow_extreme_share (default 0.80), sellers when sell_share >= it, else NULL';
+COMMENT ON COLUMN candle_flow.extreme_share IS 'The threshold extreme was read against (flow_extreme_share)';
 COMMENT ON COLUMN candle_flow.method IS 'taker, up_candles, or NULL (not derivable)';
 COMMENT ON COLUMN candle_flow.lower_period IS 'up_candles: the finer period whose candles were summed';
 COMMENT ON COLUMN candle_flow.n_candles IS 'Candles the estimate used (1 for taker); below expected_candles means the finer candles cover only part of the bucket';

@@ -1,0 +1,373 @@
+"""What every image shares: the page (size, colours, layout of a top panel over a coin x time
+heatmap with its colour bar), the heatmap grid itself, the time axis, the "no data" and "before
+history" marks, the SIMULATED watermark and the atomic PNG write.
+
+The two kinds of image build on it: pipelines/render.py (long/short ratios) and
+pipelines/render_flow.py (candle flow). Figures are `matplotlib.figure.Figure` on an Agg canvas,
+never pyplot, so nothing global is touched and nothing leaks between renders.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
+from typing import Final
+
+import matplotlib.dates as mdates
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colorbar import Colorbar
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from pipelines.image_data import HeatmapGrid
+from pipelines.themes import Theme
+
+FIGSIZE_IN: Final = (16.0, 10.0)
+DPI: Final = 120  # 1920 x 1200 px: sharp on a laptop screen, ~250-300 KB per file
+# Above this many buckets the heatmap columns are averaged in groups before drawing. The axes are
+# ~1650 px wide, so each drawn column keeps >= ~2.5 px; drawing more columns would make matplotlib
+# resample the image, which (with mixed up/down sampling) smears neighbouring coin rows together.
+MAX_DRAWN_COLUMNS: Final = 640
+SIMULATED_COLOR: Final = "#D55E00"  # Okabe-Ito vermillion: alarming on light and dark pages
+
+_Rect = tuple[float, float, float, float]
+
+
+@dataclass
+class RenderedFigure:
+    """A built, unsaved figure and the parts tests and callers may want to inspect."""
+
+    figure: Figure
+    top_ax: Axes
+    price_ax: Axes  # the top panel's right axis: BTC price (momentum in a candle-flow image)
+    heat_ax: Axes
+    colorbar: Colorbar
+    grid: HeatmapGrid
+    theme: Theme
+    norm: Normalize
+    title: str
+    columns_per_cell: int = 1  # >1 when long ranges are averaged for drawing
+    legend_labels: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Page:
+    """A new figure and its four axes, styled for the theme."""
+
+    figure: Figure
+    top_ax: Axes
+    right_ax: Axes  # twin of top_ax, drawn behind it
+    heat_ax: Axes
+    cax: Axes
+
+
+def new_page(theme: Theme) -> Page:
+    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, facecolor=theme.background)
+    FigureCanvasAgg(fig)  # Agg explicitly, whatever backend the process configured
+    top_rect, heat_rect, cbar_rect = layout()
+    top_ax = fig.add_axes(top_rect)
+    heat_ax = fig.add_axes(heat_rect, sharex=top_ax)
+    cax = fig.add_axes(cbar_rect)
+    right_ax = top_ax.twinx()
+    # The panel's subject above its right-axis context.
+    top_ax.set_zorder(right_ax.get_zorder() + 1)
+    for ax in (top_ax, right_ax, heat_ax, cax):
+        style_axes(ax, theme)
+    top_ax.patch.set_visible(False)  # the right axes below now paints the background
+    right_ax.patch.set_visible(True)
+    return Page(fig, top_ax, right_ax, heat_ax, cax)
+
+
+def finish_page(
+    page: Page, theme: Theme, grid: HeatmapGrid, title: str, *, simulated: bool, k: int, period: str
+) -> None:
+    """The title, the averaging note, the no-data swatches and the watermark."""
+    set_time_axis(page.heat_ax, page.top_ax)
+    if k > 1:  # say so: a drawn column is then an average, not one bucket
+        page.heat_ax.set_xlabel(f"time (UTC)  ·  each column averages {k} x {period} buckets")
+    page.figure.suptitle(
+        title,
+        fontsize=14,
+        fontweight="bold",
+        color=SIMULATED_COLOR if simulated else theme.foreground,
+    )
+    no_data_note(
+        page.figure,
+        theme,
+        (page.cax.get_position().x0 - 0.012, page.heat_ax.get_position().y0),
+        before_history=grid.history_start is not None,
+    )
+    if simulated:
+        watermark(page.figure)
+
+
+def edges_of(index: pd.DatetimeIndex) -> np.ndarray:
+    """Matplotlib date numbers of every bucket edge (len = buckets + 1), UTC."""
+    step_days = (index[1] - index[0]) / pd.Timedelta(days=1) if len(index) > 1 else 1.0
+    return mdates.date2num(index[0].to_pydatetime()) + step_days * np.arange(len(index) + 1)
+
+
+def style_axes(ax: Axes, theme: Theme) -> None:
+    """Page colours by hand rather than rcParams: rc_context is process-global state."""
+    ax.set_facecolor(theme.background)
+    ax.tick_params(which="both", colors=theme.foreground, labelcolor=theme.foreground)
+    for spine in ax.spines.values():
+        spine.set_color(theme.foreground)
+        spine.set_alpha(0.5)
+    for text in (ax.xaxis.label, ax.yaxis.label, ax.title, ax.xaxis.get_offset_text()):
+        text.set_color(theme.foreground)
+
+
+def drawn_values(values: np.ma.MaskedArray) -> tuple[np.ma.MaskedArray, int]:
+    """Average groups of k neighbouring buckets when there are too many to draw one by one.
+
+    Averaging ln(ratio) is the geometric mean of the ratios; a group with no data stays masked.
+    """
+    n_rows, n_cols = values.shape
+    k = max(1, math.ceil(n_cols / MAX_DRAWN_COLUMNS))
+    if k == 1:
+        return values, 1
+    padded = np.ma.masked_all((n_rows, math.ceil(n_cols / k) * k))
+    padded[:, :n_cols] = values
+    return padded.reshape(n_rows, -1, k).mean(axis=2), k
+
+
+def draw_heatmap(
+    fig: Figure, heat_ax: Axes, cax: Axes, grid: HeatmapGrid, theme: Theme, vmax: float
+) -> tuple[Colorbar, Normalize, int]:
+    """The coin x bucket grid, coloured symmetrically around 0 (balanced) up to +-vmax, with its
+    colour bar (ticks and label are the caller's: they depend on what the colour means)."""
+    edges = edges_of(grid.ts_index)
+    norm = Normalize(-vmax, vmax)
+    drawn, k = drawn_values(grid.values)
+    step = edges[1] - edges[0]
+    # Missing cells are transparent in the image; the axes behind them is hatched grey, so "no
+    # data" can never be mistaken for the neutral centre colour (or any other value).
+    cmap = theme.cmap.with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
+    heat_ax.patch.set_facecolor(theme.no_data_color)
+    heat_ax.patch.set_hatch("////")
+    heat_ax.patch.set_hatchcolor(theme.no_data_hatch_color)
+    image = heat_ax.imshow(
+        drawn,
+        cmap=cmap,
+        norm=norm,
+        aspect="auto",
+        interpolation="nearest",  # real cell edges; long ranges were averaged, not resampled
+        origin="upper",
+        extent=(edges[0], edges[0] + step * k * drawn.shape[1], len(grid.coins), 0),
+    )
+    heat_ax.set_xlim(edges[0], edges[-1])
+    for row, coin in enumerate(grid.coins):
+        if coin in grid.not_listed:  # blank, not the hatched "no data": nothing to miss
+            heat_ax.axhspan(row, row + 1, facecolor=theme.background, linewidth=0, zorder=0.5)
+    label_coins(heat_ax, grid.coins, grid.not_listed, theme)
+    colorbar = fig.colorbar(image, cax=cax, extend="both")
+    colorbar.ax.yaxis.label.set_color(theme.foreground)
+    colorbar.ax.tick_params(colors=theme.foreground, labelcolor=theme.foreground)
+    colorbar.outline.set_edgecolor(theme.foreground)
+    return colorbar, norm, k
+
+
+def label_coins(heat_ax: Axes, coins: list[str], not_listed: frozenset[str], theme: Theme) -> None:
+    n = len(coins)
+    every = max(1, math.ceil(n / 110))  # beyond ~110 rows labels would overlap: label every k-th
+    rows = np.arange(0, n, every)
+    names = [f"{coins[i]} (not listed)" if coins[i] in not_listed else coins[i] for i in rows]
+    heat_ax.set_yticks(rows + 0.5, names)
+    for label in heat_ax.get_yticklabels():
+        if label.get_text().endswith("(not listed)"):
+            label.set_fontstyle("italic")
+            label.set_alpha(0.6)
+    heat_ax.tick_params(axis="y", labelsize=float(np.clip(420 / max(n, 1) * 0.75, 4.5, 9)))
+    if coins and coins[0] == "BTC":
+        heat_ax.get_yticklabels()[0].set_fontweight("bold")
+        heat_ax.axhline(1, color=theme.foreground, linewidth=0.9)  # BTC apart from the alts
+    heat_ax.set_ylabel("coin")
+
+
+def no_data_note(
+    fig: Figure, theme: Theme, anchor: tuple[float, float], *, before_history: bool
+) -> None:
+    """Swatches of the hatched "no data" grey (and of the plain "before the history starts"
+    grey when drawn), under the colour bar, in figure coordinates."""
+    swatches = [
+        Patch(
+            facecolor=theme.no_data_color,
+            hatch="////",
+            edgecolor=theme.no_data_hatch_color,
+            label="no data",
+        )
+    ]
+    if before_history:
+        swatches.append(Patch(facecolor=theme.no_data_color, label="before history"))
+    fig.legend(
+        handles=swatches,
+        loc="lower left",
+        bbox_to_anchor=anchor,
+        bbox_transform=fig.transFigure,
+        frameon=False,
+        fontsize=8,
+        labelcolor=theme.foreground,
+        handlelength=1.6,
+        borderaxespad=0.0,
+        borderpad=0.0,
+    )
+
+
+def mark_history_start(
+    heat_ax: Axes, top_ax: Axes, grid: HeatmapGrid, owner: str, theme: Theme
+) -> None:
+    """Grey out, without hatching, the columns before the series' first bucket, and label them:
+    the exchange (or this warehouse) holds nothing older, which is not a hole in the data."""
+    if grid.history_start is None:
+        return
+    left = mdates.date2num(grid.ts_index[0].to_pydatetime())
+    start = mdates.date2num(grid.history_start.to_pydatetime())
+    heat_ax.axvspan(left, start, facecolor=theme.no_data_color, linewidth=0, zorder=1.5)
+    for ax in (heat_ax, top_ax):
+        ax.axvline(start, color=theme.foreground, linewidth=1.0, linestyle=":", zorder=3)
+    xmin, xmax = heat_ax.get_xlim()
+    roomy = (start - left) / (xmax - xmin) > 0.12
+    # Inside the grey region when it has room (no cell hidden), else just right of the line.
+    heat_ax.text(
+        start,
+        0.99,
+        f"history starts {grid.history_start:%Y-%m-%d}",
+        transform=heat_ax.get_xaxis_transform(),
+        ha="right" if roomy else "left",
+        va="top",
+        fontsize=9,
+        color=theme.foreground,
+        bbox={"facecolor": theme.background, "edgecolor": "none", "alpha": 0.8, "pad": 2},
+        zorder=4,
+    )
+    if roomy:  # room for a sentence inside the region
+        heat_ax.text(
+            (left + start) / 2,
+            0.5,
+            f"before {owner}'s history\n(nothing older is stored;\nnot missing data)",
+            transform=heat_ax.get_xaxis_transform(),
+            ha="center",
+            va="center",
+            fontsize=10,
+            color=theme.foreground,
+            alpha=0.8,
+            zorder=4,
+        )
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, length) of each run of True in `mask`, found with numpy rather than a loop."""
+    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
+    change = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b - a)) for a, b in zip(change[::2], change[1::2], strict=True)]
+
+
+def shade(ax: Axes, edges: np.ndarray, mask: np.ndarray, color: str, alpha: float) -> None:
+    step = edges[1] - edges[0]
+    spans = [(edges[a], n * step) for a, n in runs(mask)]
+    if spans:
+        ax.broken_barh(
+            spans,
+            (0, 1),
+            transform=ax.get_xaxis_transform(),
+            facecolor=color,
+            alpha=alpha,
+            linewidth=0,
+            zorder=0,
+        )
+
+
+class _NamedMonthDates(mdates.ConciseDateFormatter):
+    """Concise dates whose first tick also names its month: plain day numbers ("25 ... 30, Dec")
+    would leave the month a window starts in unnamed."""
+
+    def format_ticks(self, values: list[float]) -> list[str]:
+        labels = list(super().format_ticks(values))
+        if labels and labels[0].isdigit():  # a day of the month, the month unsaid
+            first = mdates.num2date(values[0], tz=UTC)
+            labels[0] = f"{first:%b} {labels[0]}"
+        return labels
+
+
+def set_time_axis(heat_ax: Axes, top_ax: Axes) -> None:
+    locator = mdates.AutoDateLocator(tz=UTC, minticks=5, maxticks=12)
+    heat_ax.xaxis.set_major_locator(locator)
+    heat_ax.xaxis.set_major_formatter(_NamedMonthDates(locator, tz=UTC))
+    heat_ax.set_xlabel("time (UTC)")
+    top_ax.tick_params(axis="x", labelbottom=False)
+
+
+def watermark(fig: Figure) -> None:
+    fig.text(
+        0.5,
+        0.45,
+        "SIMULATED",
+        ha="center",
+        va="center",
+        rotation=22,
+        fontsize=120,
+        fontweight="bold",
+        color=SIMULATED_COLOR,
+        alpha=0.13,
+        zorder=100,
+        gid="simulated-watermark",
+    )
+
+
+def layout() -> tuple[_Rect, _Rect, _Rect]:
+    """Axes rectangles (figure fractions) for the top panel, the heatmap and the colour bar.
+
+    A fixed layout rather than matplotlib's constrained layout: the figure size never changes, and
+    constrained layout costs an extra full draw per image (over half the render time). Both panels
+    get the same left and right edges, so their time axes line up column for column; the colour
+    bar sits beside the heatmap only, below the price labels of the top panel.
+    """
+    width, height = FIGSIZE_IN
+    left, right = 1.05, 1.35  # coin labels + y label | colour bar, its ticks and label
+    top, bottom, gap = 1.0, 0.75, 0.15  # title + legend | date labels | between panels
+    usable = height - top - bottom - gap
+    top_h = usable * 0.3
+    heat_h = usable - top_h
+    plot_w = width - left - right
+    top_rect = (left / width, (bottom + heat_h + gap) / height, plot_w / width, top_h / height)
+    heat_rect = (left / width, bottom / height, plot_w / width, heat_h / height)
+    cbar_rect = (
+        (left + plot_w + 0.3) / width,
+        (bottom + 0.45) / height,
+        0.2 / width,
+        (heat_h - 0.45) / height,
+    )  # raised: the no-data swatch goes underneath
+    return top_rect, heat_rect, cbar_rect
+
+
+def save_png(rendered: RenderedFigure, out: Path) -> tuple[int, int]:
+    """Write the PNG atomically (temp file + rename): readers never see half an image."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        rendered.figure.savefig(
+            tmp,
+            format="png",
+            dpi=DPI,
+            facecolor=rendered.theme.background,
+            metadata={"Title": rendered.title},
+        )
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _png_size(out)
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    if header[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path} is not a PNG file")
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
