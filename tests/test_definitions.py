@@ -43,7 +43,7 @@ def test_lineage_shows_what_each_derived_table_reads_in_its_sql() -> None:
     for table in order:
         for parent in parents(table) & set(order):
             assert order.index(parent) < order.index(table), f"{parent} refreshed after {table}"
-    # The images read both views' tables: the cross view's too.
+    # The images read every view's tables: the cross view's and candle flow's too.
     assert parents("btc_price") == {"klines"}
     assert parents("heatmap_images") == {
         "heatmap_matrix", "btc_ls", "alt_average", "signal_zones", "cross_exchange", "cross_lines",
