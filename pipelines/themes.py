@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import cmcrameri.cm as cmc
-import matplotlib as mpl
+# numpy only: whoever asks for themes has it loaded already (the CLI through pandas). The colour
+# libraries are imported when a theme is built, never for `theme_names()`: matplotlib with
+# cmcrameri costs about a second, and `lsr themes` needs neither.
 import numpy as np
-from matplotlib.colors import Colormap, to_hex, to_rgb
+
+if TYPE_CHECKING:
+    from matplotlib.colors import Colormap
 
 __all__ = [
     "DEFAULT_THEME",
@@ -176,11 +179,20 @@ def _unknown_message(name: str) -> str:
 
 
 def _base_cmap(spec: _Spec) -> Colormap:
-    cmap = cmc.cmaps[spec.map_name] if spec.source == "cmcrameri" else mpl.colormaps[spec.map_name]
+    if spec.source == "cmcrameri":
+        import cmcrameri.cm as cmc
+
+        cmap = cmc.cmaps[spec.map_name]
+    else:
+        import matplotlib as mpl
+
+        cmap = mpl.colormaps[spec.map_name]
     return cmap.reversed() if spec.reversed else cmap
 
 
 def _make_theme(name: str, spec: _Spec) -> Theme:
+    from matplotlib.colors import to_hex
+
     base = _base_cmap(spec)
     samples = base(np.linspace(0.0, 1.0, 256))[:, :3]
     grey = _most_distinct_grey(samples)
@@ -218,6 +230,8 @@ def _most_distinct_grey(samples: np.ndarray) -> float:
 
 def _line_colors(zone_rgbs: tuple[np.ndarray, np.ndarray], background: str) -> tuple[str, str]:
     """Two Okabe-Ito colours readable on the page and far from the zone shading behind them."""
+    from matplotlib.colors import to_rgb
+
     bg = np.array(to_rgb(background))
     scored: list[tuple[float, str]] = []
     for colour in _OKABE_ITO:
