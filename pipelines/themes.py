@@ -2,10 +2,15 @@
 
 A theme is one *diverging* colour map for the heatmap (its centre = ratio 1 = ln(ratio) 0, its top
 end = long-heavy, its bottom end = short-heavy) plus the colours the top panel and the page need.
-The maps are never hand-written: they come from matplotlib's diverging maps and from `cmcrameri`
-(Fabio Crameri's perceptually uniform, colour-blind-safe scientific maps). Every map comes as is
-and reversed (`_r`: swaps which end means "long"), each on a light and on a dark page (`-dark`),
-so `vik`, `vik_r`, `vik-dark`, `vik_r-dark` are four themes.
+The maps are never hand-written: they come from matplotlib's diverging maps, from `cmcrameri`
+(Fabio Crameri's perceptually uniform, colour-blind-safe scientific maps) and, through `cmap` (one
+catalogue holding these collections' maps unchanged, each loaded only when asked for), from
+colorcet (Peter Kovesi), cmocean, CMasher, Paul Tol, seaborn, ParaView and vispy. Only diverging
+maps qualify: sequential, cyclic and two-ramp "multi-sequential" maps would give ratio 1 no
+neutral colour. The same map under two names (colorcet's `coolwarm` is a redraw of matplotlib's,
+`berlin` ships with matplotlib and cmcrameri) is offered once. Every map comes as is and reversed
+(`_r`: swaps which end means "long"), each on a light and on a dark page (`-dark`), so `vik`,
+`vik_r`, `vik-dark`, `vik_r-dark` are four themes.
 
 Every other colour of a theme is *derived* from its map so that nothing collides with it:
 - the "no data" grey is the grey farthest from every colour of the map (missing cells must never
@@ -21,12 +26,15 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import cmcrameri.cm as cmc
-import matplotlib as mpl
+# numpy only: whoever asks for themes has it loaded already (the CLI through pandas). The colour
+# libraries are imported when a theme is built, never for `theme_names()`: matplotlib with
+# cmcrameri costs about a second, and `lsr themes` needs neither.
 import numpy as np
-from matplotlib.colors import Colormap, to_hex, to_rgb
+
+if TYPE_CHECKING:
+    from matplotlib.colors import Colormap
 
 __all__ = [
     "DEFAULT_THEME",
@@ -72,6 +80,67 @@ _MPL_COLORBLIND_SAFE: Final = frozenset(
     {"brbg", "prgn", "piyg", "puor", "rdbu", "rdylbu", "coolwarm"}
 )
 
+# Diverging maps of other collections, read from `cmap`'s catalogue (its colour data equal the
+# collections' own packages'), keyed by our name: the collection's short name where it has one.
+_CMAP_DIVERGING: Final = {
+    # cmocean (Thyng et al. 2016, oceanography): perceptually uniform.
+    "balance": "cmocean:balance",
+    "curl": "cmocean:curl",
+    "delta": "cmocean:delta",
+    "diff": "cmocean:diff",
+    "tarn": "cmocean:tarn",
+    # CMasher (van der Velden 2020): perceptually uniform. Its cyclic maps (seasons, ...) are out:
+    # both ends are one colour, so the most long-heavy cell would look like the most short-heavy.
+    "fusion": "cmasher:fusion",
+    "guppy": "cmasher:guppy",
+    "holly": "cmasher:holly",
+    "iceburn": "cmasher:iceburn",
+    "pride": "cmasher:pride",
+    "prinsenvlag": "cmasher:prinsenvlag",
+    "redshift": "cmasher:redshift",
+    "seaweed": "cmasher:seaweed",
+    "viola": "cmasher:viola",
+    "waterlily": "cmasher:waterlily",
+    "watermelon": "cmasher:watermelon",
+    "wildfire": "cmasher:wildfire",
+    # colorcet (Kovesi 2015): perceptually uniform; CET names where no short one exists. CET_D1,
+    # colorcet's `coolwarm`, is left out: a redraw of matplotlib's coolwarm, nearly its colours.
+    "bwra": "colorcet:CET_D1A",
+    "gwv": "colorcet:CET_D2",
+    "gwr": "colorcet:CET_D3",
+    "bkr": "colorcet:CET_D4",
+    "gkr": "colorcet:CET_D5",
+    "bky": "colorcet:CET_D6",
+    "bjy": "colorcet:CET_D7",
+    "bjr": "colorcet:CET_D8",
+    "cet_d9": "colorcet:CET_D9",
+    "cet_d10": "colorcet:CET_D10",
+    "cet_d11": "colorcet:CET_D11",
+    "cet_d12": "colorcet:CET_D12",
+    "bwg": "colorcet:CET_D13",
+    "rainbow3": "colorcet:CET_R3",  # Kovesi's diverging rainbow: yellow is the centre
+    "bwy": "colorcet:CET_CBD1",
+    "cet_cbd2": "colorcet:CET_CBD2",
+    "cwr": "colorcet:CET_CBTD1",
+    # Paul Tol. Left out: his BuRd and PRGn (ColorBrewer's 9-class RdBu reversed and PRGn, i.e.
+    # our rdbu and prgn without their darkest ends) and his sunset (a retuned RdYlBu, nearly it).
+    "nightfall": "tol:nightfall",
+    "icefire": "seaborn:icefire",
+    "vlag": "seaborn:vlag",
+    "fast": "paraview:fast",  # Moreland's; ParaView's coolwarm is matplotlib's, so left out
+    "pampa": "contrib:pampa",
+    # vispy: plain three-colour ramps, not perceptually uniform. Left out: PuGr (its green half is
+    # greyish: every "no data" grey comes too close to it) and RdYeBuCy (a transparent centre).
+    "grbu": "vispy:GrBu",
+    "grbu_d": "vispy:GrBu_d",
+    "vispy_rdbu": "vispy:RdBu",
+    "vispy_diverging": "vispy:diverging",
+}
+# Documented as readable with colour-vision deficiencies: colorcet's CB maps (Kovesi 2017; CBD1
+# and CBD2 for protanopia/deuteranopia, CBTD1 for tritanopia) and Tol's schemes. cmocean and
+# CMasher claim it for "most" maps but name none, so none is flagged.
+_CMAP_COLORBLIND_SAFE: Final = frozenset({"bwy", "cet_cbd2", "cwr", "nightfall"})
+
 # Default: Crameri's `vik` (blue = short-heavy, white = balanced, red-brown = long-heavy). It is
 # perceptually uniform (equal steps in ln(ratio) look like equal steps in colour, so no false
 # "edges" appear in the heatmap), readable for deuteranopia/protanopia/tritanopia and in greyscale
@@ -112,7 +181,7 @@ class Theme:
 
     name: str
     cmap: Colormap  # diverging; bottom = short-heavy, top = long-heavy; `bad` = no-data grey
-    source: str  # "cmcrameri" or "matplotlib"
+    source: str  # the map's collection: "cmcrameri", "matplotlib", "colorcet", "cmocean", ...
     colorblind_safe: bool
     dark: bool
     background: str
@@ -128,27 +197,32 @@ class Theme:
 
 @dataclass(frozen=True)
 class _Spec:
-    source: str
-    map_name: str
+    source: str  # what Theme.source says
+    loader: str  # the package the map is read from: "cmcrameri", "matplotlib" or "cmap"
+    map_name: str  # the loader's name for it
     reversed: bool
     dark: bool
     colorblind_safe: bool
 
 
 def _build_specs() -> dict[str, _Spec]:
-    bases: list[tuple[str, str, str, bool]] = [
-        (name, "cmcrameri", name, True) for name in _CRAMERI_DIVERGING
+    bases: list[tuple[str, str, str, str, bool]] = [
+        (name, "cmcrameri", "cmcrameri", name, True) for name in _CRAMERI_DIVERGING
     ]
     bases += [
-        (key, "matplotlib", mpl_name, key in _MPL_COLORBLIND_SAFE)
+        (key, "matplotlib", "matplotlib", mpl_name, key in _MPL_COLORBLIND_SAFE)
         for key, mpl_name in _MPL_DIVERGING.items()
     ]
+    bases += [
+        (key, cmap_name.split(":")[0], "cmap", cmap_name, key in _CMAP_COLORBLIND_SAFE)
+        for key, cmap_name in _CMAP_DIVERGING.items()
+    ]
     specs: dict[str, _Spec] = {}
-    for key, source, map_name, safe in bases:
+    for key, source, loader, map_name, safe in bases:
         for rev in (False, True):
             for dark in (False, True):
                 name = key + (_REVERSED_SUFFIX if rev else "") + (_DARK_SUFFIX if dark else "")
-                specs[name] = _Spec(source, map_name, rev, dark, safe)
+                specs[name] = _Spec(source, loader, map_name, rev, dark, safe)
     return specs
 
 
@@ -176,11 +250,26 @@ def _unknown_message(name: str) -> str:
 
 
 def _base_cmap(spec: _Spec) -> Colormap:
-    cmap = cmc.cmaps[spec.map_name] if spec.source == "cmcrameri" else mpl.colormaps[spec.map_name]
+    cmap: Colormap
+    if spec.loader == "cmcrameri":
+        import cmcrameri.cm as cmc
+
+        cmap = cmc.cmaps[spec.map_name]
+    elif spec.loader == "cmap":
+        # Reads its catalogue and this one map's data only: about 50 ms, the import included.
+        from cmap import Colormap as CatalogueMap
+
+        cmap = CatalogueMap(spec.map_name).to_mpl()
+    else:
+        import matplotlib as mpl
+
+        cmap = mpl.colormaps[spec.map_name]
     return cmap.reversed() if spec.reversed else cmap
 
 
 def _make_theme(name: str, spec: _Spec) -> Theme:
+    from matplotlib.colors import to_hex
+
     base = _base_cmap(spec)
     samples = base(np.linspace(0.0, 1.0, 256))[:, :3]
     grey = _most_distinct_grey(samples)
@@ -218,6 +307,8 @@ def _most_distinct_grey(samples: np.ndarray) -> float:
 
 def _line_colors(zone_rgbs: tuple[np.ndarray, np.ndarray], background: str) -> tuple[str, str]:
     """Two Okabe-Ito colours readable on the page and far from the zone shading behind them."""
+    from matplotlib.colors import to_rgb
+
     bg = np.array(to_rgb(background))
     scored: list[tuple[float, str]] = []
     for colour in _OKABE_ITO:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,23 @@ def test_themes_lists_sixty_plus_names_one_per_line(capsys: pytest.CaptureFixtur
     assert main(["themes"]) == 0
     names = capsys.readouterr().out.split()
     assert len(names) >= 60 and len(set(names)) == len(names) and "vik" in names
+
+
+def test_listing_themes_loads_no_colour_library() -> None:
+    # Listing names must stay quick: matplotlib and the colour-map packages load only to draw.
+    probe = (
+        "import sys; from pipelines.cli import main; main(['themes']); "
+        "print([m for m in ('matplotlib', 'cmcrameri', 'cmap') if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.splitlines()[0] == "vik"
+    assert done.stdout.splitlines()[-1] == "[]"
 
 
 def test_render_with_an_unknown_theme_is_one_line_naming_close_matches(

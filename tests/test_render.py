@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -314,6 +315,7 @@ def test_at_least_sixty_themes_all_usable():
     assert len(set(names)) == len(names)
     assert names[0] == DEFAULT_THEME
     assert {"vik", "vik_r", "roma", "rdbu", "coolwarm_r", "berlin-dark"} <= set(names)
+    assert {"balance", "fusion_r", "bkr-dark"} <= set(names)  # cmocean, CMasher, colorcet
     for name in names:
         theme = get_theme(name)
         colours = theme.cmap(np.linspace(0, 1, 256))[:, :3]
@@ -321,6 +323,27 @@ def test_at_least_sixty_themes_all_usable():
         # "No data" must not be confused with any real value of the map.
         assert np.min(np.linalg.norm(colours - grey, axis=1)) > 0.15, name
         assert theme.btc_color != theme.alt_color
+
+
+def test_at_least_sixty_distinct_colour_maps():
+    # Each map on a light page, as is: its reversed and dark variants are derived from it.
+    plain = [n for n in theme_names() if not n.endswith(("_r", "-dark"))]
+    assert all(f"{n}_r-dark" in theme_names() for n in plain)
+    points = np.linspace(0, 1, 64)
+    samples = {n: get_theme(n).cmap(points)[:, :3] for n in plain}
+
+    def max_gap(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.max(np.linalg.norm(a - b, axis=1)))
+
+    # The same map under two names (an alias, or one map as another one's reverse) would agree
+    # with it at every point; distinct maps differ clearly somewhere.
+    same = [
+        (a, b)
+        for a, b in itertools.combinations(plain, 2)
+        if min(max_gap(samples[a], samples[b]), max_gap(samples[a], samples[b][::-1])) < 0.06
+    ]
+    assert same == []
+    assert len(plain) >= 60
 
 
 def test_default_theme_is_colour_blind_safe():
