@@ -43,7 +43,7 @@ FLOW = "candle_flow"
 # the directions of the 5m candles inside each bucket (12 and 48 of them; 1d reads 1h candles).
 # They are fetched as candles only, FLOW_LOWER_DEPTH_DAYS back unless the depth names 5m.
 FLOW_LOWER_PERIOD = "5m"
-FLOW_LOWER_DEPTH_DAYS = 7
+FLOW_LOWER_DEPTH_DAYS = 8  # the hourly image's 7 days reach into an eighth before today
 
 
 def warehouse_path() -> Path:

@@ -270,13 +270,21 @@ def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return [(int(a), int(b - a)) for a, b in zip(change[::2], change[1::2], strict=True)]
 
 
-def shade(ax: Axes, edges: np.ndarray, mask: np.ndarray, color: str, alpha: float) -> None:
+def shade(
+    ax: Axes,
+    edges: np.ndarray,
+    mask: np.ndarray,
+    color: str,
+    alpha: float,
+    band: tuple[float, float] = (0.0, 1.0),
+) -> None:
+    """Colour the buckets where `mask` holds, over `band` (bottom, height) of the axes' height."""
     step = edges[1] - edges[0]
     spans = [(edges[a], n * step) for a, n in runs(mask)]
     if spans:
         ax.broken_barh(
             spans,
-            (0, 1),
+            band,
             transform=ax.get_xaxis_transform(),
             facecolor=color,
             alpha=alpha,

@@ -139,6 +139,7 @@ class ImageView:
     btc_ratio: str
     alt_table: str  # the altcoin line: `alt_mean_ratio` and `n_coins` per bucket
     zones_table: str | None  # shading of historical extremes, where computed
+    regimes_table: str | None  # BTC-vs-altcoin regimes (divergence), where computed
     lists_coins: bool  # coverage says which universe coins the selection does not list
     own_price: bool  # BTC price of the image's own exchange; else of one chosen exchange
     weighting: str  # how the lines combine exchanges, said in their labels ("" for one)
@@ -156,6 +157,7 @@ EXCHANGE_VIEW: Final = ImageView(
     btc_ratio="ratio",
     alt_table="alt_average",
     zones_table="signal_zones",
+    regimes_table="divergence",
     lists_coins=True,
     own_price=True,
     weighting="",
@@ -173,6 +175,7 @@ CROSS_VIEW: Final = ImageView(
     btc_ratio="btc_ratio",
     alt_table="cross_lines",
     zones_table=None,  # none computed across exchanges
+    regimes_table=None,
     lists_coins=False,  # a coin counts there if any exchange lists it
     own_price=False,
     weighting="OI-weighted across exchanges",
@@ -193,6 +196,7 @@ FLOW_VIEW: Final = ImageView(
     btc_ratio="buy_share",
     alt_table="candle_flow",
     zones_table=None,
+    regimes_table=None,
     lists_coins=False,  # coverage is about L/S kinds; a coin without candles has no flow row
     own_price=True,
     weighting="",
@@ -205,7 +209,14 @@ FLOW_VIEW: Final = ImageView(
 TABLES_READ: Final = frozenset(
     table
     for view in (EXCHANGE_VIEW, CROSS_VIEW, FLOW_VIEW)
-    for table in (view.heat_table, view.btc_table, view.alt_table, view.zones_table, "btc_price")
+    for table in (
+        view.heat_table,
+        view.btc_table,
+        view.alt_table,
+        view.zones_table,
+        view.regimes_table,
+        "btc_price",
+    )
     if table
 ) | {"coverage"}  # which coins an exchange does not list
 
@@ -283,20 +294,22 @@ def _fetch_columns(
     select_params: tuple[object, ...] = (),
     extra_where: str = "",
     selection: tuple[str, list[object]] | None = None,
+    extra_params: tuple[object, ...] = (),
 ) -> dict[str, np.ndarray]:
     """Rows of `table` in the window as numpy arrays, with `col_no` = bucket column number.
 
     DuckDB computes the column number (and any row number in `select`) so that only numbers cross
     into Python: turning 400k timestamps and coin names into Python objects would cost more than
     drawing the image. `table`, `select` and `extra_where` are constants of this module (or of
-    an ImageView); every value goes in as a parameter. `selection` replaces the view's own
-    (`WHERE ...` and its values) for a table keyed otherwise.
+    an ImageView); every value goes in as a parameter (`extra_params`: those of `extra_where`).
+    `selection` replaces the view's own (`WHERE ...` and its values) for a table keyed otherwise.
     """
     start_ms = int(query.index[0].value // 1_000_000)  # naive UTC ns -> epoch ms
     step_ms = int(PERIOD_DELTA[query.request.period].value // 1_000_000)
     where, where_params = selection or query.in_window
     sql = f"SELECT (epoch_ms(ts) - ?) // ? AS col_no, {select} FROM {table} {where}{extra_where}"
-    raw = conn.execute(sql, [start_ms, step_ms, *select_params, *where_params]).fetchnumpy()
+    params = [start_ms, step_ms, *select_params, *where_params, *extra_params]
+    raw = conn.execute(sql, params).fetchnumpy()
     # Masked arrays (columns with NULLs) are ndarrays too and keep their mask.
     return {name: column for name, column in raw.items() if isinstance(column, np.ndarray)}
 
@@ -368,14 +381,32 @@ def _history_start(conn: duckdb.DuckDBPyConnection, query: _Query) -> pd.Timesta
 
 
 @dataclass(frozen=True)
+class SeriesZones:
+    """One series' (BTC's or the altcoin average's) signal zones per bucket, from signal_zones."""
+
+    zone: np.ndarray  # int8: +1 upper zone, -1 lower zone, 0 neither
+    lower_band: np.ndarray  # the thresholds, in ratio terms (NaN before enough history)
+    upper_band: np.ndarray
+
+    @staticmethod
+    def empty(n: int) -> SeriesZones:
+        return SeriesZones(np.zeros(n, np.int8), np.full(n, np.nan), np.full(n, np.nan))
+
+
+# divergence.pattern of scope btc_vs_alts -> the code TopData.regimes holds (0: none).
+REGIMES: Final = {"btc_long_alts_short": 1, "btc_short_alts_long": 2, "zscore_divergence": 3}
+
+
+@dataclass(frozen=True)
 class TopData:
     btc_ratio: np.ndarray
     price: np.ndarray
     alt_ratio: np.ndarray
     alt_coins: float  # typical number of coins in the alt average (NaN if unknown)
-    upper: np.ndarray  # bool per bucket: BTC or alt average in its upper zone
-    lower: np.ndarray
+    btc_zones: SeriesZones
+    alt_zones: SeriesZones
     market_wide: np.ndarray  # bool per bucket: both in the same zone
+    regimes: np.ndarray  # int8 per bucket: REGIMES code of BTC vs the alts (0: none)
     weighting: str = ""  # how the lines combine exchanges ("" for one exchange)
     price_exchange: str | None = None  # the exchange whose BTC price is drawn, if not the image's
 
@@ -405,9 +436,18 @@ def _top_data(conn: duckdb.DuckDBPyConnection, query: _Query) -> TopData:
         if np.isfinite(counts).any():
             alt_coins = float(np.nanmedian(counts))
     price, price_exchange = _price(conn, query)
-    upper, lower, wide = _zones(conn, query)
+    btc_zones, alt_zones, wide = _zones(conn, query)
     return TopData(
-        btc_ratio, price, alt_ratio, alt_coins, upper, lower, wide, view.weighting, price_exchange
+        btc_ratio,
+        price,
+        alt_ratio,
+        alt_coins,
+        btc_zones,
+        alt_zones,
+        wide,
+        _regimes(conn, query),
+        view.weighting,
+        price_exchange,
     )
 
 
@@ -440,25 +480,49 @@ def _price(conn: duckdb.DuckDBPyConnection, query: _Query) -> tuple[np.ndarray, 
 
 def _zones(
     conn: duckdb.DuckDBPyConnection, query: _Query
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[SeriesZones, SeriesZones, np.ndarray]:
+    """BTC's and the alt average's zones and bands, and where both are in the same zone."""
     n = len(query.index)
-    upper, lower, wide = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
     table = query.view.zones_table
     if table is None or not table_exists(conn, table):
-        return upper, lower, wide  # optional table: the image simply has no shading
+        # optional table: the image simply has no zones
+        return SeriesZones.empty(n), SeriesZones.empty(n), np.zeros(n, bool)
+    found, wide = [], np.zeros(n, bool)
+    for series in ("btc", "alt_avg"):
+        data = _fetch_columns(
+            conn,
+            query,
+            table,
+            "CASE zone WHEN 'upper' THEN 1 WHEN 'lower' THEN -1 ELSE 0 END AS side, "
+            "lower_band, upper_band, coalesce(market_wide, false) AS market_wide",
+            extra_where=" AND series = ?",
+            extra_params=(series,),
+        )
+        zone = np.zeros(n, np.int8)
+        zone[data["col_no"]] = np.ma.filled(data["side"], 0)
+        wide[data["col_no"][np.ma.filled(data["market_wide"], False).astype(bool)]] = True
+        found.append(
+            SeriesZones(zone, _series(data, "lower_band", n), _series(data, "upper_band", n))
+        )
+    return found[0], found[1], wide
+
+
+def _regimes(conn: duckdb.DuckDBPyConnection, query: _Query) -> np.ndarray:
+    """BTC-vs-altcoin regimes per bucket, from divergence (scope btc_vs_alts)."""
+    regimes = np.zeros(len(query.index), np.int8)
+    table = query.view.regimes_table
+    if table is None or not table_exists(conn, table):
+        return regimes  # optional, like the zones
     data = _fetch_columns(
         conn,
         query,
         table,
-        "zone = 'upper' AS is_upper, zone = 'lower' AS is_lower, "
-        "coalesce(market_wide, false) AS market_wide",
-        extra_where=" AND zone IS NOT NULL",
+        "list_position(?, pattern) AS code",
+        select_params=(list(REGIMES),),
+        extra_where=" AND scope = 'btc_vs_alts' AND pattern IS NOT NULL",
     )
-    cols = data["col_no"]
-    upper[cols[np.ma.filled(data["is_upper"], False).astype(bool)]] = True
-    lower[cols[np.ma.filled(data["is_lower"], False).astype(bool)]] = True
-    wide[cols[np.ma.filled(data["market_wide"], False).astype(bool)]] = True
-    return upper, lower, wide
+    regimes[data["col_no"]] = np.ma.filled(data["code"], 0)
+    return regimes
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from typing import Final
 import duckdb
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.colorbar import Colorbar
-from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import StrMethodFormatter
 
@@ -35,6 +35,7 @@ from pipelines.figure import (
 )
 from pipelines.image_data import (
     FLOW,
+    REGIMES,
     HeatmapGrid,
     RenderRequest,
     TopData,
@@ -139,17 +140,20 @@ def _style_colorbar(colorbar: Colorbar, vmax: float, request: RenderRequest) -> 
         colorbar.set_label(f"{_ratio_words(request.metric)[0]} ratio (log scale, 1 = balanced)")
 
 
+# Strips along the top of the panel (bottom, height in axes fractions): one per series' zones and
+# one for the BTC-vs-altcoin regimes, so opposite extremes of BTC and the alts never blend.
+_BTC_STRIP: Final = (0.925, 0.075)
+_ALT_STRIP: Final = (0.85, 0.075)
+_REGIME_STRIP: Final = (0.775, 0.075)
+_LINES_TOP: Final = 0.74  # the lines stay below the strips
+_WIDE_ALPHA, _WIDE_ALPHA_DARK = 0.16, 0.3  # market-wide shading: light enough to read lines through
+
+
 def _draw_top(
     top_ax: Axes, price_ax: Axes, grid: HeatmapGrid, top: TopData, metric: str, theme: Theme
 ) -> list[str]:
     edges = edges_of(grid.ts_index)
     centres = (edges[:-1] + edges[1:]) / 2  # each point sits over its heatmap column
-    # Zone shading: light where BTC or the alt average is at an extreme, stronger where both are
-    # (market-wide). Colours are the heatmap's own ends, so "upper" looks like a long-heavy cell.
-    shade(top_ax, edges, top.upper, theme.upper_zone_color, 0.14)
-    shade(top_ax, edges, top.lower, theme.lower_zone_color, 0.14)
-    shade(top_ax, edges, top.market_wide & top.upper, theme.upper_zone_color, 0.22)
-    shade(top_ax, edges, top.market_wide & top.lower, theme.lower_zone_color, 0.22)
     ratio, axis_label = _ratio_words(metric)
     how = f"{top.weighting}, " if top.weighting else ""
     alt_label = f"altcoin average {ratio} ({how}geometric mean"
@@ -157,6 +161,7 @@ def _draw_top(
     btc_label = f"BTC {ratio} ({top.weighting})" if top.weighting else f"BTC {ratio}"
     top_ax.plot(centres, top.btc_ratio, color=theme.btc_color, linewidth=1.6, label=btc_label)
     top_ax.plot(centres, top.alt_ratio, color=theme.alt_color, linewidth=1.6, label=alt_label)
+    _draw_bands(top_ax, edges, top, theme)
     top_ax.axhline(
         1.0,
         color=theme.foreground,
@@ -191,30 +196,137 @@ def _draw_top(
     if not has_price:
         price_ax.set_yticks([])
     top_ax.grid(True, color=theme.foreground, alpha=0.12, linewidth=0.6)
+    if _draw_strips(top_ax, edges, top, theme):
+        _leave_room_for_strips(top_ax, top)
+        if has_price:
+            _keep_below_strips(price_ax, top.price)
     return _top_legend(top_ax, price_ax, top, metric, theme)
+
+
+def _draw_bands(top_ax: Axes, edges: np.ndarray, top: TopData, theme: Theme) -> None:
+    """Each series' zone thresholds (its trailing percentiles) as thin steps in its colour."""
+    for zones, colour, who in (
+        (top.btc_zones, theme.btc_color, "BTC"),
+        (top.alt_zones, theme.alt_color, "alt"),
+    ):
+        if not np.isfinite(zones.upper_band).any():
+            continue
+        for i, band in enumerate((zones.upper_band, zones.lower_band)):
+            top_ax.stairs(
+                band,
+                edges,
+                color=colour,
+                linewidth=0.8,
+                linestyle=(0, (4, 3)),
+                alpha=0.75,
+                label=f"{who} zone thresholds (trailing percentiles)" if i == 0 else "_",
+            )
+
+
+def _draw_strips(top_ax: Axes, edges: np.ndarray, top: TopData, theme: Theme) -> bool:
+    """BTC's zones, the alt average's zones and the BTC-vs-alts regimes, each in its own strip
+    along the top, named at its left; market-wide extremes also shade the whole panel height.
+    False when there is nothing to show."""
+    rows = [
+        (_BTC_STRIP, "BTC zone", top.btc_zones.zone),
+        (_ALT_STRIP, "alt zone", top.alt_zones.zone),
+    ]
+    if not any(zone.any() for _, _, zone in rows) and not top.regimes.any():
+        return False
+    for band, name, zone in rows:
+        shade(top_ax, edges, zone > 0, theme.upper_zone_color, 0.9, band)
+        shade(top_ax, edges, zone < 0, theme.lower_zone_color, 0.9, band)
+        _strip_label(top_ax, band, name, theme)
+    wide_up = top.market_wide & (top.btc_zones.zone > 0)
+    wide_down = top.market_wide & (top.btc_zones.zone < 0)
+    wide_alpha = _WIDE_ALPHA_DARK if theme.dark else _WIDE_ALPHA
+    shade(top_ax, edges, wide_up, theme.upper_zone_color, wide_alpha, (0.0, _ALT_STRIP[0]))
+    shade(top_ax, edges, wide_down, theme.lower_zone_color, wide_alpha, (0.0, _ALT_STRIP[0]))
+    for code, colour, alpha in _regime_styles(theme):
+        shade(top_ax, edges, top.regimes == code, colour, alpha, _REGIME_STRIP)
+    _strip_label(top_ax, _REGIME_STRIP, "BTC vs alts", theme)
+    return True
+
+
+def _regime_styles(theme: Theme) -> list[tuple[int, str, float]]:
+    """(REGIMES code, colour, alpha): the colour of the side that is long; grey for z-scores
+    apart."""
+    return [
+        (REGIMES["btc_long_alts_short"], theme.btc_color, 0.9),
+        (REGIMES["btc_short_alts_long"], theme.alt_color, 0.9),
+        (REGIMES["zscore_divergence"], theme.foreground, 0.35),
+    ]
+
+
+def _strip_label(top_ax: Axes, band: tuple[float, float], name: str, theme: Theme) -> None:
+    top_ax.text(
+        0.003,
+        band[0] + band[1] / 2,
+        name,
+        transform=top_ax.transAxes,
+        ha="left",
+        va="center",
+        fontsize=7.5,
+        color=theme.foreground,
+        bbox={"facecolor": theme.background, "edgecolor": "none", "alpha": 0.7, "pad": 1},
+        zorder=5,
+    )
+
+
+def _leave_room_for_strips(top_ax: Axes, top: TopData) -> None:
+    """Lift the top of the ratio axis so the lines and bands stay below the strips."""
+    values = np.concatenate(
+        [
+            top.btc_ratio,
+            top.alt_ratio,
+            top.btc_zones.lower_band,
+            top.btc_zones.upper_band,
+            top.alt_zones.lower_band,
+            top.alt_zones.upper_band,
+            [1.0],
+        ]
+    )
+    _keep_below_strips(top_ax, values)
+
+
+def _keep_below_strips(ax: Axes, values: np.ndarray) -> None:
+    values = values[np.isfinite(values)]
+    low, high = float(values.min()), float(values.max())
+    bottom = low - 0.05 * max(high - low, 0.01 * abs(high))
+    ax.set_ylim(bottom, bottom + (high - bottom) / _LINES_TOP)
 
 
 def _top_legend(top_ax: Axes, price_ax: Axes, top: TopData, metric: str, theme: Theme) -> list[str]:
     upper, lower = (
         ("buyers", "sellers") if metric == "taker_volume" else ("crowd long", "crowd short")
     )
-    handles = [*top_ax.get_lines(), *price_ax.get_lines()]
-    handles = [h for h in handles if isinstance(h, Line2D)]
+    handles: list[Artist] = [*top_ax.get_lines(), *price_ax.get_lines()]
+    handles += [
+        h for h in top_ax.patches if str(h.get_label()) and not str(h.get_label()).startswith("_")
+    ]
     extra: list[Patch] = []
-    if top.upper.any():
-        extra.append(Patch(color=theme.upper_zone_color, alpha=0.3, label=f"upper zone ({upper})"))
-    if top.lower.any():
-        extra.append(Patch(color=theme.lower_zone_color, alpha=0.3, label=f"lower zone ({lower})"))
+    zones = (top.btc_zones.zone, top.alt_zones.zone)
+    if any((z > 0).any() for z in zones):
+        extra.append(Patch(color=theme.upper_zone_color, alpha=0.9, label=f"upper zone ({upper})"))
+    if any((z < 0).any() for z in zones):
+        extra.append(Patch(color=theme.lower_zone_color, alpha=0.9, label=f"lower zone ({lower})"))
     if top.market_wide.any():
         extra.append(
             Patch(
-                facecolor="none",
-                edgecolor=theme.foreground,
-                linewidth=0.6,
-                label="darker = market-wide (BTC and alts)",
+                facecolor=theme.foreground,
+                alpha=_WIDE_ALPHA_DARK if theme.dark else _WIDE_ALPHA,
+                label="market-wide: BTC and alts in one zone",
             )
         )
-    all_handles: list[Line2D | Patch] = [*handles, *extra]
+    words = {
+        REGIMES["btc_long_alts_short"]: "BTC long, alts short",
+        REGIMES["btc_short_alts_long"]: "BTC short, alts long",
+        REGIMES["zscore_divergence"]: "BTC and alts far apart (z-scores)",
+    }
+    for code, colour, alpha in _regime_styles(theme):
+        if (top.regimes == code).any():
+            extra.append(Patch(color=colour, alpha=alpha, label=words[code]))
+    all_handles: list[Artist] = [*handles, *extra]
     top_ax.legend(
         handles=all_handles,
         loc="lower left",

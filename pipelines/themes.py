@@ -169,6 +169,10 @@ _MIN_NO_DATA_DISTANCE: Final = 0.2
 _LIGHT_PAGE: Final = ("#ffffff", "#222222")  # (background, foreground)
 _DARK_PAGE: Final = ("#15171c", "#e4e4e4")
 _MIN_LINE_CONTRAST: Final = 2.2  # WCAG contrast ratio a line colour needs against the page
+# The zone colours (upper / lower extreme) come from near the map's ends, moved towards the
+# centre until they stand out from the page: many maps end near-black, invisible on a dark page.
+_ZONE_START: Final = 20  # of 256 samples from each end: near the end, not the extreme itself
+_MIN_ZONE_CONTRAST: Final = 3.0
 
 
 class UnknownThemeError(ValueError):
@@ -275,7 +279,7 @@ def _make_theme(name: str, spec: _Spec) -> Theme:
     grey = _most_distinct_grey(samples)
     hatch = min(grey + 0.2, 0.95) if grey < 0.5 else grey - 0.2
     background, foreground = _DARK_PAGE if spec.dark else _LIGHT_PAGE
-    lower, upper = samples[20], samples[235]  # near the ends, not the extreme (often near-black)
+    lower, upper = _zone_colors(samples, background)
     btc, alt = _line_colors((lower, upper), background)
     return Theme(
         name=name,
@@ -289,11 +293,36 @@ def _make_theme(name: str, spec: _Spec) -> Theme:
         btc_color=btc,
         alt_color=alt,
         price_color="#9a9a9a" if spec.dark else "#555555",
-        upper_zone_color=to_hex(upper),
-        lower_zone_color=to_hex(lower),
+        upper_zone_color=to_hex((float(upper[0]), float(upper[1]), float(upper[2]))),
+        lower_zone_color=to_hex((float(lower[0]), float(lower[1]), float(lower[2]))),
         no_data_color=to_hex((grey, grey, grey)),
         no_data_hatch_color=to_hex((hatch, hatch, hatch)),
     )
+
+
+def _zone_colors(samples: np.ndarray, background: str) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) zone colours: the first sample from each end (from _ZONE_START inwards,
+    stopping short of the centre) with enough contrast against the page, else the best one."""
+    from matplotlib.colors import to_rgb
+
+    bg = np.array(to_rgb(background))
+    n = len(samples)
+    picked = []
+    for positions in (
+        range(_ZONE_START, n // 2 - 16),
+        range(n - 1 - _ZONE_START, n // 2 + 16, -1),
+    ):
+        contrasts = [(_contrast_ratio(samples[i], bg), i) for i in positions]
+        enough = [i for c, i in contrasts if c >= _MIN_ZONE_CONTRAST]
+        if not enough:  # then the best of the whole half, the extreme end included
+            ends = (
+                range(0, _ZONE_START)
+                if positions.step > 0
+                else range(n - 1, n - 1 - _ZONE_START, -1)
+            )
+            contrasts += [(_contrast_ratio(samples[i], bg), i) for i in ends]
+        picked.append(samples[enough[0]] if enough else samples[max(contrasts)[1]])
+    return picked[0], picked[1]
 
 
 def _most_distinct_grey(samples: np.ndarray) -> float:

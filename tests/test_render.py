@@ -33,6 +33,10 @@ ETH_ABSENT_HOURS = range(170, 178)  # no ETH rows at all
 SOL_NULL_HOURS = range(200, 204)  # SOL rows with ratio NULL
 LATE_LISTING_HOUR = 120  # ZRX listed late: no rows before this hour (inside the window)
 NULL_PRICE_HOURS = range(100, 110)
+BTC_UPPER_HOURS = range(180, 190)  # signal_zones: BTC in its upper zone (market-wide from 185)
+ALT_LOWER_HOURS = range(210, 215)  # the alt average in its lower zone
+BTC_LONG_ALTS_SHORT_HOURS = range(220, 225)  # divergence regimes
+ZSCORE_APART_HOURS = range(230, 233)
 
 DDL = """
 CREATE TABLE heatmap_matrix (exchange VARCHAR, metric VARCHAR, period VARCHAR, coin VARCHAR,
@@ -106,13 +110,28 @@ def _make_warehouse(path: Path, *, zones: bool) -> duckdb.DuckDBPyConnection:
         )
         zone_rows = [
             (*SEL, "btc", START + timedelta(hours=h), 1.5, 0.9, 1.4, "upper", h >= 185)
-            for h in range(180, 190)
+            for h in BTC_UPPER_HOURS
         ]
         zone_rows += [
             (*SEL, "alt_avg", START + timedelta(hours=h), 0.7, 0.8, 1.2, "lower", False)
-            for h in range(210, 215)
+            for h in ALT_LOWER_HOURS
         ]
         _insert(conn, "signal_zones", zone_rows)
+        conn.execute(
+            "CREATE TABLE divergence (scope VARCHAR, exchange VARCHAR, metric VARCHAR, "
+            "period VARCHAR, ts TIMESTAMP, pattern VARCHAR)"
+        )
+        regimes = [(h, "btc_long_alts_short") for h in BTC_LONG_ALTS_SHORT_HOURS]
+        regimes += [(h, "zscore_divergence") for h in ZSCORE_APART_HOURS]
+        regimes += [(h, None) for h in range(N_BUCKETS - 5, N_BUCKETS)]
+        _insert(
+            conn,
+            "divergence",
+            [
+                ("btc_vs_alts", SEL[0], SEL[1], SEL[2], START + timedelta(hours=h), pattern)
+                for h, pattern in regimes
+            ],
+        )
     return conn
 
 
@@ -176,6 +195,76 @@ def test_signal_zones_appear_in_the_legend(conn: duckdb.DuckDBPyConnection):
     assert "upper zone (crowd long)" in labels
     assert "lower zone (crowd short)" in labels
     assert any("market-wide" in label for label in labels)
+
+
+def _strip_rgb(rendered: RenderedFigure, pixels: np.ndarray, strip: str, hour: int) -> np.ndarray:
+    """RGB in the middle of a named strip of the top panel, over the bucket `hour`."""
+    label = next(t for t in rendered.top_ax.texts if t.get_text() == strip)
+    x = mdates.date2num(START + timedelta(hours=hour + 0.5))
+    px, py = rendered.top_ax.get_xaxis_transform().transform((x, label.get_position()[1]))
+    return pixels[round(pixels.shape[0] - py), round(px), :3]
+
+
+def _nearest(rgb: np.ndarray, candidates: dict[str, np.ndarray]) -> str:
+    return min(candidates, key=lambda name: float(np.linalg.norm(rgb - candidates[name])))
+
+
+@pytest.mark.parametrize("theme_name", ["vik", "vik-dark"])
+def test_btc_zones_alt_zones_and_regimes_each_have_their_own_strip(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path, theme_name: str
+):
+    """BTC in its upper zone while the alts sit in their lower one must not blend into one
+    shade: each series has its own strip, and the BTC-vs-alts regimes a third."""
+    rendered = build_figure(conn, _request(theme=theme_name))
+    out = tmp_path / "z.png"
+    save_png(rendered, out)
+    pixels = mpimg.imread(out)
+    theme = get_theme(theme_name)
+    page = np.array(to_rgb(theme.background))
+
+    def solid(colour: str, alpha: float = 0.9) -> np.ndarray:
+        return alpha * np.array(to_rgb(colour)) + (1 - alpha) * page
+
+    zones = {"upper": solid(theme.upper_zone_color), "lower": solid(theme.lower_zone_color)}
+    zones["page"] = page
+    hour_btc, hour_alt = BTC_UPPER_HOURS[2], ALT_LOWER_HOURS[2]
+    assert _nearest(_strip_rgb(rendered, pixels, "BTC zone", hour_btc), zones) == "upper"
+    assert _nearest(_strip_rgb(rendered, pixels, "alt zone", hour_btc), zones) == "page"
+    assert _nearest(_strip_rgb(rendered, pixels, "alt zone", hour_alt), zones) == "lower"
+    assert _nearest(_strip_rgb(rendered, pixels, "BTC zone", hour_alt), zones) == "page"
+    regimes = {
+        "btc long": solid(theme.btc_color),
+        "alts long": solid(theme.alt_color),
+        "apart": solid(theme.foreground, 0.35),
+        "page": page,
+    }
+    strip = "BTC vs alts"
+    assert _nearest(_strip_rgb(rendered, pixels, strip, BTC_LONG_ALTS_SHORT_HOURS[2]), regimes) == (
+        "btc long"
+    )
+    assert _nearest(_strip_rgb(rendered, pixels, strip, ZSCORE_APART_HOURS[1]), regimes) == "apart"
+    assert _nearest(_strip_rgb(rendered, pixels, strip, N_BUCKETS - 3), regimes) == "page"
+    assert {"BTC long, alts short", "BTC and alts far apart (z-scores)"} <= set(
+        rendered.legend_labels
+    )
+    assert "BTC short, alts long" not in rendered.legend_labels  # none in this window
+
+
+def test_zone_thresholds_are_drawn(conn: duckdb.DuckDBPyConnection):
+    rendered = build_figure(conn, _request())
+    try:
+        assert "BTC zone thresholds (trailing percentiles)" in rendered.legend_labels
+        assert "alt zone thresholds (trailing percentiles)" in rendered.legend_labels
+        drawn = {
+            round(float(v), 6)
+            for patch in rendered.top_ax.patches
+            if hasattr(patch, "get_data")
+            for v in patch.get_data().values
+            if np.isfinite(v)
+        }
+    finally:
+        rendered.figure.clear()
+    assert drawn == {0.9, 1.4, 0.8, 1.2}  # the bands signal_zones holds, nothing else
 
 
 def test_long_ranges_and_every_period_render(conn: duckdb.DuckDBPyConnection, tmp_path: Path):
@@ -344,6 +433,30 @@ def test_at_least_sixty_distinct_colour_maps():
     ]
     assert same == []
     assert len(plain) >= 60
+
+
+def test_zone_colours_stand_out_from_the_page_on_light_and_dark_themes():
+    """Zone colours come from the map's ends, moved inwards until they contrast with the page
+    (WCAG ratio 3), unless no colour on that half of the map does."""
+
+    def luminance(rgb: np.ndarray) -> float:
+        linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+        return float(linear @ np.array([0.2126, 0.7152, 0.0722]))
+
+    def contrast(a: np.ndarray, b: np.ndarray) -> float:
+        la, lb = luminance(a), luminance(b)
+        return (max(la, lb) + 0.05) / (min(la, lb) + 0.05)
+
+    for name in theme_names():
+        theme = get_theme(name)
+        page = np.array(to_rgb(theme.background))
+        samples = theme.cmap(np.linspace(0, 1, 256))[:, :3]
+        for colour, half in (
+            (theme.lower_zone_color, samples[:100]),
+            (theme.upper_zone_color, samples[156:]),
+        ):
+            best = max(contrast(s, page) for s in half)
+            assert contrast(np.array(to_rgb(colour)), page) >= min(3.0, best) - 0.01, name
 
 
 def test_default_theme_is_colour_blind_safe():
