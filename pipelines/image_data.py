@@ -140,6 +140,7 @@ class ImageView:
     alt_table: str  # the altcoin line: `alt_mean_ratio` and `n_coins` per bucket
     zones_table: str | None  # shading of historical extremes, where computed
     regimes_table: str | None  # BTC-vs-altcoin regimes (divergence), where computed
+    exchanges_column: str | None  # of alt_table: how many exchanges a bucket combines
     lists_coins: bool  # coverage says which universe coins the selection does not list
     own_price: bool  # BTC price of the image's own exchange; else of one chosen exchange
     weighting: str  # how the lines combine exchanges, said in their labels ("" for one)
@@ -158,6 +159,7 @@ EXCHANGE_VIEW: Final = ImageView(
     alt_table="alt_average",
     zones_table="signal_zones",
     regimes_table="divergence",
+    exchanges_column=None,  # one exchange
     lists_coins=True,
     own_price=True,
     weighting="",
@@ -176,6 +178,7 @@ CROSS_VIEW: Final = ImageView(
     alt_table="cross_lines",
     zones_table=None,  # none computed across exchanges
     regimes_table=None,
+    exchanges_column="n_exchanges",
     lists_coins=False,  # a coin counts there if any exchange lists it
     own_price=False,
     weighting="OI-weighted across exchanges",
@@ -197,6 +200,7 @@ FLOW_VIEW: Final = ImageView(
     alt_table="candle_flow",
     zones_table=None,
     regimes_table=None,
+    exchanges_column=None,
     lists_coins=False,  # coverage is about L/S kinds; a coin without candles has no flow row
     own_price=True,
     weighting="",
@@ -407,6 +411,9 @@ class TopData:
     alt_zones: SeriesZones
     market_wide: np.ndarray  # bool per bucket: both in the same zone
     regimes: np.ndarray  # int8 per bucket: REGIMES code of BTC vs the alts (0: none)
+    n_exchanges: np.ndarray | None = (
+        None  # exchanges combined per bucket (NaN: none), views of many
+    )
     weighting: str = ""  # how the lines combine exchanges ("" for one exchange)
     price_exchange: str | None = None  # the exchange whose BTC price is drawn, if not the image's
 
@@ -428,9 +435,12 @@ def _top_data(conn: duckdb.DuckDBPyConnection, query: _Query) -> TopData:
     if table_exists(conn, view.btc_table):
         btc = _fetch_columns(conn, query, view.btc_table, f"{view.btc_ratio} AS btc_ratio")
         btc_ratio = _series(btc, "btc_ratio", n)
+    n_exchanges = None
     if table_exists(conn, view.alt_table):
-        alt = _fetch_columns(conn, query, view.alt_table, "alt_mean_ratio, n_coins")
+        counted = f", {view.exchanges_column} AS n_exchanges" if view.exchanges_column else ""
+        alt = _fetch_columns(conn, query, view.alt_table, f"alt_mean_ratio, n_coins{counted}")
         alt_ratio = _series(alt, "alt_mean_ratio", n)
+        n_exchanges = _series(alt, "n_exchanges", n) if view.exchanges_column else None
         counts = _floats(alt["n_coins"])
         counts[counts == 0] = np.nan  # a bucket where no alt has a ratio says nothing of coverage
         if np.isfinite(counts).any():
@@ -446,6 +456,7 @@ def _top_data(conn: duckdb.DuckDBPyConnection, query: _Query) -> TopData:
         alt_zones,
         wide,
         _regimes(conn, query),
+        n_exchanges,
         view.weighting,
         price_exchange,
     )

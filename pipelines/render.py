@@ -30,6 +30,7 @@ from pipelines.figure import (
     finish_page,
     mark_history_start,
     new_page,
+    runs,
     save_png,
     shade,
 )
@@ -196,7 +197,10 @@ def _draw_top(
     if not has_price:
         price_ax.set_yticks([])
     top_ax.grid(True, color=theme.foreground, alpha=0.12, linewidth=0.6)
-    if _draw_strips(top_ax, edges, top, theme):
+    strips = _draw_strips(top_ax, edges, top, theme)
+    if top.n_exchanges is not None:
+        strips = _draw_exchange_counts(top_ax, edges, top.n_exchanges, theme) or strips
+    if strips:
         _leave_room_for_strips(top_ax, top)
         if has_price:
             _keep_below_strips(price_ax, top.price)
@@ -245,6 +249,37 @@ def _draw_strips(top_ax: Axes, edges: np.ndarray, top: TopData, theme: Theme) ->
     for code, colour, alpha in _regime_styles(theme):
         shade(top_ax, edges, top.regimes == code, colour, alpha, _REGIME_STRIP)
     _strip_label(top_ax, _REGIME_STRIP, "BTC vs alts", theme)
+    return True
+
+
+def _draw_exchange_counts(
+    top_ax: Axes, edges: np.ndarray, counts: np.ndarray, theme: Theme
+) -> bool:
+    """How many exchanges a view over several combines, bucket by bucket: a strip shaded
+    darker for more, with the number written where it changes (when there is room)."""
+    known = np.isfinite(counts)
+    if not known.any():
+        return False
+    most = float(np.nanmax(counts))
+    step = edges[1] - edges[0]
+    width = edges[-1] - edges[0]
+    for value in np.unique(counts[known]):
+        mask = counts == value
+        shade(top_ax, edges, mask, theme.foreground, 0.15 + 0.45 * value / most, _BTC_STRIP)
+        for start, length in runs(mask):
+            if length * step / width >= 0.03:  # enough room for a number
+                top_ax.text(
+                    edges[start] + length * step / 2,
+                    _BTC_STRIP[0] + _BTC_STRIP[1] / 2,
+                    f"{value:.0f}",
+                    transform=top_ax.get_xaxis_transform(),
+                    ha="center",
+                    va="center",
+                    fontsize=7.5,
+                    color=theme.background if value / most > 0.6 else theme.foreground,
+                    gid="exchange-count",
+                )
+    _strip_label(top_ax, _BTC_STRIP, "exchanges combined", theme)
     return True
 
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,6 +27,7 @@ START = datetime(2025, 1, 1)  # naive = UTC
 N_BUCKETS = 8 * 24  # eight days of 1h buckets; the 7-day image shows the last 168
 SOL_NO_OI_HOURS = range(170, 176)  # rows present, oi_weighted_ln_ratio NULL, mean_zscore set
 ETH_ABSENT_HOURS = range(180, 186)  # no ETH rows at all
+THREE_EXCHANGE_HOURS = range(150, 170)  # a third exchange joins (not for DOGE)
 BASE = {"BTC": 0.1, "ETH": 0.3, "SOL": -0.2, "DOGE": 0.5}
 
 CROSS_DDL = """
@@ -55,7 +57,8 @@ def _cross_rows(metric: str = "global_account") -> list[tuple[object, ...]]:
                 None if coin == "SOL" and hour in SOL_NO_OI_HOURS else _ln(coin, hour)
             )
             ts = START + timedelta(hours=hour)
-            rows.append((coin, metric, "1h", ts, 2 * _ln(coin, hour), ln, 2, 2, 2, 1e6))
+            n = 3 if hour in THREE_EXCHANGE_HOURS and coin != "DOGE" else 2
+            rows.append((coin, metric, "1h", ts, 2 * _ln(coin, hour), ln, n, n, n, 1e6))
     return rows
 
 
@@ -190,6 +193,27 @@ def test_top_panel_lines_and_title(conn: duckdb.DuckDBPyConnection) -> None:
         assert not any("zone" in label for label in rendered.legend_labels)
     finally:
         rendered.figure.clear()
+
+
+def test_the_number_of_exchanges_combined_is_shown_per_bucket(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
+    rendered = build_figure(conn, _request())
+    try:
+        counts = [t for t in rendered.top_ax.texts if t.get_gid() == "exchange-count"]
+        label = [t.get_text() for t in rendered.top_ax.texts].count("exchanges combined")
+    finally:
+        rendered.figure.clear()
+    shown = []
+    for text in counts:
+        x = mdates.num2date(text.get_position()[0]).replace(tzinfo=None)
+        shown.append((text.get_text(), (x - START) / timedelta(hours=1)))
+    shown.sort(key=lambda item: item[1])
+    first = N_BUCKETS - 168
+    # Two exchanges, three while the third one joins (any coin's cell counts), then two again.
+    assert [number for number, _ in shown] == ["2", "3", "2"] and label == 1
+    assert shown[1][1] == pytest.approx((150 + 170) / 2)
+    assert shown[0][1] == pytest.approx((first + 150) / 2)
 
 
 def test_price_falls_back_to_another_exchange(tmp_path: Path) -> None:
