@@ -113,11 +113,19 @@ def share_at(
 _PRICE_SPACINGS: tuple[int, ...] = (1, 5, 30, 240, 1440, 10080, 43200)
 
 
-@cache
-def _price_octaves(coin: str) -> Octaves:
-    # Brownian-like: a layer with knots L minutes apart moves ~ sigma * sqrt(L / 1 day).
-    sigma = coin_facts(coin).daily_sigma
+def _brownian(sigma: float) -> Octaves:
+    """Layers for a Brownian-like log price of daily volatility `sigma`: a layer with knots L
+    minutes apart moves ~ sigma * sqrt(L / 1 day)."""
     return tuple((s, 0.6 * sigma * math.sqrt(s / 1440)) for s in _PRICE_SPACINGS)
+
+
+@cache
+def _own_sigma(coin: str) -> float:
+    """Daily volatility of the coin's own price moves, beside beta x the market's: together they
+    make its `daily_sigma`, but at least 30 % of it is its own (a high-beta coin moves more)."""
+    facts = coin_facts(coin)
+    market = facts.price_beta * _MARKET_SIGMA
+    return math.sqrt(max(facts.daily_sigma**2 - market**2, (0.3 * facts.daily_sigma) ** 2))
 
 
 def price(coin: str, t_ms: int, exchange: str = "") -> float:
@@ -277,6 +285,21 @@ def _layered_array(s: int, t_min: np.ndarray, octaves: Octaves) -> np.ndarray:
     return total
 
 
+# ---------------------------------------------------------------------------------------------
+# The market: what every coin shares. Real prices move together.
+#
+# - Prices: log price = price_beta x the market's price factor + the coin's own moves.
+
+_MARKET_SIGMA = 0.025  # daily log-return volatility of the market's price factor (BTC-like)
+
+
+def _log_price_moves(coin: str, t_min: np.ndarray) -> np.ndarray:
+    """The coin's log price relative to its level: price_beta x the market's moves + its own."""
+    market = _layered_array(seed("market-price"), t_min, _brownian(_MARKET_SIGMA))
+    own = _layered_array(seed("price", coin), t_min, _brownian(_own_sigma(coin)))
+    return coin_facts(coin).price_beta * market + own
+
+
 def long_shares(exchange: str, coin: str, metric: str, t_ms: np.ndarray) -> np.ndarray:
     """Share of longs (0.3..0.75) in `metric` at each instant `t_ms` (int64 epoch ms).
 
@@ -306,9 +329,10 @@ def open_interests(exchange: str, coin: str, t_ms: np.ndarray) -> np.ndarray:
 
 
 def prices(coin: str, t_ms: np.ndarray, exchange: str = "") -> np.ndarray:
-    """USD price of one coin at each instant `t_ms` (Brownian-like layers of value noise)."""
+    """USD price of one coin at each instant `t_ms`: Brownian-like layers of value noise, the
+    market's (x price_beta) and the coin's own."""
     t_min = t_ms / MINUTE
-    log_move = _layered_array(seed("price", coin), t_min, _price_octaves(coin))
+    log_move = _log_price_moves(coin, t_min)
     if exchange:
         log_move += 0.0003 * _value_noise_array(seed("basis", exchange, coin), t_min / 60)
     return coin_facts(coin).price * np.exp(log_move)
