@@ -112,7 +112,9 @@ def share_at(
 # Prices
 
 _PRICE_SPACINGS: tuple[int, ...] = (1, 5, 30, 240, 1440, 10080, 43200)
-_TREND_SPACING = 240  # layers this slow or slower are the price's trend, which crowds chase
+# Layers this slow or slower make the price's trend, without its minute-to-minute ticks: what
+# crowds chase (`_chase`) and takers follow (`_taker_lean`).
+_TREND_SPACING = 30
 
 
 def _brownian(sigma: float, slowest: int = 1) -> Octaves:
@@ -138,8 +140,14 @@ def price(coin: str, t_ms: int, exchange: str = "") -> float:
 # ---------------------------------------------------------------------------------------------
 # Taker volumes (cumulative) and open interest
 
+# Busy hours and days, shared by both sides (a busy hour is busy for buyers and sellers alike).
 _VOLUME_CYCLES: tuple[tuple[float, float], ...] = ((1440, 0.3), (10080, 0.15))
-_VOLUME_NOISE = 0.1  # per-minute knot noise; < half of the slowest slope keeps the curve rising
+_SIDE_CYCLE = 0.02  # each side's own slow cycle, so the sides differ beyond the trend
+_VOLUME_NOISE = 0.05  # per-minute knot noise of each side
+# The most of a side's mean rate that moves to the other side in any minute as takers follow the
+# trend. Per-minute volume is at least 1 - 0.3 - 0.15 - 0.02 (cycles) - 2 x 0.05 (noise) - 0.35
+# (lean) = 0.08 of the mean rate, so both curves keep rising.
+_LEAN = 0.35
 
 
 def _volume_rate(exchange: str, coin: str) -> float:
@@ -303,6 +311,7 @@ def _layered_array(s: int, t_min: np.ndarray, octaves: Octaves) -> np.ndarray:
 #   over within _REGIME_BLEND minutes, so a shift shows as a step over a few hours, not a jump.
 # - Prices: log price = price_beta x the market's price factor + the coin's own moves.
 # - Crowds chase (`_chase`): the long share rises after the price rose over the last day.
+# - Takers follow the trend (`_taker_lean`): buy volume leans up while the price trend rises.
 
 _MOOD: Octaves = ((240, 0.3), (1440, 0.7), (4320, 0.9), (10080, 1.0), (30240, 0.8))
 _MOOD_SHARE = 0.03  # long share per unit of mood (x crowd_beta x the regime's loading)
@@ -401,6 +410,24 @@ def _chase(coin: str, t_ms: np.ndarray) -> np.ndarray:
     return _CHASE * x / np.sqrt(1.0 + 0.25 * x * x)
 
 
+@cache
+def _trend_max_slope(coin: str) -> float:
+    """Bound of the price trend's change per minute: a smoothstep value-noise layer moves at
+    most 1.5 x its knot gap (<= 2 x amplitude) per spacing."""
+    beta = coin_facts(coin).price_beta
+    market = [(s, beta * a) for s, a in _brownian(_MARKET_SIGMA, _TREND_SPACING)]
+    own = list(_brownian(_own_sigma(coin), _TREND_SPACING))
+    return sum(3.0 * a / s for s, a in market + own)
+
+
+def _taker_lean(coin: str, k: np.ndarray) -> np.ndarray:
+    """What the buy side's cumulative curve gains and the sell side's loses at whole minute k,
+    in mean-rate minutes: proportional to the price trend, so over any window takers buy more
+    while the trend rose. Scaled so that it moves at most _LEAN per minute."""
+    trend = _log_price_moves(coin, k, _TREND_SPACING)
+    return _LEAN / _trend_max_slope(coin) * trend
+
+
 def long_shares(exchange: str, coin: str, metric: str, t_ms: np.ndarray) -> np.ndarray:
     """Share of longs (0.3..0.75) in `metric` at each instant `t_ms` (int64 epoch ms).
 
@@ -444,21 +471,30 @@ def prices(coin: str, t_ms: np.ndarray, exchange: str = "") -> np.ndarray:
 def cumulative_takers(exchange: str, coin: str, side: str, t_ms: np.ndarray) -> np.ndarray:
     """Coins bought or sold by takers from the epoch to each whole-minute instant `t_ms`.
 
-    The integral of 1 + a few cosine cycles (slope >= 0.35, so volume is always positive), plus
-    per-minute knot noise smaller than half the slowest slope, so the curve keeps rising.
+    The integral of 1 + cosine cycles (busy hours and days shared by both sides, a slow one of
+    the side's own), plus per-minute knot noise, plus or minus the lean to the price trend
+    (`_taker_lean`); see _LEAN for why the curve keeps rising.
     """
     k = (t_ms // MINUTE).astype(np.float64)
+    shared = seed("volume", exchange, coin)
     s = seed("volume", exchange, coin, side)
     own_period = 2000 + 7000 * unit(seed("volume-cycle", coin, side), 0)
     total = k.copy()
-    for i, (period, amplitude) in enumerate((*_VOLUME_CYCLES, (own_period, 0.2))):
-        phase = _TAU * unit(s, -1 - i)
-        # math.sin, not np.sin: the arguments reach 1e5 radians, where the two differ in the
-        # last bits, and a cumulative curve of this size turns those bits into volume.
-        waves = [math.sin(x) for x in (_TAU * k / period + phase)]
-        total += amplitude * period / _TAU * np.asarray(waves)
+    for i, (period, amplitude) in enumerate(_VOLUME_CYCLES):
+        total += _integrated_wave(k, period, amplitude, _TAU * unit(shared, -1 - i))
+    total += _integrated_wave(k, own_period, _SIDE_CYCLE, _TAU * unit(s, -1))
     total += _VOLUME_NOISE * _signed_array(s, k)
+    lean = _taker_lean(coin, k)
+    total += lean if side == "buy" else -lean
     return _volume_rate(exchange, coin) * total
+
+
+def _integrated_wave(k: np.ndarray, period: float, amplitude: float, phase: float) -> np.ndarray:
+    """The integral up to minute k of amplitude x cos(2 pi k / period + phase)."""
+    # math.sin, not np.sin: the arguments reach 1e5 radians, where the two differ in the
+    # last bits, and a cumulative curve of this size turns those bits into volume.
+    waves = [math.sin(x) for x in (_TAU * k / period + phase)]
+    return amplitude * period / _TAU * np.asarray(waves)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The synthetic series as a demo's reader sees them: the coins share a market (their crowds and
-prices move together, regimes of a few days turn BTC's crowd against the alts'), and every value
-is still a pure function of its arguments.
+prices move together, regimes of a few days turn BTC's crowd against the alts', takers buy into
+rising prices), and every value is still a pure function of its arguments.
 
 The figures are measured over the series themselves (numpy), at the tests' frozen clock.
 """
@@ -113,6 +113,27 @@ def test_regimes_last_days_and_shift_within_hours() -> None:
     assert len(starts) >= 5 and lengths.min() >= 24  # several regimes, each a day or longer
     mood = series.market_mood(t)
     assert 0.5 < mood.std() < 1.5 and (np.abs(np.diff(mood)) < 0.5).all()  # no jumps
+
+
+def test_takers_buy_into_rising_prices() -> None:
+    t = instants(14, end=END + HOUR)  # hour edges, so each hour's volume is a difference
+    leaning_up, leaning_down = [], []
+    for exchange in ("binance", "okx"):
+        for c in COINS[:10]:
+            buy = np.diff(series.cumulative_takers(exchange, c, "buy", t))
+            sell = np.diff(series.cumulative_takers(exchange, c, "sell", t))
+            rose = np.diff(series.prices(c, t, exchange)) > 0
+            buyers_ahead = buy > sell
+            leaning_up.append(buyers_ahead[rose].mean())
+            leaning_down.append(buyers_ahead[~rose].mean())
+    assert np.mean(leaning_up) > 0.7 and np.mean(leaning_down) < 0.3  # was 0.52 and 0.51
+
+
+def test_taker_curves_rise_every_minute() -> None:
+    t = instants(2, MINUTE)
+    for c in COINS:
+        for side in ("buy", "sell"):
+            assert (np.diff(series.cumulative_takers("gate", c, side, t)) > 0).all(), (c, side)
 
 
 def test_values_do_not_depend_on_how_they_are_asked() -> None:
