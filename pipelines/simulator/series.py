@@ -283,9 +283,20 @@ def _value_noise_array(s: int, x: np.ndarray) -> np.ndarray:
     k = np.floor(x)
     f = x - k
     f = f * f * (3.0 - 2.0 * f)
-    a = _signed_array(s, k)
-    b = _signed_array(s, k + 1)
+    a, b = _knot_pairs(s, k)
     return a + (b - a) * f
+
+
+def _knot_pairs(s: int, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The knot values at k and k + 1. A layer slower than the instants' step has fewer
+    distinct knots than instants: hash each knot once rather than twice per instant (the
+    market's layers are computed again for every coin and metric)."""
+    if k.size and k.max() - k.min() < k.size:
+        first = k.min()
+        knots = _signed_array(s, np.arange(first, k.max() + 2))
+        i = (k - first).astype(np.int64)
+        return knots[i], knots[i + 1]
+    return _signed_array(s, k), _signed_array(s, k + 1)
 
 
 def _layered_array(s: int, t_min: np.ndarray, octaves: Octaves) -> np.ndarray:
