@@ -439,6 +439,15 @@ def _taker_lean(coin: str, k: np.ndarray) -> np.ndarray:
     return _LEAN / _trend_max_slope(coin) * trend
 
 
+def _share_base(coin: str) -> float:
+    """The coin's usual long share: alts 0.47..0.60 (ratio ~0.9..1.5). BTC's crowd sits at
+    the alts' average (ratio ~1.17), so in a rotation either side can end up the long one and
+    `divergence` sees both btc_long_alts_short and btc_short_alts_long."""
+    if coin == "BTC":
+        return 0.54
+    return 0.47 + 0.13 * unit(seed("share-base", coin), 0)
+
+
 def long_shares(exchange: str, coin: str, metric: str, t_ms: np.ndarray) -> np.ndarray:
     """Share of longs (0.3..0.75) in `metric` at each instant `t_ms` (int64 epoch ms).
 
@@ -448,7 +457,7 @@ def long_shares(exchange: str, coin: str, metric: str, t_ms: np.ndarray) -> np.n
     """
     t_min = t_ms / MINUTE
     market = _mood_loading(coin, t_min) * market_mood(t_ms) + _chase(coin, t_ms)
-    base = 0.47 + 0.13 * unit(seed("share-base", coin), 0)
+    base = _share_base(coin)
     offset = _METRIC_OFFSET.get(metric, 0.0)
     offset += 0.02 * signed(seed("share-offset", exchange, coin, metric), 0)
     cycle_min = (4 + 5 * unit(seed("share-cycle", coin), 0)) * 1440
