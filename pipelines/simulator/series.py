@@ -9,6 +9,12 @@ so 24 hourly volumes add up to the daily volume exactly.
 Values of the bucket that is still open may drift with the clock (`provisional`); once the bucket
 has closed they never change.
 
+The coins are not independent: like real ones they share a market (see "The market" below). A
+market-wide mood moves every coin's long share, each by its loading (`Coin.crowd_beta`); a market
+price factor moves every price (`Coin.price_beta`); regimes of a few days decide whether BTC's
+crowd moves with the alts' or against them; crowds chase the last day's price trend; takers buy
+more while the trend rises. All of it is a function of time alone, so every property above holds.
+
 Each series has one implementation, over numpy arrays of instants (`long_shares`, `prices`...).
 The one-instant functions the exchange handlers call (`long_share`, `price`...) read a cached
 block of 1,024 consecutive instants on the coarsest grid (1d, 1h, 5m, 1m) the instant lies on,
