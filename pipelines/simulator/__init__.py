@@ -9,9 +9,9 @@ plus optional injected faults. Every response carries `X-LSR-Simulated: 1`.
         url = sim.base_urls["binance"] + "/futures/data/globalLongShortAccountRatio"
 
 Layout: `server.py` (app factory, rate limits, faults, stats, runners), `series.py` (deterministic
-synthetic series), `spec.py` + `grid.py` (what an exchange module declares), one module per
-exchange (`binance.py`, `bybit.py`, `okx.py`, `bitget.py`, `gate.py`, `htx.py`, and
-`binance_archive.py`) holding that exchange's differences as data.
+synthetic series of a market the coins share), `spec.py` + `grid.py` (what an exchange module
+declares), one module per exchange (`binance.py`, `bybit.py`, `okx.py`, `bitget.py`, `gate.py`,
+`htx.py`, and `binance_archive.py`) holding that exchange's differences as data.
 """
 
 from pipelines.simulator.server import (

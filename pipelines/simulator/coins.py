@@ -3,7 +3,9 @@
 The levels only need to be realistic in magnitude (BTC ~90k, small coins < 1) so that number
 formatting, multiplier contracts and value columns look like the real thing. Coins the table does
 not know (e.g. added to universe.yaml later) get hash-derived facts, so the simulator still lists
-them.
+them. Each coin also has its loadings on the market (see series.py): how strongly its price
+follows the market's (`price_beta`) and its crowd the market's mood (`crowd_beta`); alts
+load more than BTC on both, as they do in real markets.
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ class Coin:
     daily_volume: float  # USD per day on a large venue
     listed_ms: int  # first perpetual listing
     daily_sigma: float  # typical daily log-return volatility
+    price_beta: float  # loading on the market's price factor: BTC 1, alts 1.1..1.8
+    crowd_beta: float  # loading on the market's mood (long shares): BTC 0.8, alts 0.8..1.5
 
 
 def _sigma(name: str) -> float:
@@ -107,9 +111,32 @@ def _sigma(name: str) -> float:
     return 0.04 + 0.03 * _hash_unit("sigma", name)
 
 
+def _price_beta(name: str) -> float:
+    # Alts amplify the market's moves (beta > 1); with their own noise on top, their daily
+    # returns correlate ~0.5-0.8 with BTC's, as in real markets.
+    if name == "BTC":
+        return 1.0
+    if name == "ETH":
+        return 1.3
+    return 1.1 + 0.7 * _hash_unit("price-beta", name)
+
+
+def _crowd_beta(name: str) -> float:
+    # BTC's crowd is the steadiest; alt crowds swing harder with the market's mood.
+    if name == "BTC":
+        return 0.8
+    if name == "ETH":
+        return 1.0
+    return 0.8 + 0.7 * _hash_unit("crowd-beta", name)
+
+
 def _hash_unit(*parts: str) -> float:
     digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
+
+
+def _facts(name: str, price: float, volume: float, listed_ms: int) -> Coin:
+    return Coin(name, price, volume, listed_ms, _sigma(name), _price_beta(name), _crowd_beta(name))
 
 
 def _parse(table: str) -> dict[str, Coin]:
@@ -117,7 +144,7 @@ def _parse(table: str) -> dict[str, Coin]:
     for line in table.strip().splitlines():
         name, price, volume_musd, listed = line.split()
         volume = float(volume_musd) * 1e6
-        coins[name] = Coin(name, float(price), volume, ms_of(listed), _sigma(name))
+        coins[name] = _facts(name, float(price), volume, ms_of(listed))
     return coins
 
 
@@ -132,7 +159,7 @@ def coin(name: str) -> Coin:
     price = 10 ** (-2 + 4 * _hash_unit("price", name))
     volume = 10 ** (7.5 + 1.5 * _hash_unit("volume", name))
     listed = ms_of("2021-01-01") + int(_hash_unit("listed", name) * 900) * DAY
-    return Coin(name, price, volume, listed, _sigma(name))
+    return _facts(name, price, volume, listed)
 
 
 @cache

@@ -9,6 +9,12 @@ so 24 hourly volumes add up to the daily volume exactly.
 Values of the bucket that is still open may drift with the clock (`provisional`); once the bucket
 has closed they never change.
 
+The coins are not independent: like real ones they share a market (see "The market" below). A
+market-wide mood moves every coin's long share, each by its loading (`Coin.crowd_beta`); a market
+price factor moves every price (`Coin.price_beta`); regimes of a few days decide whether BTC's
+crowd moves with the alts' or against them; crowds chase the last day's price trend; takers buy
+more while the trend rises. All of it is a function of time alone, so every property above holds.
+
 Each series has one implementation, over numpy arrays of instants (`long_shares`, `prices`...).
 The one-instant functions the exchange handlers call (`long_share`, `price`...) read a cached
 block of 1,024 consecutive instants on the coarsest grid (1d, 1h, 5m, 1m) the instant lies on,
@@ -68,8 +74,9 @@ def signed(s: int, k: int) -> float:
 # ---------------------------------------------------------------------------------------------
 # Long/short shares
 
-_SHARE_COMMON: Octaves = ((360, 0.01), (1440, 0.02), (10080, 0.03), (43200, 0.02))
-_SHARE_OWN: Octaves = ((720, 0.008), (4320, 0.017))
+# The coin's own mood (beside the market's, see `long_shares`), shared by its metrics and venues.
+_SHARE_COMMON: Octaves = ((360, 0.008), (1440, 0.012), (10080, 0.02), (43200, 0.015))
+_SHARE_OWN: Octaves = ((720, 0.006), (4320, 0.012))
 # Top traders lean a little shorter than the crowd, by position size even more.
 _METRIC_OFFSET: dict[str, float] = {
     "global_account": 0.0,
@@ -111,13 +118,24 @@ def share_at(
 # Prices
 
 _PRICE_SPACINGS: tuple[int, ...] = (1, 5, 30, 240, 1440, 10080, 43200)
+# Layers this slow or slower make the price's trend, without its minute-to-minute ticks: what
+# crowds chase (`_chase`) and takers follow (`_taker_lean`).
+_TREND_SPACING = 30
+
+
+def _brownian(sigma: float, slowest: int = 1) -> Octaves:
+    """Layers for a Brownian-like log price of daily volatility `sigma`: a layer with knots L
+    minutes apart moves ~ sigma * sqrt(L / 1 day). Only layers at least `slowest` apart."""
+    return tuple((s, 0.6 * sigma * math.sqrt(s / 1440)) for s in _PRICE_SPACINGS if s >= slowest)
 
 
 @cache
-def _price_octaves(coin: str) -> Octaves:
-    # Brownian-like: a layer with knots L minutes apart moves ~ sigma * sqrt(L / 1 day).
-    sigma = coin_facts(coin).daily_sigma
-    return tuple((s, 0.6 * sigma * math.sqrt(s / 1440)) for s in _PRICE_SPACINGS)
+def _own_sigma(coin: str) -> float:
+    """Daily volatility of the coin's own price moves, beside beta x the market's: together they
+    make its `daily_sigma`, but at least 30 % of it is its own (a high-beta coin moves more)."""
+    facts = coin_facts(coin)
+    market = facts.price_beta * _MARKET_SIGMA
+    return math.sqrt(max(facts.daily_sigma**2 - market**2, (0.3 * facts.daily_sigma) ** 2))
 
 
 def price(coin: str, t_ms: int, exchange: str = "") -> float:
@@ -128,8 +146,14 @@ def price(coin: str, t_ms: int, exchange: str = "") -> float:
 # ---------------------------------------------------------------------------------------------
 # Taker volumes (cumulative) and open interest
 
+# Busy hours and days, shared by both sides (a busy hour is busy for buyers and sellers alike).
 _VOLUME_CYCLES: tuple[tuple[float, float], ...] = ((1440, 0.3), (10080, 0.15))
-_VOLUME_NOISE = 0.1  # per-minute knot noise; < half of the slowest slope keeps the curve rising
+_SIDE_CYCLE = 0.02  # each side's own slow cycle, so the sides differ beyond the trend
+_VOLUME_NOISE = 0.05  # per-minute knot noise of each side
+# The most of a side's mean rate that moves to the other side in any minute as takers follow the
+# trend. Per-minute volume is at least 1 - 0.3 - 0.15 - 0.02 (cycles) - 2 x 0.05 (noise) - 0.35
+# (lean) = 0.08 of the mean rate, so both curves keep rising.
+_LEAN = 0.35
 
 
 def _volume_rate(exchange: str, coin: str) -> float:
@@ -265,35 +289,190 @@ def _value_noise_array(s: int, x: np.ndarray) -> np.ndarray:
     k = np.floor(x)
     f = x - k
     f = f * f * (3.0 - 2.0 * f)
-    a = _signed_array(s, k)
-    b = _signed_array(s, k + 1)
+    a, b = _knot_pairs(s, k)
     return a + (b - a) * f
+
+
+def _knot_pairs(s: int, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The knot values at k and k + 1. A layer slower than the instants' step has fewer
+    distinct knots than instants: hash each knot once rather than twice per instant (the
+    market's layers are computed again for every coin and metric)."""
+    if k.size and k.max() - k.min() < k.size:
+        first = k.min()
+        knots = _signed_array(s, np.arange(first, k.max() + 2))
+        i = (k - first).astype(np.int64)
+        return knots[i], knots[i + 1]
+    return _signed_array(s, k), _signed_array(s, k + 1)
 
 
 def _layered_array(s: int, t_min: np.ndarray, octaves: Octaves) -> np.ndarray:
     total = np.zeros_like(t_min)
-    for i, (spacing, amplitude) in enumerate(octaves):
-        total += amplitude * _value_noise_array((s + (i + 1) * _GOLDEN) & _MASK, t_min / spacing)
+    for spacing, amplitude in octaves:
+        # Seeded by spacing, not position, so a subset of the layers (the price's trend) has
+        # the same values as in the whole.
+        layer_seed = (s + int(spacing) * _GOLDEN) & _MASK
+        total += amplitude * _value_noise_array(layer_seed, t_min / spacing)
     return total
+
+
+# ---------------------------------------------------------------------------------------------
+# The market: what every coin shares. Without it the coins' crowds would be independent, and
+# their average over ~49 alts a flat line; real crowds and prices move together.
+#
+# - The mood (`market_mood`): layered noise over hours..weeks (sd ~1), seeded by name, not by
+#   coin, plus a tilt drawn per regime. A coin's long share moves by _MOOD_SHARE x its
+#   `crowd_beta` x the regime's loading x the mood.
+# - Regimes of 1..7 days, drawn per regime index: risk_on (every crowd follows the mood),
+#   rotation (BTC's crowd moves against the alts': what draws crowds into alts draws them out
+#   of BTC) and quiet (the mood fades, coins follow their own stories). A new regime takes
+#   over within _REGIME_BLEND minutes, so a shift shows as a step over a few hours, not a jump.
+# - Prices: log price = price_beta x the market's price factor + the coin's own moves.
+# - Crowds chase (`_chase`): the long share rises after the price rose over the last day.
+# - Takers follow the trend (`_taker_lean`): buy volume leans up while the price trend rises.
+
+_MOOD: Octaves = ((240, 0.3), (1440, 0.7), (4320, 0.9), (10080, 1.0), (30240, 0.8))
+_MOOD_SHARE = 0.03  # long share per unit of mood (x crowd_beta x the regime's loading)
+_CHASE = 0.012  # long share gained per daily sigma the price rose over the last day (saturating)
+_MARKET_SIGMA = 0.025  # daily log-return volatility of the market's price factor (BTC-like)
+
+
+@dataclass(frozen=True)
+class Regime:
+    """How each crowd loads on the market's mood while the regime lasts."""
+
+    name: str
+    odds: float  # share of regimes of this kind
+    btc: float  # BTC's loading
+    alts: float  # every other coin's loading
+
+
+REGIMES: tuple[Regime, ...] = (
+    Regime("risk_on", 0.5, 1.0, 1.0),
+    Regime("rotation", 0.3, -1.0, 1.0),
+    Regime("quiet", 0.2, 0.3, 0.3),
+)
+_REGIME_ODDS = np.cumsum([r.odds for r in REGIMES])
+_REGIME_SPACING = 4 * 1440  # minutes: regime i starts at i x spacing + a jitter < _REGIME_JITTER,
+_REGIME_JITTER = 3 * 1440  # so regimes last 1..7 days, 4 on average
+_REGIME_BLEND = 720  # minutes a new regime takes to take over
+_REGIME_TILT = 0.6  # each regime shifts the mood by up to this
+
+
+def _regime_start(i: np.ndarray) -> np.ndarray:
+    """Epoch minute at which regime `i` starts."""
+    return i * _REGIME_SPACING + _REGIME_JITTER * _unit_array(seed("regime-start"), i)
+
+
+def _regimes(t_min: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(regime index, minutes since it started) at each instant."""
+    i = np.floor(t_min / _REGIME_SPACING)
+    start = _regime_start(i)
+    # Regime i starts within _REGIME_JITTER (< spacing) after its mark, so an instant before
+    # that start still belongs to regime i - 1, which started before the mark.
+    before = t_min < start
+    i = np.where(before, i - 1, i)
+    return i, t_min - np.where(before, _regime_start(i), start)
+
+
+def _regime_kinds(i: np.ndarray) -> np.ndarray:
+    """Index into REGIMES of each regime `i`, drawn with the regimes' odds."""
+    drawn = np.searchsorted(_REGIME_ODDS, _unit_array(seed("regime-kind"), i), side="right")
+    return np.minimum(drawn, len(REGIMES) - 1)
+
+
+def _blended(per_regime: Callable[[np.ndarray], np.ndarray], t_min: np.ndarray) -> np.ndarray:
+    """A per-regime value at each instant, eased from the previous regime's at each start."""
+    i, since = _regimes(t_min)
+    w = np.clip(since / _REGIME_BLEND, 0.0, 1.0)
+    w = w * w * (3.0 - 2.0 * w)
+    previous = per_regime(i - 1)
+    return previous + (per_regime(i) - previous) * w
+
+
+def regime(t_ms: int) -> str:
+    """Name of the market regime at instant t (see REGIMES)."""
+    i, _ = _regimes(np.array([t_ms / MINUTE]))
+    return REGIMES[int(_regime_kinds(i)[0])].name
+
+
+def market_mood(t_ms: np.ndarray) -> np.ndarray:
+    """The market's mood at each instant: positive draws crowds long (sd ~1, no unit)."""
+    t_min = t_ms / MINUTE
+    tilt = _blended(lambda i: _REGIME_TILT * _signed_array(seed("regime-tilt"), i), t_min)
+    return _layered_array(seed("market-mood"), t_min, _MOOD) + tilt
+
+
+def _mood_loading(coin: str, t_min: np.ndarray) -> np.ndarray:
+    """How much the coin's long share moves per unit of mood at each instant."""
+    per_kind = np.array([r.btc if coin == "BTC" else r.alts for r in REGIMES])
+    loading = _blended(lambda i: per_kind[_regime_kinds(i)], t_min)
+    return _MOOD_SHARE * coin_facts(coin).crowd_beta * loading
+
+
+def _log_price_moves(coin: str, t_min: np.ndarray, slowest: int = 1) -> np.ndarray:
+    """The coin's log price relative to its level: price_beta x the market's moves + its own,
+    from the layers at least `slowest` minutes apart (all of them by default)."""
+    market = _layered_array(seed("market-price"), t_min, _brownian(_MARKET_SIGMA, slowest))
+    own = _layered_array(seed("price", coin), t_min, _brownian(_own_sigma(coin), slowest))
+    return coin_facts(coin).price_beta * market + own
+
+
+def _chase(coin: str, t_ms: np.ndarray) -> np.ndarray:
+    """Long share the crowd adds after a rise: the price trend's move over the last day (the
+    crowd reacts to the day, not to each tick) in daily sigmas, softly capped at two of them,
+    so a crash cannot push every share to the clip."""
+    now = _log_price_moves(coin, t_ms / MINUTE, _TREND_SPACING)
+    day_before = _log_price_moves(coin, (t_ms - DAY) / MINUTE, _TREND_SPACING)
+    x = (now - day_before) / coin_facts(coin).daily_sigma
+    return _CHASE * x / np.sqrt(1.0 + 0.25 * x * x)
+
+
+@cache
+def _trend_max_slope(coin: str) -> float:
+    """Bound of the price trend's change per minute: a smoothstep value-noise layer moves at
+    most 1.5 x its knot gap (<= 2 x amplitude) per spacing."""
+    beta = coin_facts(coin).price_beta
+    market = [(s, beta * a) for s, a in _brownian(_MARKET_SIGMA, _TREND_SPACING)]
+    own = list(_brownian(_own_sigma(coin), _TREND_SPACING))
+    return sum(3.0 * a / s for s, a in market + own)
+
+
+def _taker_lean(coin: str, k: np.ndarray) -> np.ndarray:
+    """What the buy side's cumulative curve gains and the sell side's loses at whole minute k,
+    in mean-rate minutes: proportional to the price trend, so over any window takers buy more
+    while the trend rose. Scaled so that it moves at most _LEAN per minute."""
+    trend = _log_price_moves(coin, k, _TREND_SPACING)
+    return _LEAN / _trend_max_slope(coin) * trend
+
+
+def _share_base(coin: str) -> float:
+    """The coin's usual long share: alts 0.47..0.60 (ratio ~0.9..1.5). BTC's crowd sits at
+    the alts' average (ratio ~1.17), so in a rotation either side can end up the long one and
+    `divergence` sees both btc_long_alts_short and btc_short_alts_long."""
+    if coin == "BTC":
+        return 0.54
+    return 0.47 + 0.13 * unit(seed("share-base", coin), 0)
 
 
 def long_shares(exchange: str, coin: str, metric: str, t_ms: np.ndarray) -> np.ndarray:
     """Share of longs (0.3..0.75) in `metric` at each instant `t_ms` (int64 epoch ms).
 
-    A coin-wide part (baseline, a slow cycle, layered noise) is shared by every metric and
-    exchange, so they move together; a metric/exchange part makes them distinct.
+    The market's part (mood x loading, and chasing the coin's price) and a coin-wide part
+    (baseline, a slow cycle, layered noise) are shared by every metric and exchange, so they
+    move together; a metric/exchange part makes them distinct.
     """
     t_min = t_ms / MINUTE
-    base = 0.47 + 0.13 * unit(seed("share-base", coin), 0)
+    market = _mood_loading(coin, t_min) * market_mood(t_ms) + _chase(coin, t_ms)
+    base = _share_base(coin)
     offset = _METRIC_OFFSET.get(metric, 0.0)
     offset += 0.02 * signed(seed("share-offset", exchange, coin, metric), 0)
     cycle_min = (4 + 5 * unit(seed("share-cycle", coin), 0)) * 1440
     phase = _TAU * unit(seed("share-phase", coin), 0)
-    cycle = 0.02 * np.sin(_TAU * t_min / cycle_min + phase)
+    cycle = 0.012 * np.sin(_TAU * t_min / cycle_min + phase)
     common = _layered_array(seed("share", coin), t_min, _SHARE_COMMON)
     own = _layered_array(seed("share", exchange, coin, metric), t_min, _SHARE_OWN)
     noise = 0.003 * _signed_array(seed("share-noise", exchange, coin, metric), t_ms // MINUTE)
-    return np.clip(base + offset + cycle + common + own + noise, 0.3, 0.75)
+    return np.clip(base + offset + market + cycle + common + own + noise, 0.3, 0.75)
 
 
 def open_interests(exchange: str, coin: str, t_ms: np.ndarray) -> np.ndarray:
@@ -306,9 +485,10 @@ def open_interests(exchange: str, coin: str, t_ms: np.ndarray) -> np.ndarray:
 
 
 def prices(coin: str, t_ms: np.ndarray, exchange: str = "") -> np.ndarray:
-    """USD price of one coin at each instant `t_ms` (Brownian-like layers of value noise)."""
+    """USD price of one coin at each instant `t_ms`: Brownian-like layers of value noise, the
+    market's (x price_beta) and the coin's own."""
     t_min = t_ms / MINUTE
-    log_move = _layered_array(seed("price", coin), t_min, _price_octaves(coin))
+    log_move = _log_price_moves(coin, t_min)
     if exchange:
         log_move += 0.0003 * _value_noise_array(seed("basis", exchange, coin), t_min / 60)
     return coin_facts(coin).price * np.exp(log_move)
@@ -317,21 +497,30 @@ def prices(coin: str, t_ms: np.ndarray, exchange: str = "") -> np.ndarray:
 def cumulative_takers(exchange: str, coin: str, side: str, t_ms: np.ndarray) -> np.ndarray:
     """Coins bought or sold by takers from the epoch to each whole-minute instant `t_ms`.
 
-    The integral of 1 + a few cosine cycles (slope >= 0.35, so volume is always positive), plus
-    per-minute knot noise smaller than half the slowest slope, so the curve keeps rising.
+    The integral of 1 + cosine cycles (busy hours and days shared by both sides, a slow one of
+    the side's own), plus per-minute knot noise, plus or minus the lean to the price trend
+    (`_taker_lean`); see _LEAN for why the curve keeps rising.
     """
     k = (t_ms // MINUTE).astype(np.float64)
+    shared = seed("volume", exchange, coin)
     s = seed("volume", exchange, coin, side)
     own_period = 2000 + 7000 * unit(seed("volume-cycle", coin, side), 0)
     total = k.copy()
-    for i, (period, amplitude) in enumerate((*_VOLUME_CYCLES, (own_period, 0.2))):
-        phase = _TAU * unit(s, -1 - i)
-        # math.sin, not np.sin: the arguments reach 1e5 radians, where the two differ in the
-        # last bits, and a cumulative curve of this size turns those bits into volume.
-        waves = [math.sin(x) for x in (_TAU * k / period + phase)]
-        total += amplitude * period / _TAU * np.asarray(waves)
+    for i, (period, amplitude) in enumerate(_VOLUME_CYCLES):
+        total += _integrated_wave(k, period, amplitude, _TAU * unit(shared, -1 - i))
+    total += _integrated_wave(k, own_period, _SIDE_CYCLE, _TAU * unit(s, -1))
     total += _VOLUME_NOISE * _signed_array(s, k)
+    lean = _taker_lean(coin, k)
+    total += lean if side == "buy" else -lean
     return _volume_rate(exchange, coin) * total
+
+
+def _integrated_wave(k: np.ndarray, period: float, amplitude: float, phase: float) -> np.ndarray:
+    """The integral up to minute k of amplitude x cos(2 pi k / period + phase)."""
+    # math.sin, not np.sin: the arguments reach 1e5 radians, where the two differ in the
+    # last bits, and a cumulative curve of this size turns those bits into volume.
+    waves = [math.sin(x) for x in (_TAU * k / period + phase)]
+    return amplitude * period / _TAU * np.asarray(waves)
 
 
 # ---------------------------------------------------------------------------------------------
