@@ -83,7 +83,8 @@ class ImageRequest(Config):
     deps=IMAGE_INPUTS,
     group_name="images",
     pool="duckdb",
-    description="Renders one image on request (exchange, metric, period, range 7-365 days, "
+    description="Renders one image on request (exchange, metric or candle_flow, period, range "
+    "7-365 days, "
     "theme, colour by ln_ratio or zscore) from the warehouse, without fetching: set the run "
     "config in the launchpad. Listed in `heatmap_images` and the gallery like the defaults.",
 )

@@ -86,13 +86,18 @@ def test_bybit_partition_then_derived_tables_and_images(
     assert matrix["n"].iloc[0] >= 45
 
     images = _query(warehouse_file, "SELECT * FROM heatmap_images ORDER BY path")
-    # bybit's own images and the cross-exchange view (bybit is the only exchange here)
-    assert sorted(zip(images["exchange"], images["period"], strict=True)) == [
-        ("bybit", "1d"),
-        ("bybit", "1h"),
-        ("cross", "1d"),
-        ("cross", "1h"),
+    # bybit's own images, its candle flow (from the 5m candles fetched for it) and the
+    # cross-exchange view (bybit is the only exchange here)
+    drawn = zip(images["exchange"], images["metric"], images["period"], strict=True)
+    assert sorted(drawn) == [
+        ("bybit", "candle_flow", "1h"),
+        ("bybit", "global_account", "1d"),
+        ("bybit", "global_account", "1h"),
+        ("cross", "global_account", "1d"),
+        ("cross", "global_account", "1h"),
     ]
+    flow = _query(warehouse_file, "SELECT * FROM candle_flow WHERE period = '1h'")
+    assert set(flow["lower_period"].dropna()) == {"5m"} and flow["buy_share"].notna().all()
     assert images["simulated"].all()
     for path in images["path"]:
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -16,6 +16,7 @@ import pytest
 from matplotlib.collections import PathCollection
 
 from pipelines.analytics import refresh
+from pipelines.cli import main
 from pipelines.image_data import RenderRequest
 from pipelines.images import default_requests
 from pipelines.render import RenderedFigure, build_figure, render_heatmap
@@ -68,9 +69,7 @@ def _candles() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
-    path = tmp_path_factory.mktemp("wh") / "w.duckdb"
+def _build(path: Path) -> None:
     with connect(path) as conn:
         conn.execute(DDL_FILE.read_text())
         frame = _candles()
@@ -80,6 +79,12 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConn
         universe = Universe(coins=("BTC", "ETH"), alt_exclusions=())
         for table in ("heatmap_matrix", "candle_flow"):  # no L/S rows: no L/S image
             refresh(conn, table, universe)
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
+    path = tmp_path_factory.mktemp("wh") / "w.duckdb"
+    _build(path)
     conn = duckdb.connect(str(path))
     conn.execute("SET TimeZone='UTC'")
     yield conn
@@ -194,3 +199,17 @@ def test_a_flow_image_has_no_zscore_and_no_cross_view() -> None:
         _flow("binance", color_by="zscore")
     with pytest.raises(ValueError, match="per exchange"):
         _flow("cross")
+
+
+def test_lsr_render_draws_a_candle_flow_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "w.duckdb"
+    _build(path)
+    monkeypatch.setenv("LSR_WAREHOUSE", str(path))
+    out = tmp_path / "flow.png"
+    code = main(
+        ["render", "--exchange", "bybit", "--metric", "candle_flow", "--period", "1h",
+         "--range", "7d", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
