@@ -159,7 +159,8 @@ def signal_zones_consistent(settings: PipelineSettings) -> AssetCheckResult:
 @asset_check(
     asset=AssetKey("divergence"),
     description="Coin patterns only on exchanges publishing both top_account and top_position; "
-    "every pattern matches its ratios and thresholds.",
+    "every side matches its z-score and threshold, every pattern its sides (coin) or its "
+    "kind (btc_vs_alts).",
 )
 def divergence_patterns_valid(settings: PipelineSettings) -> AssetCheckResult:
     return _violations(
@@ -170,28 +171,34 @@ def divergence_patterns_valid(settings: PipelineSettings) -> AssetCheckResult:
             SELECT
                 *,
                 CASE
-                    WHEN account_ratio > long_threshold THEN 'long'
-                    WHEN account_ratio < short_threshold THEN 'short'
+                    WHEN account_zscore > side_zscore_threshold THEN 'long'
+                    WHEN account_zscore < -side_zscore_threshold THEN 'short'
+                    WHEN account_zscore IS NOT NULL THEN 'neutral'
                 END AS a,
                 CASE
-                    WHEN position_ratio > long_threshold THEN 'long'
-                    WHEN position_ratio < short_threshold THEN 'short'
+                    WHEN position_zscore > side_zscore_threshold THEN 'long'
+                    WHEN position_zscore < -side_zscore_threshold THEN 'short'
+                    WHEN position_zscore IS NOT NULL THEN 'neutral'
                 END AS p
             FROM divergence
         )
         SELECT
             count(*),
             count(*) FILTER (WHERE scope = 'coin' AND NOT list_contains(?, exchange)),
-            count(*) FILTER (WHERE scope = 'coin' AND pattern IS DISTINCT FROM CASE
-                WHEN a = 'long' AND p = 'short' THEN 'cautious_whale'
-                WHEN a = 'short' AND p = 'long' THEN 'whale_against_trend'
-                WHEN a = 'long' AND p = 'long' THEN 'consensus_long'
-                WHEN a = 'short' AND p = 'short' THEN 'consensus_short' END),
+            count(*) FILTER (WHERE scope = 'coin' AND (
+                account_side IS DISTINCT FROM a OR position_side IS DISTINCT FROM p
+                OR pattern IS DISTINCT FROM CASE
+                    WHEN a = 'long' AND p = 'short' THEN 'cautious_whale'
+                    WHEN a = 'short' AND p = 'long' THEN 'whale_against_trend'
+                    WHEN a = 'long' AND p = 'long' THEN 'consensus_long'
+                    WHEN a = 'short' AND p = 'short' THEN 'consensus_short' END)),
             count(*) FILTER (WHERE scope = 'btc_vs_alts' AND pattern IS NOT NULL
                 AND pattern NOT IN ('btc_long_alts_short', 'btc_short_alts_long',
                                     'zscore_divergence')),
             count(*) FILTER (WHERE scope NOT IN ('coin', 'btc_vs_alts')),
-            count(*) FILTER (WHERE NOT (short_threshold <= 1 AND 1 <= long_threshold))
+            count(*) FILTER (WHERE NOT coalesce(CASE scope
+                WHEN 'btc_vs_alts' THEN short_threshold <= 1 AND 1 <= long_threshold
+                ELSE side_zscore_threshold >= 0 END, false))
         FROM expected
         """,
         [
@@ -199,7 +206,7 @@ def divergence_patterns_valid(settings: PipelineSettings) -> AssetCheckResult:
             "coin_pattern_inconsistent",
             "unknown_btc_vs_alts_pattern",
             "unknown_scope",
-            "thresholds_out_of_order",
+            "thresholds_missing_or_out_of_order",
         ],
         [top_pair_exchanges()],
     )

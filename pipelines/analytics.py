@@ -77,8 +77,9 @@ class AnalyticsSettings:
     zone_lower_pct: float = 0.10  # lower band percentile of ln(ratio)
     zone_upper_pct: float = 0.90  # upper band percentile of ln(ratio)
     zone_min_history: int = 30  # earlier observations needed before any zone is declared
-    divergence_margin: float = 0.05  # long: ratio > 1 + margin; short: ratio < 1 / (1 + margin)
+    divergence_margin: float = 0.05  # BTC vs alts: long = ratio > 1 + it, short < 1 / (1 + it)
     divergence_zscore_gap: float = 2.0  # |z(BTC) - z(alt average)| above it is a divergence
+    divergence_side_zscore: float = 1.0  # coin sides: long = own z-score > it, short < -it
     flow_momentum_length: int = 14  # candles of the Hull moving average of the buy-share change
     flow_extreme_share: float = 0.80  # one side's share of the volume that flags an extreme candle
 
@@ -89,7 +90,12 @@ class AnalyticsSettings:
             raise ValueError("lookback windows must be at least one day")
         if self.min_history < 2 or self.zone_min_history < 1:
             raise ValueError("min_history must be >= 2 (a spread needs two points), zones >= 1")
-        if self.divergence_margin < 0 or self.divergence_zscore_gap < 0:
+        divergence = (
+            self.divergence_margin,
+            self.divergence_zscore_gap,
+            self.divergence_side_zscore,
+        )
+        if not all(value >= 0 for value in divergence):  # NaN fails too
             raise ValueError("divergence thresholds must be non-negative")
         if self.flow_momentum_length < 2:
             raise ValueError("flow_momentum_length must be >= 2 (its half is a window too)")

@@ -40,6 +40,7 @@ SETTINGS = AnalyticsSettings(
     zone_min_history=12,
     divergence_margin=0.1,
     divergence_zscore_gap=1.5,
+    divergence_side_zscore=0.8,
     flow_momentum_length=9,
     flow_extreme_share=0.75,
 )
@@ -446,12 +447,13 @@ def expected_zones(
     return zones
 
 
-def _side(ratio: float, margin: float) -> str | None:
-    if ratio != ratio:
+def _side(z: float, k: float) -> str | None:
+    """Where a series stands against its own history: beyond +-k of its z-score, or neither."""
+    if z != z:
         return None
-    if ratio > 1 + margin:
+    if z > k:
         return "long"
-    if ratio < 1 / (1 + margin):
+    if z < -k:
         return "short"
     return "neutral"
 
@@ -464,28 +466,48 @@ COIN_PATTERNS = {
 }
 
 
+def _paired(
+    heat: pd.DataFrame,
+    exchanges: set[str],
+    kinds: dict[str, str],
+    sides: tuple[str, str],
+    patterns: dict[tuple[str, str], str],
+    k: float,
+) -> pd.DataFrame:
+    """One row per exchange, period, coin and bucket where either kind has a row: both kinds'
+    ratios and z-scores side by side (named by `kinds`), their sides and the pattern."""
+    rows = heat[heat["metric"].isin(list(kinds)) & heat["exchange"].isin(exchanges)]
+    wide = rows.set_index(["exchange", "period", "coin", "ts", "metric"])[["ratio", "zscore"]]
+    wide = wide.unstack("metric")
+    out = pd.DataFrame(index=wide.index)
+    for kind, name in kinds.items():
+        for column in ("ratio", "zscore"):  # a kind without any row: all NaN
+            out[f"{name}_{column}"] = wide.get((column, kind), np.nan)
+    out = out.reset_index()
+    first, second = sides
+    out[f"{first}_side"] = [_side(z, k) for z in out[f"{first}_zscore"]]
+    out[f"{second}_side"] = [_side(z, k) for z in out[f"{second}_zscore"]]
+    out["pattern"] = [
+        patterns.get((a, b))
+        for a, b in zip(out[f"{first}_side"], out[f"{second}_side"], strict=True)
+    ]
+    return out.assign(side_zscore_threshold=k)
+
+
 def expected_divergence(
     heat: pd.DataFrame, zones: pd.DataFrame, settings: AnalyticsSettings
 ) -> pd.DataFrame:
-    margin = settings.divergence_margin
-    tops = heat[
-        heat["metric"].isin(["top_account", "top_position"])
-        & heat["exchange"].isin(TOP_PAIR_EXCHANGES)
-    ]
-    coin = (
-        tops.set_index(["exchange", "period", "coin", "ts", "metric"])["ratio"]
-        .unstack("metric")
-        .reset_index()
-    )
-    coin = coin.rename(columns={"top_account": "account_ratio", "top_position": "position_ratio"})
-    coin["account_side"] = [_side(r, margin) for r in coin["account_ratio"]]
-    coin["position_side"] = [_side(r, margin) for r in coin["position_ratio"]]
-    coin["pattern"] = [
-        COIN_PATTERNS.get((a, p))
-        for a, p in zip(coin["account_side"], coin["position_side"], strict=True)
-    ]
-    coin = coin.assign(scope="coin", metric="top_account/top_position")
+    k = settings.divergence_side_zscore
+    coin = _paired(
+        heat,
+        TOP_PAIR_EXCHANGES,
+        {"top_account": "account", "top_position": "position"},
+        ("account", "position"),
+        COIN_PATTERNS,
+        k,
+    ).assign(scope="coin", metric="top_account/top_position")
 
+    margin = settings.divergence_margin
     key = ["exchange", "metric", "period", "ts"]
     value = zones.set_index([*key, "series"])["value"].unstack("series")
     z = zones.set_index([*key, "series"])["zscore"].unstack("series")
@@ -514,6 +536,9 @@ def expected_divergence(
         scope="btc_vs_alts",
         pattern=pd.Series(patterns, index=pair.index, dtype=object),
         zscore_gap=pair["btc_zscore"] - pair["alt_zscore"],
+        long_threshold=long_t,
+        short_threshold=short_t,
+        zscore_threshold=settings.divergence_zscore_gap,
     )
     return pd.concat([coin, pair], ignore_index=True)
 
@@ -684,12 +709,13 @@ def expected(built: Built) -> dict[str, pd.DataFrame]:
     btc = expected_btc_ls(built.inputs, heat)
     alt = expected_alt_average(heat, UNIVERSE)
     zones = expected_zones(btc, alt, SETTINGS)
+    divergence = expected_divergence(heat, zones, SETTINGS)
     return {
         "heatmap_matrix": heat,
         "btc_ls": btc,
         "alt_average": alt,
         "signal_zones": zones,
-        "divergence": expected_divergence(heat, zones, SETTINGS),
+        "divergence": divergence,
         "cross_exchange": expected_cross_exchange(built.inputs, heat),
         "candle_flow": expected_candle_flow(built.inputs),
     }
@@ -791,6 +817,8 @@ def test_divergence_matches(built: Built, expected: dict[str, pd.DataFrame]) -> 
         [
             "account_ratio",
             "position_ratio",
+            "account_zscore",
+            "position_zscore",
             "account_side",
             "position_side",
             "btc_ratio",
@@ -798,13 +826,24 @@ def test_divergence_matches(built: Built, expected: dict[str, pd.DataFrame]) -> 
             "btc_zscore",
             "alt_zscore",
             "zscore_gap",
+            "long_threshold",
+            "short_threshold",
+            "zscore_threshold",
+            "side_zscore_threshold",
             "pattern",
         ],
     )
-    coin_rows = actual[actual["scope"] == "coin"]
-    assert set(coin_rows["exchange"]) == {"binance", "htx"}
-    assert np.allclose(coin_rows["long_threshold"], 1.1)
-    assert np.allclose(coin_rows["short_threshold"], 1 / 1.1)
+    scopes = {scope: rows for scope, rows in actual.groupby("scope")}
+    assert set(scopes["coin"]["exchange"]) == {"binance", "htx"}
+    rows = scopes["coin"]
+    assert np.allclose(rows["side_zscore_threshold"], 0.8)
+    assert rows[["long_threshold", "short_threshold", "zscore_threshold"]].isna().all().all()
+    assert rows["pattern"].nunique() == 4  # every pattern occurs
+    assert np.allclose(scopes["btc_vs_alts"]["long_threshold"], 1.1)
+    assert scopes["btc_vs_alts"]["side_zscore_threshold"].isna().all()
+    # the new rule differs from the old band around 1: ratios above 1.1 that read short
+    coin = scopes["coin"]
+    assert ((coin["account_ratio"] > 1.1) & (coin["account_side"] == "short")).any()
 
 
 def test_cross_exchange_matches(built: Built, expected: dict[str, pd.DataFrame]) -> None:
@@ -905,7 +944,13 @@ def _refresh(path: Path, ls: pd.DataFrame, settings: AnalyticsSettings) -> None:
             conn,
             UNIVERSE,
             settings,
-            ("heatmap_matrix", "btc_ls", "alt_average", "signal_zones", "divergence"),
+            (
+                "heatmap_matrix",
+                "btc_ls",
+                "alt_average",
+                "signal_zones",
+                "divergence",
+            ),
         )
 
 
@@ -967,47 +1012,75 @@ def test_zones_at_the_minimum_history_and_exactly_on_the_bands(tmp_path: Path) -
     assert early["zone"].isna().all() and early["ln_upper_band"].isna().all()
 
 
+def _against_own_history(base: float, z: float, a: float = 0.1) -> list[float]:
+    """Four daily ratios: ln = base - a, base, base + a (history: mean base, sample sd exactly
+    a), then base + z * a, whose z-score against those three is z."""
+    return [float(np.exp(base + d * a)) for d in (-1, 0, 1, z)]
+
+
 def test_each_divergence_pattern(tmp_path: Path) -> None:
     m = 0.05
-    pairs = {  # coin: (top_account, top_position) -> pattern
-        "ETH": (1.2, 0.8, "cautious_whale"),
-        "SOL": (0.8, 1.2, "whale_against_trend"),
-        "DOGE": (1.2, 1.3, "consensus_long"),
-        "XRP": (0.7, 0.9, "consensus_short"),
-        "PEPE": (1 + m, 0.8, None),  # exactly on the long threshold: neutral
-        "BTC": (1.2, 1 / (1 + m), None),  # exactly on the short threshold: neutral
-        "ZZZ": (1.2, float("nan"), None),  # no position reading: no pattern
+    high, low = float(np.log(2.0)), float(np.log(0.5))  # series that sit far from 1
+    pairs = {  # coin: (top_account (base, z), top_position (base, z)) -> pattern
+        "ETH": ((0.0, 2.0), (0.0, -2.0), "cautious_whale"),
+        # accounts at 1.64, positions at 0.61: a band around 1 would call this cautious_whale,
+        # but against their own histories the accounts fell and the positions rose
+        "SOL": ((high, -2.0), (low, 2.0), "whale_against_trend"),
+        "DOGE": ((0.0, 2.0), (0.0, 3.0), "consensus_long"),
+        "XRP": ((0.0, -1.5), (0.0, -2.0), "consensus_short"),
+        "PEPE": ((0.0, 0.5), (0.0, -2.0), None),  # accounts neutral
+        "ADA": ((0.0, 1.001), (0.0, -0.999), None),  # just beyond k = 1: long; just inside
+        "BTC": ((0.0, 2.0), (0.0, float("nan")), None),  # no position ratio on the day
     }
     rows = []
     for coin, (account, position, _) in pairs.items():
-        rows.append(_series_rows("htx", coin, "top_account", [account]))
-        if position == position:
-            rows.append(_series_rows("htx", coin, "top_position", [position]))
+        account_ratios = _against_own_history(*account)
+        position_ratios = _against_own_history(*position)
+        if position[1] != position[1]:
+            position_ratios[-1] = float("nan")  # zero short share: ratio NULL
+        rows.append(_series_rows("htx", coin, "top_account", account_ratios))
+        rows.append(_series_rows("htx", coin, "top_position", position_ratios))
         # bybit publishes neither top kind: rows like these must not produce coin patterns
-        rows.append(_series_rows("bybit", coin, "top_account", [account]))
-        rows.append(
-            _series_rows("bybit", coin, "top_position", [position if position == position else 1.0])
-        )
+        rows.append(_series_rows("bybit", coin, "top_account", account_ratios))
+        rows.append(_series_rows("bybit", coin, "top_position", position_ratios))
+    # ZZZ: one reading each, 1.5 and 0.5 (long and short around 1), but no history: no sides
+    rows.append(_series_rows("htx", "ZZZ", "top_account", [1.5]))
+    rows.append(_series_rows("htx", "ZZZ", "top_position", [0.5]))
     # btc_vs_alts on okx global_account: BTC long vs alts short, then the reverse
     rows.append(_series_rows("okx", "BTC", "global_account", [1.3, 0.7, 1.0]))
     rows.append(_series_rows("okx", "ETH", "global_account", [0.7, 1.3, 1.0]))
     path = tmp_path / "patterns.duckdb"
-    _refresh(path, pd.concat(rows, ignore_index=True), AnalyticsSettings(divergence_margin=m))
+    settings = AnalyticsSettings(divergence_margin=m, lookback_days=4, min_history=3)
+    assert settings.divergence_side_zscore == 1.0  # the default
+    _refresh(path, pd.concat(rows, ignore_index=True), settings)
     with duckdb.connect(str(path), read_only=True) as conn:
         div = conn.sql("SELECT * FROM divergence").df()
     coin = div[div["scope"] == "coin"]
     assert set(coin["exchange"]) == {"htx"}
-    got = coin.set_index("coin")["pattern"]
-    for name, (_, _, pattern) in pairs.items():
-        assert (got[name] if got[name] == got[name] else None) == pattern, name
-    sides = coin.set_index("coin")[["account_side", "position_side"]]
+    day3 = coin[coin["ts"] == START + pd.Timedelta(days=3)].set_index("coin")
+    for name, (account, position, pattern) in pairs.items():
+        got = day3.loc[name, "pattern"]
+        assert (got if got == got else None) == pattern, name
+        assert day3.loc[name, "account_zscore"] == pytest.approx(account[1]), name
+        if position[1] == position[1]:
+            assert day3.loc[name, "position_zscore"] == pytest.approx(position[1]), name
+    sides = day3[["account_side", "position_side"]]
+    assert sides.loc["SOL"].tolist() == ["short", "long"]
+    assert day3.loc["SOL", "account_ratio"] > 1 + m and day3.loc["SOL", "position_ratio"] < 1
     assert sides.loc["PEPE"].tolist() == ["neutral", "short"]
-    assert sides.loc["BTC"].tolist() == ["long", "neutral"]
-    assert sides.loc["ZZZ", "position_side"] is None
+    assert sides.loc["ADA"].tolist() == ["long", "neutral"]
+    assert sides.loc["BTC", "position_side"] is None
+    assert day3[["long_threshold", "short_threshold"]].isna().all().all()
+    assert (day3["side_zscore_threshold"] == 1.0).all()
+    first_days = coin[coin["ts"] < START + pd.Timedelta(days=3)]  # fewer than 3 earlier days
+    assert first_days[["account_side", "position_side", "pattern"]].isna().all().all()
+    zzz = coin[coin["coin"] == "ZZZ"]
+    assert zzz["account_side"].isna().all() and zzz["pattern"].isna().all()
     regime = div[(div["scope"] == "btc_vs_alts") & (div["exchange"] == "okx")].sort_values("ts")
     assert regime["pattern"].tolist()[:2] == ["btc_long_alts_short", "btc_short_alts_long"]
     assert regime["pattern"].isna().tolist()[2]
     assert regime["coin"].isna().all() and (regime["metric"] == "global_account").all()
+    assert np.allclose(regime["long_threshold"], 1 + m)
 
 
 def test_zscore_divergence_between_btc_and_alts(tmp_path: Path) -> None:
@@ -1054,6 +1127,8 @@ def test_settings_are_validated() -> None:
         AnalyticsSettings(zone_lower_pct=0.9, zone_upper_pct=0.1)
     with pytest.raises(ValueError, match="non-negative"):
         AnalyticsSettings(divergence_margin=-0.1)
+    with pytest.raises(ValueError, match="non-negative"):
+        AnalyticsSettings(divergence_side_zscore=float("nan"))
     with pytest.raises(ValueError, match="flow_momentum_length"):
         AnalyticsSettings(flow_momentum_length=1)
     with pytest.raises(ValueError, match="flow_extreme_share"):
@@ -1084,10 +1159,10 @@ def test_asset_checks_pass_on_the_built_warehouse_and_catch_broken_rows(tmp_path
             "UPDATE alt_average SET n_coins = 99 WHERE ts = (SELECT min(ts) FROM alt_average)"
         )
         conn.execute(
-            "INSERT INTO divergence (scope, exchange, metric, period, coin, ts, account_ratio, "
-            "position_ratio, long_threshold, short_threshold, pattern) VALUES ('coin', 'bybit', "
-            "'top_account/top_position', '1h', 'BTC', TIMESTAMP '2024-03-01', 2, 0.5, 1.1, 0.9, "
-            "'cautious_whale')"
+            "INSERT INTO divergence (scope, exchange, metric, period, coin, ts, account_zscore, "
+            "position_zscore, account_side, position_side, side_zscore_threshold, pattern) "
+            "VALUES ('coin', 'bybit', 'top_account/top_position', '1h', 'BTC', "
+            "TIMESTAMP '2024-03-01', 2, -2, 'long', 'short', 1, 'cautious_whale')"
         )
         conn.execute("UPDATE cross_exchange SET n_exchanges = 6 WHERE metric = 'top_account'")
         conn.execute("UPDATE candle_flow SET buy_share = 1.5 WHERE method = 'taker'")

@@ -3,25 +3,41 @@
 --
 -- scope = 'coin': per exchange that publishes both top_account and top_position for the same
 -- population of top traders ($top_pair_exchanges, from the connectors' METRICS), per coin,
--- period and bucket. Each side is read against the thresholds
---   long  when ratio > long_threshold  = 1 + $divergence_margin
---   short when ratio < short_threshold = 1 / (1 + $divergence_margin)   (symmetric in ln)
---   neutral in between (bounds included), NULL without a ratio;
+-- period and bucket. Each side comes from where its series stands against its OWN trailing
+-- history: the z-score of ln(ratio) in heatmap_matrix (same exchange, metric, period and coin;
+-- the bucket itself excluded; $lookback_days and $min_history apply), with
+-- k = side_zscore_threshold = $divergence_side_zscore:
+--   long    when zscore > +k   (leaning long for this series: more long than it usually is)
+--   short   when zscore < -k
+--   neutral in between (bounds included), NULL without a z-score (no row of that kind, ratio
+--           NULL, fewer than min_history earlier observations, or a history without spread);
 -- pattern = cautious_whale (accounts long, positions short), whale_against_trend (accounts
 -- short, positions long), consensus_long (both long), consensus_short (both short), else NULL.
 -- A bucket where only one of the two kinds is stored keeps its row with pattern NULL.
+-- Why not also a band around 1 (a side needing both: beyond its history AND on that side of 1)?
+-- Each venue's populations sit at levels of their own: Binance's crowd is net long most alts
+-- for months at ratios of 2 to 3, and some top-trader series sit below 1 as long. Read against 1,
+-- such a series is "long" (or "short") in every bucket, so its patterns name the venue, not a
+-- change in positioning. Requiring both sides of the test would bring that back: a crowd that
+-- usually sits at 2.5 and drops to 1.3 (z far below -k) could never read short, and whales
+-- usually at 0.6 who move to 0.95 could never read long, which are exactly the moves this table
+-- is for. The ratios stay in every row, so a reader who also wants the level can filter on them.
 --
 -- scope = 'btc_vs_alts': per exchange, metric, period and bucket, BTC's ratio against the
 -- altcoin geometric mean (both from signal_zones, so the same values the zones use). The
--- "regime shift" signal:
---   btc_long_alts_short when btc_ratio > long_threshold and alt_ratio < short_threshold,
---   btc_short_alts_long when btc_ratio < short_threshold and alt_ratio > long_threshold,
+-- "regime shift" signal, still read against the fixed band around 1:
+--   btc_long_alts_short when btc_ratio > long_threshold = 1 + $divergence_margin
+--                       and alt_ratio < short_threshold = 1 / (1 + $divergence_margin),
+--   btc_short_alts_long the other way round,
 --   else zscore_divergence when |btc_zscore - alt_zscore| > zscore_threshold
 --   ($divergence_zscore_gap; each z-score against its own trailing history, see
 --   signal_zones.zscore), else NULL.
--- Columns that belong to the other scope are NULL: account_ratio, position_ratio, the sides
--- and coin for btc_vs_alts; btc_/alt_ columns and zscore_threshold for coin rows. The coin
--- rows' metric is 'top_account/top_position'.
+-- Columns that belong to the other scope are NULL: account_/position_ columns and coin for
+-- btc_vs_alts; btc_/alt_ columns, long_/short_threshold and zscore_threshold for coin rows,
+-- side_zscore_threshold for btc_vs_alts. The coin rows' metric is 'top_account/top_position'.
+CREATE OR REPLACE TEMP MACRO side_of(z, k) AS
+    CASE WHEN z > k THEN 'long' WHEN z < -k THEN 'short' WHEN z IS NOT NULL THEN 'neutral' END;
+
 CREATE OR REPLACE TABLE divergence AS
 WITH tops AS (
     SELECT
@@ -29,8 +45,10 @@ WITH tops AS (
         period,
         coin,
         ts,
-        max(ratio) FILTER (WHERE metric = 'top_account')  AS account_ratio,
-        max(ratio) FILTER (WHERE metric = 'top_position') AS position_ratio
+        max(ratio)  FILTER (WHERE metric = 'top_account')  AS account_ratio,
+        max(ratio)  FILTER (WHERE metric = 'top_position') AS position_ratio,
+        max(zscore) FILTER (WHERE metric = 'top_account')  AS account_zscore,
+        max(zscore) FILTER (WHERE metric = 'top_position') AS position_zscore
     FROM heatmap_matrix
     WHERE metric IN ('top_account', 'top_position')
       AND list_contains($top_pair_exchanges, exchange)
@@ -40,23 +58,15 @@ limits AS (
     SELECT
         1 + CAST($divergence_margin AS DOUBLE)       AS long_threshold,
         1 / (1 + CAST($divergence_margin AS DOUBLE)) AS short_threshold,
-        CAST($divergence_zscore_gap AS DOUBLE)      AS zscore_threshold
+        CAST($divergence_zscore_gap AS DOUBLE)      AS zscore_threshold,
+        CAST($divergence_side_zscore AS DOUBLE)     AS side_zscore_threshold
 ),
 coin_sides AS (
     SELECT
         t.*,
-        l.long_threshold,
-        l.short_threshold,
-        CASE
-            WHEN t.account_ratio > l.long_threshold THEN 'long'
-            WHEN t.account_ratio < l.short_threshold THEN 'short'
-            WHEN t.account_ratio IS NOT NULL THEN 'neutral'
-        END AS account_side,
-        CASE
-            WHEN t.position_ratio > l.long_threshold THEN 'long'
-            WHEN t.position_ratio < l.short_threshold THEN 'short'
-            WHEN t.position_ratio IS NOT NULL THEN 'neutral'
-        END AS position_side
+        l.side_zscore_threshold,
+        side_of(t.account_zscore, l.side_zscore_threshold)  AS account_side,
+        side_of(t.position_zscore, l.side_zscore_threshold) AS position_side
     FROM tops AS t
     CROSS JOIN limits AS l
 ),
@@ -82,6 +92,8 @@ SELECT
     ts,
     account_ratio,
     position_ratio,
+    account_zscore,
+    position_zscore,
     account_side,
     position_side,
     CAST(NULL AS DOUBLE) AS btc_ratio,
@@ -89,9 +101,10 @@ SELECT
     CAST(NULL AS DOUBLE) AS btc_zscore,
     CAST(NULL AS DOUBLE) AS alt_zscore,
     CAST(NULL AS DOUBLE) AS zscore_gap,
-    long_threshold,
-    short_threshold,
+    CAST(NULL AS DOUBLE) AS long_threshold,
+    CAST(NULL AS DOUBLE) AS short_threshold,
     CAST(NULL AS DOUBLE) AS zscore_threshold,
+    side_zscore_threshold,
     CASE
         WHEN account_side = 'long' AND position_side = 'short' THEN 'cautious_whale'
         WHEN account_side = 'short' AND position_side = 'long' THEN 'whale_against_trend'
@@ -111,6 +124,8 @@ SELECT
     NULL,
     NULL,
     NULL,
+    NULL,
+    NULL,
     p.btc_ratio,
     p.alt_ratio,
     p.btc_zscore,
@@ -119,6 +134,7 @@ SELECT
     l.long_threshold,
     l.short_threshold,
     l.zscore_threshold,
+    NULL,
     CASE
         WHEN p.btc_ratio > l.long_threshold AND p.alt_ratio < l.short_threshold
             THEN 'btc_long_alts_short'
@@ -130,19 +146,22 @@ SELECT
 FROM pairs AS p
 CROSS JOIN limits AS l;
 
-COMMENT ON TABLE divergence IS 'Positioning divergence. scope coin: top_account vs top_position per coin on exchanges publishing both (cautious_whale, whale_against_trend, consensus_long, consensus_short). scope btc_vs_alts: BTC vs the altcoin geometric mean per metric (btc_long_alts_short, btc_short_alts_long, zscore_divergence). Not stored in any order.';
+COMMENT ON TABLE divergence IS 'Positioning divergence. scope coin: top_account vs top_position per coin on exchanges publishing both, each side read against its own series'' trailing z-score (cautious_whale, whale_against_trend, consensus_long, consensus_short). scope btc_vs_alts: BTC vs the altcoin geometric mean per metric (btc_long_alts_short, btc_short_alts_long, zscore_divergence). Not stored in any order.';
 COMMENT ON COLUMN divergence.scope IS 'coin (key: exchange, period, coin, ts) or btc_vs_alts (key: exchange, metric, period, ts; coin NULL)';
 COMMENT ON COLUMN divergence.metric IS 'btc_vs_alts: the metric kind compared. coin: always top_account/top_position';
 COMMENT ON COLUMN divergence.account_ratio IS 'coin scope: the coin''s top_account ratio (top traders by count)';
 COMMENT ON COLUMN divergence.position_ratio IS 'coin scope: the coin''s top_position ratio (top traders by position size)';
-COMMENT ON COLUMN divergence.account_side IS 'long (ratio > long_threshold), short (ratio < short_threshold), neutral, NULL without a ratio';
-COMMENT ON COLUMN divergence.position_side IS 'Same as account_side for position_ratio';
+COMMENT ON COLUMN divergence.account_zscore IS 'coin scope: heatmap_matrix.zscore of the top_account series (ln ratio against its own trailing history)';
+COMMENT ON COLUMN divergence.position_zscore IS 'coin scope: heatmap_matrix.zscore of the top_position series';
+COMMENT ON COLUMN divergence.account_side IS 'coin scope: long (account_zscore > side_zscore_threshold: more long than this series usually is), short (< -side_zscore_threshold), neutral in between, NULL without a z-score';
+COMMENT ON COLUMN divergence.position_side IS 'coin scope: same as account_side for position_zscore';
 COMMENT ON COLUMN divergence.btc_ratio IS 'btc_vs_alts: BTC''s ratio (signal_zones series btc)';
 COMMENT ON COLUMN divergence.alt_ratio IS 'btc_vs_alts: altcoin geometric-mean ratio (signal_zones series alt_avg)';
 COMMENT ON COLUMN divergence.btc_zscore IS 'btc_vs_alts: z-score of ln(btc_ratio) against its trailing history (signal_zones.zscore)';
 COMMENT ON COLUMN divergence.alt_zscore IS 'btc_vs_alts: z-score of ln(alt_ratio) against its trailing history (signal_zones.zscore)';
 COMMENT ON COLUMN divergence.zscore_gap IS 'btc_vs_alts: btc_zscore - alt_zscore';
-COMMENT ON COLUMN divergence.long_threshold IS '1 + divergence_margin (default 1.05): a ratio above it reads long';
-COMMENT ON COLUMN divergence.short_threshold IS '1 / (1 + divergence_margin) (default 0.952): a ratio below it reads short';
+COMMENT ON COLUMN divergence.long_threshold IS 'btc_vs_alts: 1 + divergence_margin (default 1.05): a ratio above it reads long';
+COMMENT ON COLUMN divergence.short_threshold IS 'btc_vs_alts: 1 / (1 + divergence_margin) (default 0.952): a ratio below it reads short';
 COMMENT ON COLUMN divergence.zscore_threshold IS 'btc_vs_alts: |zscore_gap| above it is a zscore_divergence (default 2.0)';
+COMMENT ON COLUMN divergence.side_zscore_threshold IS 'coin: divergence_side_zscore (default 1.0): a z-score above it reads long, below minus it short';
 COMMENT ON COLUMN divergence.pattern IS 'coin: cautious_whale, whale_against_trend, consensus_long, consensus_short or NULL. btc_vs_alts: btc_long_alts_short, btc_short_alts_long, zscore_divergence or NULL';
