@@ -61,8 +61,8 @@ class AnalyticsConfig(Config):
     )
     divergence_side_zscore: float = Field(
         default=_DEFAULTS.divergence_side_zscore,
-        description="Coin divergence: a side is long when its series' own z-score is above "
-        "it, short when below minus it",
+        description="Coin and whale/crowd divergence: a side is long when its series' own "
+        "z-score is above it, short when below minus it",
     )
     flow_momentum_length: int = Field(
         default=_DEFAULTS.flow_momentum_length,

@@ -10,7 +10,12 @@ from collections.abc import Sequence
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue, asset_check
 
-from pipelines.analytics import alt_universe, metric_publishers, top_pair_exchanges
+from pipelines.analytics import (
+    alt_universe,
+    metric_publishers,
+    top_pair_exchanges,
+    whale_crowd_exchanges,
+)
 from pipelines.resources import PipelineSettings
 from pipelines.universe import load_universe
 from pipelines.warehouse import connect, table_exists
@@ -158,9 +163,10 @@ def signal_zones_consistent(settings: PipelineSettings) -> AssetCheckResult:
 
 @asset_check(
     asset=AssetKey("divergence"),
-    description="Coin patterns only on exchanges publishing both top_account and top_position; "
-    "every side matches its z-score and threshold, every pattern its sides (coin) or its "
-    "kind (btc_vs_alts).",
+    description="Coin rows only on exchanges publishing both top_account and top_position, "
+    "whale_crowd rows only on those publishing top_position and global_account; every side "
+    "matches its z-score and threshold, every pattern its sides; pattern_since and "
+    "pattern_buckets exactly where there is a pattern, never after the bucket.",
 )
 def divergence_patterns_valid(settings: PipelineSettings) -> AssetCheckResult:
     return _violations(
@@ -179,12 +185,23 @@ def divergence_patterns_valid(settings: PipelineSettings) -> AssetCheckResult:
                     WHEN position_zscore > side_zscore_threshold THEN 'long'
                     WHEN position_zscore < -side_zscore_threshold THEN 'short'
                     WHEN position_zscore IS NOT NULL THEN 'neutral'
-                END AS p
+                END AS p,
+                CASE
+                    WHEN whale_zscore > side_zscore_threshold THEN 'long'
+                    WHEN whale_zscore < -side_zscore_threshold THEN 'short'
+                    WHEN whale_zscore IS NOT NULL THEN 'neutral'
+                END AS w,
+                CASE
+                    WHEN crowd_zscore > side_zscore_threshold THEN 'long'
+                    WHEN crowd_zscore < -side_zscore_threshold THEN 'short'
+                    WHEN crowd_zscore IS NOT NULL THEN 'neutral'
+                END AS c
             FROM divergence
         )
         SELECT
             count(*),
             count(*) FILTER (WHERE scope = 'coin' AND NOT list_contains(?, exchange)),
+            count(*) FILTER (WHERE scope = 'whale_crowd' AND NOT list_contains(?, exchange)),
             count(*) FILTER (WHERE scope = 'coin' AND (
                 account_side IS DISTINCT FROM a OR position_side IS DISTINCT FROM p
                 OR pattern IS DISTINCT FROM CASE
@@ -192,23 +209,38 @@ def divergence_patterns_valid(settings: PipelineSettings) -> AssetCheckResult:
                     WHEN a = 'short' AND p = 'long' THEN 'whale_against_trend'
                     WHEN a = 'long' AND p = 'long' THEN 'consensus_long'
                     WHEN a = 'short' AND p = 'short' THEN 'consensus_short' END)),
+            count(*) FILTER (WHERE scope = 'whale_crowd' AND (
+                whale_side IS DISTINCT FROM w OR crowd_side IS DISTINCT FROM c
+                OR pattern IS DISTINCT FROM CASE
+                    WHEN w = 'long' AND c = 'short' THEN 'whales_long_crowd_short'
+                    WHEN w = 'short' AND c = 'long' THEN 'whales_short_crowd_long'
+                    WHEN w = 'long' AND c = 'long' THEN 'whales_and_crowd_long'
+                    WHEN w = 'short' AND c = 'short' THEN 'whales_and_crowd_short' END)),
             count(*) FILTER (WHERE scope = 'btc_vs_alts' AND pattern IS NOT NULL
                 AND pattern NOT IN ('btc_long_alts_short', 'btc_short_alts_long',
                                     'zscore_divergence')),
-            count(*) FILTER (WHERE scope NOT IN ('coin', 'btc_vs_alts')),
+            count(*) FILTER (WHERE scope NOT IN ('coin', 'whale_crowd', 'btc_vs_alts')),
             count(*) FILTER (WHERE NOT coalesce(CASE scope
                 WHEN 'btc_vs_alts' THEN short_threshold <= 1 AND 1 <= long_threshold
-                ELSE side_zscore_threshold >= 0 END, false))
+                ELSE side_zscore_threshold >= 0 END, false)),
+            count(*) FILTER (WHERE (pattern IS NULL) <> (pattern_since IS NULL)
+                                OR (pattern IS NULL) <> (pattern_buckets IS NULL)
+                                OR pattern_since > ts
+                                OR pattern_buckets < 1
+                                OR (pattern_buckets = 1) <> (pattern_since = ts))
         FROM expected
         """,
         [
             "coin_rows_on_exchange_without_both_top_kinds",
+            "whale_crowd_rows_on_exchange_without_both_kinds",
             "coin_pattern_inconsistent",
+            "whale_crowd_pattern_inconsistent",
             "unknown_btc_vs_alts_pattern",
             "unknown_scope",
             "thresholds_missing_or_out_of_order",
+            "pattern_since_inconsistent",
         ],
-        [top_pair_exchanges()],
+        [top_pair_exchanges(), whale_crowd_exchanges()],
     )
 
 

@@ -46,6 +46,8 @@ SETTINGS = AnalyticsSettings(
 )
 # From the SPEC's source table, not from the code: who publishes both top kinds.
 TOP_PAIR_EXCHANGES = {"binance", "okx", "bitget", "gate", "htx"}
+# ... and who publishes both top_position (whales) and global_account (the crowd).
+WHALE_CROWD_EXCHANGES = {"binance", "okx", "bitget", "gate"}
 PUBLISHERS = {
     "global_account": 5,
     "top_account": 5,
@@ -464,6 +466,12 @@ COIN_PATTERNS = {
     ("long", "long"): "consensus_long",
     ("short", "short"): "consensus_short",
 }
+WHALE_CROWD_PATTERNS = {
+    ("long", "short"): "whales_long_crowd_short",
+    ("short", "long"): "whales_short_crowd_long",
+    ("long", "long"): "whales_and_crowd_long",
+    ("short", "short"): "whales_and_crowd_short",
+}
 
 
 def _paired(
@@ -494,6 +502,31 @@ def _paired(
     return out.assign(side_zscore_threshold=k)
 
 
+def _runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """pattern_since and pattern_buckets, walking each series bucket by bucket: a run goes on
+    while the pattern stays the same (not None) and the previous row is one period earlier."""
+    since: dict[int, object] = {}
+    length: dict[int, object] = {}
+    series = ["scope", "exchange", "metric", "period", "coin"]
+    for (_, _, _, period, _), one in frame.fillna({"coin": ""}).groupby(series):
+        step = pd.Timedelta(hours=PERIOD_HOURS[period])
+        previous: tuple[object, pd.Timestamp] | None = None
+        start, n = None, 0
+        for index, pattern, ts in one.sort_values("ts")[["pattern", "ts"]].itertuples():
+            if pattern is None or pattern != pattern:
+                start, n = None, 0
+            elif previous is not None and previous == (pattern, ts - step):
+                n += 1
+            else:
+                start, n = ts, 1
+            since[index], length[index] = start, (n or None)
+            previous = (pattern, ts)
+    return frame.assign(
+        pattern_since=pd.Series(since, dtype="datetime64[ns]"),
+        pattern_buckets=pd.Series(length, dtype="float"),
+    )
+
+
 def expected_divergence(
     heat: pd.DataFrame, zones: pd.DataFrame, settings: AnalyticsSettings
 ) -> pd.DataFrame:
@@ -506,6 +539,14 @@ def expected_divergence(
         COIN_PATTERNS,
         k,
     ).assign(scope="coin", metric="top_account/top_position")
+    whale = _paired(
+        heat,
+        WHALE_CROWD_EXCHANGES,
+        {"top_position": "whale", "global_account": "crowd"},
+        ("whale", "crowd"),
+        WHALE_CROWD_PATTERNS,
+        k,
+    ).assign(scope="whale_crowd", metric="top_position/global_account")
 
     margin = settings.divergence_margin
     key = ["exchange", "metric", "period", "ts"]
@@ -540,7 +581,7 @@ def expected_divergence(
         short_threshold=short_t,
         zscore_threshold=settings.divergence_zscore_gap,
     )
-    return pd.concat([coin, pair], ignore_index=True)
+    return _runs(pd.concat([coin, whale, pair], ignore_index=True))
 
 
 def expected_cross_exchange(inputs: Inputs, heat: pd.DataFrame) -> pd.DataFrame:
@@ -821,6 +862,12 @@ def test_divergence_matches(built: Built, expected: dict[str, pd.DataFrame]) -> 
             "position_zscore",
             "account_side",
             "position_side",
+            "whale_ratio",
+            "crowd_ratio",
+            "whale_zscore",
+            "crowd_zscore",
+            "whale_side",
+            "crowd_side",
             "btc_ratio",
             "alt_ratio",
             "btc_zscore",
@@ -831,14 +878,22 @@ def test_divergence_matches(built: Built, expected: dict[str, pd.DataFrame]) -> 
             "zscore_threshold",
             "side_zscore_threshold",
             "pattern",
+            "pattern_since",
+            "pattern_buckets",
         ],
     )
     scopes = {scope: rows for scope, rows in actual.groupby("scope")}
     assert set(scopes["coin"]["exchange"]) == {"binance", "htx"}
-    rows = scopes["coin"]
-    assert np.allclose(rows["side_zscore_threshold"], 0.8)
-    assert rows[["long_threshold", "short_threshold", "zscore_threshold"]].isna().all().all()
-    assert rows["pattern"].nunique() == 4  # every pattern occurs
+    # okx publishes both kinds but the fixture holds only its crowd: rows, never a pattern
+    assert set(scopes["whale_crowd"]["exchange"]) == {"binance", "okx"}
+    okx = scopes["whale_crowd"][scopes["whale_crowd"]["exchange"] == "okx"]
+    assert okx["pattern"].isna().all() and okx["crowd_ratio"].notna().any()
+    for scope in ("coin", "whale_crowd"):
+        rows = scopes[scope]
+        assert np.allclose(rows["side_zscore_threshold"], 0.8)
+        assert rows[["long_threshold", "short_threshold", "zscore_threshold"]].isna().all().all()
+        assert rows["pattern"].nunique() == 4  # every pattern occurs
+        assert (rows["pattern_buckets"] > 2).any()  # and runs longer than two buckets
     assert np.allclose(scopes["btc_vs_alts"]["long_threshold"], 1.1)
     assert scopes["btc_vs_alts"]["side_zscore_threshold"].isna().all()
     # the new rule differs from the old band around 1: ratios above 1.1 that read short
@@ -1064,6 +1119,9 @@ def test_each_divergence_pattern(tmp_path: Path) -> None:
         assert day3.loc[name, "account_zscore"] == pytest.approx(account[1]), name
         if position[1] == position[1]:
             assert day3.loc[name, "position_zscore"] == pytest.approx(position[1]), name
+        if pattern is not None:
+            assert day3.loc[name, "pattern_since"] == day3.loc[name, "ts"], name
+            assert day3.loc[name, "pattern_buckets"] == 1, name
     sides = day3[["account_side", "position_side"]]
     assert sides.loc["SOL"].tolist() == ["short", "long"]
     assert day3.loc["SOL", "account_ratio"] > 1 + m and day3.loc["SOL", "position_ratio"] < 1
@@ -1079,8 +1137,110 @@ def test_each_divergence_pattern(tmp_path: Path) -> None:
     regime = div[(div["scope"] == "btc_vs_alts") & (div["exchange"] == "okx")].sort_values("ts")
     assert regime["pattern"].tolist()[:2] == ["btc_long_alts_short", "btc_short_alts_long"]
     assert regime["pattern"].isna().tolist()[2]
+    assert regime["pattern_since"].tolist()[:2] == regime["ts"].tolist()[:2]  # a new pattern
     assert regime["coin"].isna().all() and (regime["metric"] == "global_account").all()
     assert np.allclose(regime["long_threshold"], 1 + m)
+
+
+def test_whale_crowd_runs_by_hand(tmp_path: Path) -> None:
+    """Daily ln ratios in tenths, z-scores worked out by hand (lookback 4 days, so the history
+    is the (up to) four days before; min_history 3; k = 1). ETH's whales:
+
+        day  ln x10  history           mean  sample sd          z       side
+         3     0     1 -1  1           1/3   sqrt(4/3)         -0.289   neutral
+         4     2     1 -1  1  0        1/4   sqrt(2.75/3)       1.828   long
+         5     2    -1  1  0  2        1/2   sqrt(5/3)          1.162   long
+         6     1     1  0  2  2        5/4   sqrt(2.75/3)      -0.261   neutral
+         7     3     0  2  2  1        5/4   sqrt(2.75/3)       1.828   long
+         8     (no row: the bucket is missing)
+         9     4     2  1  3           2     1                  2       long
+        10     5     1  3  4           8/3   sqrt(7/3)          sqrt(7/3) = 1.528  long
+
+    ETH's crowd is the mirror image (ln -> -ln), so its z-scores are the negatives: short where
+    the whales are long. The run of whales_long_crowd_short is broken by the neutral day 6 and
+    again by the missing day 8: on day 10 it holds since day 9, for 2 buckets.
+    """
+    eth = [1, -1, 1, 0, 2, 2, 1, 3, 4, 5]
+    days = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10]
+    doge = [-1, 1, -1, 0, -2, -3, -4, -5, -6, -7, -8]  # whales ever shorter, no gap
+
+    def series(
+        exchange: str, coin: str, metric: str, tenths: list[int], on: list[int]
+    ) -> pd.DataFrame:
+        ratios = np.exp(np.array(tenths, dtype=float) / 10)
+        return _ls_rows(exchange, coin, f"{coin}USDT", metric, "1d", np.array(on), ratios)
+
+    def whales_and_crowd(
+        exchange: str, coin: str, whale: list[int], crowd: list[int], on: list[int]
+    ) -> list[pd.DataFrame]:
+        return [
+            series(exchange, coin, "top_position", whale, on),
+            series(exchange, coin, "global_account", crowd, on),
+        ]
+
+    mirror = [-v for v in eth]
+    rows = [
+        *whales_and_crowd("binance", "ETH", eth, mirror, days),
+        *whales_and_crowd("binance", "SOL", eth, eth, days),  # both long: they agree
+        *whales_and_crowd("binance", "XRP", [*eth[:-1], 3], [*mirror[:-1], -3], days),
+        *whales_and_crowd("binance", "BTC", eth[:-1], mirror[:-1], days[:-1]),  # stops on day 9
+        series("binance", "PEPE", "top_position", eth, days),
+        series("binance", "PEPE", "global_account", mirror[:-1], days[:-1]),  # no crowd on day 10
+        *whales_and_crowd("binance", "DOGE", doge, [-v for v in doge], list(range(11))),
+        # htx publishes no global_account, bybit no top_position: no whale_crowd rows there
+        *whales_and_crowd("htx", "ETH", eth, mirror, days),
+        *whales_and_crowd("bybit", "ETH", eth, mirror, days),
+    ]
+    path = tmp_path / "whales.duckdb"
+    _refresh(
+        path, pd.concat(rows, ignore_index=True), AnalyticsSettings(lookback_days=4, min_history=3)
+    )
+    with duckdb.connect(str(path), read_only=True) as conn:
+        div = conn.sql("SELECT * FROM divergence WHERE scope = 'whale_crowd'").df()
+    assert set(div["exchange"]) == {"binance"}
+    assert (div["metric"] == "top_position/global_account").all()
+    day = {d: START + pd.Timedelta(days=d) for d in range(11)}
+
+    one = div[div["coin"] == "ETH"].set_index("ts").sort_index()
+    by_hand = {
+        3: -1 / 3 / np.sqrt(4 / 3),
+        4: 1.75 / np.sqrt(2.75 / 3),
+        5: 1.5 / np.sqrt(5 / 3),
+        6: -0.25 / np.sqrt(2.75 / 3),
+        7: 1.75 / np.sqrt(2.75 / 3),
+        9: 2.0,
+        10: np.sqrt(7 / 3),
+    }
+    for d, z in by_hand.items():
+        assert one.loc[day[d], "whale_zscore"] == pytest.approx(z), d
+        assert one.loc[day[d], "crowd_zscore"] == pytest.approx(-z), d
+    assert one.loc[[day[d] for d in (0, 1, 2)], "whale_zscore"].isna().all()  # < 3 earlier
+    wlcs = "whales_long_crowd_short"
+    runs = {  # day: (whale_side, crowd_side, pattern, since, buckets)
+        3: ("neutral", "neutral", None, None, None),
+        4: ("long", "short", wlcs, day[4], 1),
+        5: ("long", "short", wlcs, day[4], 2),
+        6: ("neutral", "neutral", None, None, None),  # breaks the run
+        7: ("long", "short", wlcs, day[7], 1),
+        9: ("long", "short", wlcs, day[9], 1),  # day 8 is missing: a new run
+        10: ("long", "short", wlcs, day[9], 2),
+    }
+    for d, expected in runs.items():
+        got = one.loc[day[d], ["whale_side", "crowd_side", "pattern", "pattern_since"]]
+        buckets = one.loc[day[d], "pattern_buckets"]
+        values = [None if pd.isna(v) else v for v in got.tolist()]
+        values.append(None if pd.isna(buckets) else int(buckets))
+        assert values == list(expected), d
+
+    last = div[div["ts"] == day[10]].set_index("coin")
+    assert last.loc["SOL", "pattern"] == "whales_and_crowd_long"
+    assert last.loc["XRP", "whale_side"] == "neutral"  # z = (3 - 8/3) / sqrt(7/3) = 0.218
+    assert last.loc["PEPE", "crowd_ratio"] != last.loc["PEPE", "crowd_ratio"]  # no crowd row
+    assert last.loc["PEPE", "pattern"] is None
+    assert "BTC" not in last.index
+    doge_last = last.loc["DOGE"]
+    assert doge_last["pattern"] == "whales_short_crowd_long"
+    assert (doge_last["pattern_since"], doge_last["pattern_buckets"]) == (day[4], 7)
 
 
 def test_zscore_divergence_between_btc_and_alts(tmp_path: Path) -> None:
@@ -1160,9 +1320,10 @@ def test_asset_checks_pass_on_the_built_warehouse_and_catch_broken_rows(tmp_path
         )
         conn.execute(
             "INSERT INTO divergence (scope, exchange, metric, period, coin, ts, account_zscore, "
-            "position_zscore, account_side, position_side, side_zscore_threshold, pattern) "
-            "VALUES ('coin', 'bybit', 'top_account/top_position', '1h', 'BTC', "
-            "TIMESTAMP '2024-03-01', 2, -2, 'long', 'short', 1, 'cautious_whale')"
+            "position_zscore, account_side, position_side, side_zscore_threshold, pattern, "
+            "pattern_since, pattern_buckets) VALUES ('coin', 'bybit', "
+            "'top_account/top_position', '1h', 'BTC', TIMESTAMP '2024-03-01', 2, -2, 'long', "
+            "'short', 1, 'cautious_whale', TIMESTAMP '2024-03-01', 1)"
         )
         conn.execute("UPDATE cross_exchange SET n_exchanges = 6 WHERE metric = 'top_account'")
         conn.execute("UPDATE candle_flow SET buy_share = 1.5 WHERE method = 'taker'")
