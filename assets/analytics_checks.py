@@ -245,6 +245,38 @@ def divergence_patterns_valid(settings: PipelineSettings) -> AssetCheckResult:
 
 
 @asset_check(
+    asset=AssetKey("whale_crowd_now"),
+    description="Exactly divergence's whale_crowd rows of each exchange and period's latest "
+    "bucket whose whales lean against their crowd (same pattern and run), one per coin.",
+)
+def whale_crowd_now_matches_divergence(settings: PipelineSettings) -> AssetCheckResult:
+    return _violations(
+        settings,
+        "whale_crowd_now",
+        """
+        WITH whale_crowd AS (
+            SELECT * FROM divergence WHERE scope = 'whale_crowd'
+        ),
+        against_now AS (
+            SELECT w.*
+            FROM whale_crowd AS w
+            WHERE w.pattern IN ('whales_long_crowd_short', 'whales_short_crowd_long')
+              AND w.ts = (SELECT max(ts) FROM whale_crowd AS l
+                          WHERE l.exchange = w.exchange AND l.period = w.period)
+        )
+        SELECT
+            (SELECT count(*) FROM whale_crowd_now),
+            (SELECT count(*) - count(DISTINCT (exchange, period, coin)) FROM whale_crowd_now),
+            (SELECT count(*) FROM whale_crowd_now AS n ANTI JOIN against_now AS a
+                USING (exchange, period, coin, ts, pattern, pattern_since, pattern_buckets)),
+            (SELECT count(*) FROM against_now AS a ANTI JOIN whale_crowd_now AS n
+                USING (exchange, period, coin, ts))
+        """,
+        ["duplicates", "rows_unlike_divergence_latest_against", "against_rows_missing"],
+    )
+
+
+@asset_check(
     asset=AssetKey("cross_exchange"),
     description="n_exchanges at most the number of exchanges publishing the metric; OI and "
     "z-score counts within n_exchanges; a weighted mean exactly where OI is known.",
@@ -315,6 +347,7 @@ ANALYTICS_CHECKS = [
     alt_average_counts_and_means,
     signal_zones_consistent,
     divergence_patterns_valid,
+    whale_crowd_now_matches_divergence,
     cross_exchange_counts_valid,
     candle_flow_shares_valid,
 ]

@@ -48,6 +48,7 @@ SETTINGS = AnalyticsSettings(
 TOP_PAIR_EXCHANGES = {"binance", "okx", "bitget", "gate", "htx"}
 # ... and who publishes both top_position (whales) and global_account (the crowd).
 WHALE_CROWD_EXCHANGES = {"binance", "okx", "bitget", "gate"}
+AGAINST = ("whales_long_crowd_short", "whales_short_crowd_long")
 PUBLISHERS = {
     "global_account": 5,
     "top_account": 5,
@@ -584,6 +585,12 @@ def expected_divergence(
     return _runs(pd.concat([coin, whale, pair], ignore_index=True))
 
 
+def expected_whale_crowd_now(divergence: pd.DataFrame) -> pd.DataFrame:
+    rows = divergence[divergence["scope"] == "whale_crowd"]
+    latest = rows.groupby(["exchange", "period"])["ts"].transform("max")
+    return rows[(rows["ts"] == latest) & rows["pattern"].isin(AGAINST)]
+
+
 def expected_cross_exchange(inputs: Inputs, heat: pd.DataFrame) -> pd.DataFrame:
     closes = inputs.klines[["exchange", "instrument", "period", "ts", "close"]]
     oi = inputs.oi.merge(closes, on=["exchange", "instrument", "period", "ts"], how="left")
@@ -757,6 +764,7 @@ def expected(built: Built) -> dict[str, pd.DataFrame]:
         "alt_average": alt,
         "signal_zones": zones,
         "divergence": divergence,
+        "whale_crowd_now": expected_whale_crowd_now(divergence),
         "cross_exchange": expected_cross_exchange(built.inputs, heat),
         "candle_flow": expected_candle_flow(built.inputs),
     }
@@ -901,6 +909,26 @@ def test_divergence_matches(built: Built, expected: dict[str, pd.DataFrame]) -> 
     assert ((coin["account_ratio"] > 1.1) & (coin["account_side"] == "short")).any()
 
 
+def test_whale_crowd_now_matches(built: Built, expected: dict[str, pd.DataFrame]) -> None:
+    actual = built.table("whale_crowd_now")
+    assert_same_rows(
+        actual,
+        expected["whale_crowd_now"],
+        ["exchange", "period", "coin", "ts"],
+        [
+            "pattern",
+            "pattern_since",
+            "pattern_buckets",
+            "whale_ratio",
+            "crowd_ratio",
+            "whale_zscore",
+            "crowd_zscore",
+            "side_zscore_threshold",
+        ],
+    )
+    assert len(actual) > 0
+
+
 def test_cross_exchange_matches(built: Built, expected: dict[str, pd.DataFrame]) -> None:
     actual = built.table("cross_exchange")
     assert_same_rows(
@@ -1005,6 +1033,7 @@ def _refresh(path: Path, ls: pd.DataFrame, settings: AnalyticsSettings) -> None:
                 "alt_average",
                 "signal_zones",
                 "divergence",
+                "whale_crowd_now",
             ),
         )
 
@@ -1142,7 +1171,7 @@ def test_each_divergence_pattern(tmp_path: Path) -> None:
     assert np.allclose(regime["long_threshold"], 1 + m)
 
 
-def test_whale_crowd_runs_by_hand(tmp_path: Path) -> None:
+def test_whale_crowd_runs_and_who_leans_against_the_crowd_now(tmp_path: Path) -> None:
     """Daily ln ratios in tenths, z-scores worked out by hand (lookback 4 days, so the history
     is the (up to) four days before; min_history 3; k = 1). ETH's whales:
 
@@ -1197,6 +1226,7 @@ def test_whale_crowd_runs_by_hand(tmp_path: Path) -> None:
     )
     with duckdb.connect(str(path), read_only=True) as conn:
         div = conn.sql("SELECT * FROM divergence WHERE scope = 'whale_crowd'").df()
+        now = conn.sql("SELECT * FROM whale_crowd_now").df()
     assert set(div["exchange"]) == {"binance"}
     assert (div["metric"] == "top_position/global_account").all()
     day = {d: START + pd.Timedelta(days=d) for d in range(11)}
@@ -1241,6 +1271,21 @@ def test_whale_crowd_runs_by_hand(tmp_path: Path) -> None:
     doge_last = last.loc["DOGE"]
     assert doge_last["pattern"] == "whales_short_crowd_long"
     assert (doge_last["pattern_since"], doge_last["pattern_buckets"]) == (day[4], 7)
+
+    # Now (day 10, binance 1d's latest bucket): ETH since day 9 and DOGE since day 4. Not SOL
+    # (agreeing), XRP (neutral today), PEPE (no crowd reading today), nor BTC, whose last row
+    # (day 9, against) is not today's: its state now is unknown.
+    listed = now.set_index("coin").sort_index()
+    assert listed.index.tolist() == ["DOGE", "ETH"]
+    assert (listed["exchange"] == "binance").all() and (listed["period"] == "1d").all()
+    assert (listed["ts"] == day[10]).all()
+    assert listed["pattern"].tolist() == ["whales_short_crowd_long", wlcs]
+    assert listed["pattern_since"].tolist() == [day[4], day[9]]
+    assert listed["pattern_buckets"].tolist() == [7, 2]
+    assert listed.loc["ETH", "whale_ratio"] == pytest.approx(np.exp(0.5))
+    assert listed.loc["ETH", "crowd_ratio"] == pytest.approx(np.exp(-0.5))
+    assert listed.loc["ETH", "whale_zscore"] == pytest.approx(np.sqrt(7 / 3))
+    assert listed.loc["ETH", "crowd_zscore"] == pytest.approx(-np.sqrt(7 / 3))
 
 
 def test_zscore_divergence_between_btc_and_alts(tmp_path: Path) -> None:
@@ -1325,6 +1370,9 @@ def test_asset_checks_pass_on_the_built_warehouse_and_catch_broken_rows(tmp_path
             "'top_account/top_position', '1h', 'BTC', TIMESTAMP '2024-03-01', 2, -2, 'long', "
             "'short', 1, 'cautious_whale', TIMESTAMP '2024-03-01', 1)"
         )
+        conn.execute(
+            "DELETE FROM whale_crowd_now WHERE coin = (SELECT min(coin) FROM whale_crowd_now)"
+        )
         conn.execute("UPDATE cross_exchange SET n_exchanges = 6 WHERE metric = 'top_account'")
         conn.execute("UPDATE candle_flow SET buy_share = 1.5 WHERE method = 'taker'")
     failed = {name for name, ok in _run_checks(path).items() if not ok}
@@ -1332,6 +1380,7 @@ def test_asset_checks_pass_on_the_built_warehouse_and_catch_broken_rows(tmp_path
         "signal_zones_consistent",
         "alt_average_counts_and_means",
         "divergence_patterns_valid",
+        "whale_crowd_now_matches_divergence",
         "cross_exchange_counts_valid",
         "candle_flow_shares_valid",
     }
