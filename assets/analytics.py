@@ -53,11 +53,16 @@ class AnalyticsConfig(Config):
     )
     divergence_margin: float = Field(
         default=_DEFAULTS.divergence_margin,
-        description="long: ratio > 1 + margin; short: ratio < 1 / (1 + margin)",
+        description="BTC vs alts: long = ratio > 1 + margin; short = ratio < 1 / (1 + margin)",
     )
     divergence_zscore_gap: float = Field(
         default=_DEFAULTS.divergence_zscore_gap,
         description="|z(BTC) - z(alt average)| above it is a zscore_divergence",
+    )
+    divergence_side_zscore: float = Field(
+        default=_DEFAULTS.divergence_side_zscore,
+        description="Coin and whale/crowd divergence: a side is long when its series' own "
+        "z-score is above it, short when below minus it",
     )
     flow_momentum_length: int = Field(
         default=_DEFAULTS.flow_momentum_length,

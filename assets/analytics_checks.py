@@ -10,7 +10,12 @@ from collections.abc import Sequence
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue, asset_check
 
-from pipelines.analytics import alt_universe, metric_publishers, top_pair_exchanges
+from pipelines.analytics import (
+    alt_universe,
+    metric_publishers,
+    top_pair_exchanges,
+    whale_crowd_exchanges,
+)
 from pipelines.resources import PipelineSettings
 from pipelines.universe import load_universe
 from pipelines.warehouse import connect, table_exists
@@ -158,8 +163,10 @@ def signal_zones_consistent(settings: PipelineSettings) -> AssetCheckResult:
 
 @asset_check(
     asset=AssetKey("divergence"),
-    description="Coin patterns only on exchanges publishing both top_account and top_position; "
-    "every pattern matches its ratios and thresholds.",
+    description="Coin rows only on exchanges publishing both top_account and top_position, "
+    "whale_crowd rows only on those publishing top_position and global_account; every side "
+    "matches its z-score and threshold, every pattern its sides; pattern_since and "
+    "pattern_buckets exactly where there is a pattern, never after the bucket.",
 )
 def divergence_patterns_valid(settings: PipelineSettings) -> AssetCheckResult:
     return _violations(
@@ -170,38 +177,102 @@ def divergence_patterns_valid(settings: PipelineSettings) -> AssetCheckResult:
             SELECT
                 *,
                 CASE
-                    WHEN account_ratio > long_threshold THEN 'long'
-                    WHEN account_ratio < short_threshold THEN 'short'
+                    WHEN account_zscore > side_zscore_threshold THEN 'long'
+                    WHEN account_zscore < -side_zscore_threshold THEN 'short'
+                    WHEN account_zscore IS NOT NULL THEN 'neutral'
                 END AS a,
                 CASE
-                    WHEN position_ratio > long_threshold THEN 'long'
-                    WHEN position_ratio < short_threshold THEN 'short'
-                END AS p
+                    WHEN position_zscore > side_zscore_threshold THEN 'long'
+                    WHEN position_zscore < -side_zscore_threshold THEN 'short'
+                    WHEN position_zscore IS NOT NULL THEN 'neutral'
+                END AS p,
+                CASE
+                    WHEN whale_zscore > side_zscore_threshold THEN 'long'
+                    WHEN whale_zscore < -side_zscore_threshold THEN 'short'
+                    WHEN whale_zscore IS NOT NULL THEN 'neutral'
+                END AS w,
+                CASE
+                    WHEN crowd_zscore > side_zscore_threshold THEN 'long'
+                    WHEN crowd_zscore < -side_zscore_threshold THEN 'short'
+                    WHEN crowd_zscore IS NOT NULL THEN 'neutral'
+                END AS c
             FROM divergence
         )
         SELECT
             count(*),
             count(*) FILTER (WHERE scope = 'coin' AND NOT list_contains(?, exchange)),
-            count(*) FILTER (WHERE scope = 'coin' AND pattern IS DISTINCT FROM CASE
-                WHEN a = 'long' AND p = 'short' THEN 'cautious_whale'
-                WHEN a = 'short' AND p = 'long' THEN 'whale_against_trend'
-                WHEN a = 'long' AND p = 'long' THEN 'consensus_long'
-                WHEN a = 'short' AND p = 'short' THEN 'consensus_short' END),
+            count(*) FILTER (WHERE scope = 'whale_crowd' AND NOT list_contains(?, exchange)),
+            count(*) FILTER (WHERE scope = 'coin' AND (
+                account_side IS DISTINCT FROM a OR position_side IS DISTINCT FROM p
+                OR pattern IS DISTINCT FROM CASE
+                    WHEN a = 'long' AND p = 'short' THEN 'cautious_whale'
+                    WHEN a = 'short' AND p = 'long' THEN 'whale_against_trend'
+                    WHEN a = 'long' AND p = 'long' THEN 'consensus_long'
+                    WHEN a = 'short' AND p = 'short' THEN 'consensus_short' END)),
+            count(*) FILTER (WHERE scope = 'whale_crowd' AND (
+                whale_side IS DISTINCT FROM w OR crowd_side IS DISTINCT FROM c
+                OR pattern IS DISTINCT FROM CASE
+                    WHEN w = 'long' AND c = 'short' THEN 'whales_long_crowd_short'
+                    WHEN w = 'short' AND c = 'long' THEN 'whales_short_crowd_long'
+                    WHEN w = 'long' AND c = 'long' THEN 'whales_and_crowd_long'
+                    WHEN w = 'short' AND c = 'short' THEN 'whales_and_crowd_short' END)),
             count(*) FILTER (WHERE scope = 'btc_vs_alts' AND pattern IS NOT NULL
                 AND pattern NOT IN ('btc_long_alts_short', 'btc_short_alts_long',
                                     'zscore_divergence')),
-            count(*) FILTER (WHERE scope NOT IN ('coin', 'btc_vs_alts')),
-            count(*) FILTER (WHERE NOT (short_threshold <= 1 AND 1 <= long_threshold))
+            count(*) FILTER (WHERE scope NOT IN ('coin', 'whale_crowd', 'btc_vs_alts')),
+            count(*) FILTER (WHERE NOT coalesce(CASE scope
+                WHEN 'btc_vs_alts' THEN short_threshold <= 1 AND 1 <= long_threshold
+                ELSE side_zscore_threshold >= 0 END, false)),
+            count(*) FILTER (WHERE (pattern IS NULL) <> (pattern_since IS NULL)
+                                OR (pattern IS NULL) <> (pattern_buckets IS NULL)
+                                OR pattern_since > ts
+                                OR pattern_buckets < 1
+                                OR (pattern_buckets = 1) <> (pattern_since = ts))
         FROM expected
         """,
         [
             "coin_rows_on_exchange_without_both_top_kinds",
+            "whale_crowd_rows_on_exchange_without_both_kinds",
             "coin_pattern_inconsistent",
+            "whale_crowd_pattern_inconsistent",
             "unknown_btc_vs_alts_pattern",
             "unknown_scope",
-            "thresholds_out_of_order",
+            "thresholds_missing_or_out_of_order",
+            "pattern_since_inconsistent",
         ],
-        [top_pair_exchanges()],
+        [top_pair_exchanges(), whale_crowd_exchanges()],
+    )
+
+
+@asset_check(
+    asset=AssetKey("whale_crowd_now"),
+    description="Exactly divergence's whale_crowd rows of each exchange and period's latest "
+    "bucket whose whales lean against their crowd (same pattern and run), one per coin.",
+)
+def whale_crowd_now_matches_divergence(settings: PipelineSettings) -> AssetCheckResult:
+    return _violations(
+        settings,
+        "whale_crowd_now",
+        """
+        WITH whale_crowd AS (
+            SELECT * FROM divergence WHERE scope = 'whale_crowd'
+        ),
+        against_now AS (
+            SELECT w.*
+            FROM whale_crowd AS w
+            WHERE w.pattern IN ('whales_long_crowd_short', 'whales_short_crowd_long')
+              AND w.ts = (SELECT max(ts) FROM whale_crowd AS l
+                          WHERE l.exchange = w.exchange AND l.period = w.period)
+        )
+        SELECT
+            (SELECT count(*) FROM whale_crowd_now),
+            (SELECT count(*) - count(DISTINCT (exchange, period, coin)) FROM whale_crowd_now),
+            (SELECT count(*) FROM whale_crowd_now AS n ANTI JOIN against_now AS a
+                USING (exchange, period, coin, ts, pattern, pattern_since, pattern_buckets)),
+            (SELECT count(*) FROM against_now AS a ANTI JOIN whale_crowd_now AS n
+                USING (exchange, period, coin, ts))
+        """,
+        ["duplicates", "rows_unlike_divergence_latest_against", "against_rows_missing"],
     )
 
 
@@ -276,6 +347,7 @@ ANALYTICS_CHECKS = [
     alt_average_counts_and_means,
     signal_zones_consistent,
     divergence_patterns_valid,
+    whale_crowd_now_matches_divergence,
     cross_exchange_counts_valid,
     candle_flow_shares_valid,
 ]

@@ -65,6 +65,8 @@ def _model(name: str, known: set[str]) -> DerivedTable:
 
 
 TOP_KINDS = ("top_account", "top_position")
+# Whales (top traders by position size) against the crowd (all accounts, by count).
+WHALE_CROWD_KINDS = ("top_position", "global_account")
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,9 @@ class AnalyticsSettings:
     zone_lower_pct: float = 0.10  # lower band percentile of ln(ratio)
     zone_upper_pct: float = 0.90  # upper band percentile of ln(ratio)
     zone_min_history: int = 30  # earlier observations needed before any zone is declared
-    divergence_margin: float = 0.05  # long: ratio > 1 + margin; short: ratio < 1 / (1 + margin)
+    divergence_margin: float = 0.05  # BTC vs alts: long = ratio > 1 + it, short < 1 / (1 + it)
     divergence_zscore_gap: float = 2.0  # |z(BTC) - z(alt average)| above it is a divergence
+    divergence_side_zscore: float = 1.0  # coin/whale sides: long = own z-score > it, short < -it
     flow_momentum_length: int = 14  # candles of the Hull moving average of the buy-share change
     flow_extreme_share: float = 0.80  # one side's share of the volume that flags an extreme candle
 
@@ -89,7 +92,12 @@ class AnalyticsSettings:
             raise ValueError("lookback windows must be at least one day")
         if self.min_history < 2 or self.zone_min_history < 1:
             raise ValueError("min_history must be >= 2 (a spread needs two points), zones >= 1")
-        if self.divergence_margin < 0 or self.divergence_zscore_gap < 0:
+        divergence = (
+            self.divergence_margin,
+            self.divergence_zscore_gap,
+            self.divergence_side_zscore,
+        )
+        if not all(value >= 0 for value in divergence):  # NaN fails too
             raise ValueError("divergence thresholds must be non-negative")
         if self.flow_momentum_length < 2:
             raise ValueError("flow_momentum_length must be >= 2 (its half is a window too)")
@@ -100,6 +108,11 @@ class AnalyticsSettings:
 def top_pair_exchanges() -> list[str]:
     """Exchanges that publish both top_account and top_position (one population, two views)."""
     return [name for name, c in CONNECTORS.items() if all(k in c.METRICS for k in TOP_KINDS)]
+
+
+def whale_crowd_exchanges() -> list[str]:
+    """Exchanges that publish both top_position (whales) and global_account (the crowd)."""
+    return [n for n, c in CONNECTORS.items() if all(k in c.METRICS for k in WHALE_CROWD_KINDS)]
 
 
 def metric_publishers() -> dict[str, list[str]]:
@@ -136,6 +149,8 @@ def parameters(
         "alt_exclusions": list(universe.alt_exclusions),
         "universe_coins": list(universe.coins),
         "top_pair_exchanges": top_pair_exchanges(),
+        "whale_crowd_exchanges": whale_crowd_exchanges(),
+        "period_seconds": [{"period": p, "seconds": ms // 1000} for p, ms in PERIOD_MS.items()],
         **asdict(settings),
     }
     return {

@@ -40,11 +40,15 @@ SETTINGS = AnalyticsSettings(
     zone_min_history=12,
     divergence_margin=0.1,
     divergence_zscore_gap=1.5,
+    divergence_side_zscore=0.8,
     flow_momentum_length=9,
     flow_extreme_share=0.75,
 )
 # From the SPEC's source table, not from the code: who publishes both top kinds.
 TOP_PAIR_EXCHANGES = {"binance", "okx", "bitget", "gate", "htx"}
+# ... and who publishes both top_position (whales) and global_account (the crowd).
+WHALE_CROWD_EXCHANGES = {"binance", "okx", "bitget", "gate"}
+AGAINST = ("whales_long_crowd_short", "whales_short_crowd_long")
 PUBLISHERS = {
     "global_account": 5,
     "top_account": 5,
@@ -446,12 +450,13 @@ def expected_zones(
     return zones
 
 
-def _side(ratio: float, margin: float) -> str | None:
-    if ratio != ratio:
+def _side(z: float, k: float) -> str | None:
+    """Where a series stands against its own history: beyond +-k of its z-score, or neither."""
+    if z != z:
         return None
-    if ratio > 1 + margin:
+    if z > k:
         return "long"
-    if ratio < 1 / (1 + margin):
+    if z < -k:
         return "short"
     return "neutral"
 
@@ -462,30 +467,89 @@ COIN_PATTERNS = {
     ("long", "long"): "consensus_long",
     ("short", "short"): "consensus_short",
 }
+WHALE_CROWD_PATTERNS = {
+    ("long", "short"): "whales_long_crowd_short",
+    ("short", "long"): "whales_short_crowd_long",
+    ("long", "long"): "whales_and_crowd_long",
+    ("short", "short"): "whales_and_crowd_short",
+}
+
+
+def _paired(
+    heat: pd.DataFrame,
+    exchanges: set[str],
+    kinds: dict[str, str],
+    sides: tuple[str, str],
+    patterns: dict[tuple[str, str], str],
+    k: float,
+) -> pd.DataFrame:
+    """One row per exchange, period, coin and bucket where either kind has a row: both kinds'
+    ratios and z-scores side by side (named by `kinds`), their sides and the pattern."""
+    rows = heat[heat["metric"].isin(list(kinds)) & heat["exchange"].isin(exchanges)]
+    wide = rows.set_index(["exchange", "period", "coin", "ts", "metric"])[["ratio", "zscore"]]
+    wide = wide.unstack("metric")
+    out = pd.DataFrame(index=wide.index)
+    for kind, name in kinds.items():
+        for column in ("ratio", "zscore"):  # a kind without any row: all NaN
+            out[f"{name}_{column}"] = wide.get((column, kind), np.nan)
+    out = out.reset_index()
+    first, second = sides
+    out[f"{first}_side"] = [_side(z, k) for z in out[f"{first}_zscore"]]
+    out[f"{second}_side"] = [_side(z, k) for z in out[f"{second}_zscore"]]
+    out["pattern"] = [
+        patterns.get((a, b))
+        for a, b in zip(out[f"{first}_side"], out[f"{second}_side"], strict=True)
+    ]
+    return out.assign(side_zscore_threshold=k)
+
+
+def _runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """pattern_since and pattern_buckets, walking each series bucket by bucket: a run goes on
+    while the pattern stays the same (not None) and the previous row is one period earlier."""
+    since: dict[int, object] = {}
+    length: dict[int, object] = {}
+    series = ["scope", "exchange", "metric", "period", "coin"]
+    for (_, _, _, period, _), one in frame.fillna({"coin": ""}).groupby(series):
+        step = pd.Timedelta(hours=PERIOD_HOURS[period])
+        previous: tuple[object, pd.Timestamp] | None = None
+        start, n = None, 0
+        for index, pattern, ts in one.sort_values("ts")[["pattern", "ts"]].itertuples():
+            if pattern is None or pattern != pattern:
+                start, n = None, 0
+            elif previous is not None and previous == (pattern, ts - step):
+                n += 1
+            else:
+                start, n = ts, 1
+            since[index], length[index] = start, (n or None)
+            previous = (pattern, ts)
+    return frame.assign(
+        pattern_since=pd.Series(since, dtype="datetime64[ns]"),
+        pattern_buckets=pd.Series(length, dtype="float"),
+    )
 
 
 def expected_divergence(
     heat: pd.DataFrame, zones: pd.DataFrame, settings: AnalyticsSettings
 ) -> pd.DataFrame:
-    margin = settings.divergence_margin
-    tops = heat[
-        heat["metric"].isin(["top_account", "top_position"])
-        & heat["exchange"].isin(TOP_PAIR_EXCHANGES)
-    ]
-    coin = (
-        tops.set_index(["exchange", "period", "coin", "ts", "metric"])["ratio"]
-        .unstack("metric")
-        .reset_index()
-    )
-    coin = coin.rename(columns={"top_account": "account_ratio", "top_position": "position_ratio"})
-    coin["account_side"] = [_side(r, margin) for r in coin["account_ratio"]]
-    coin["position_side"] = [_side(r, margin) for r in coin["position_ratio"]]
-    coin["pattern"] = [
-        COIN_PATTERNS.get((a, p))
-        for a, p in zip(coin["account_side"], coin["position_side"], strict=True)
-    ]
-    coin = coin.assign(scope="coin", metric="top_account/top_position")
+    k = settings.divergence_side_zscore
+    coin = _paired(
+        heat,
+        TOP_PAIR_EXCHANGES,
+        {"top_account": "account", "top_position": "position"},
+        ("account", "position"),
+        COIN_PATTERNS,
+        k,
+    ).assign(scope="coin", metric="top_account/top_position")
+    whale = _paired(
+        heat,
+        WHALE_CROWD_EXCHANGES,
+        {"top_position": "whale", "global_account": "crowd"},
+        ("whale", "crowd"),
+        WHALE_CROWD_PATTERNS,
+        k,
+    ).assign(scope="whale_crowd", metric="top_position/global_account")
 
+    margin = settings.divergence_margin
     key = ["exchange", "metric", "period", "ts"]
     value = zones.set_index([*key, "series"])["value"].unstack("series")
     z = zones.set_index([*key, "series"])["zscore"].unstack("series")
@@ -514,8 +578,17 @@ def expected_divergence(
         scope="btc_vs_alts",
         pattern=pd.Series(patterns, index=pair.index, dtype=object),
         zscore_gap=pair["btc_zscore"] - pair["alt_zscore"],
+        long_threshold=long_t,
+        short_threshold=short_t,
+        zscore_threshold=settings.divergence_zscore_gap,
     )
-    return pd.concat([coin, pair], ignore_index=True)
+    return _runs(pd.concat([coin, whale, pair], ignore_index=True))
+
+
+def expected_whale_crowd_now(divergence: pd.DataFrame) -> pd.DataFrame:
+    rows = divergence[divergence["scope"] == "whale_crowd"]
+    latest = rows.groupby(["exchange", "period"])["ts"].transform("max")
+    return rows[(rows["ts"] == latest) & rows["pattern"].isin(AGAINST)]
 
 
 def expected_cross_exchange(inputs: Inputs, heat: pd.DataFrame) -> pd.DataFrame:
@@ -684,12 +757,14 @@ def expected(built: Built) -> dict[str, pd.DataFrame]:
     btc = expected_btc_ls(built.inputs, heat)
     alt = expected_alt_average(heat, UNIVERSE)
     zones = expected_zones(btc, alt, SETTINGS)
+    divergence = expected_divergence(heat, zones, SETTINGS)
     return {
         "heatmap_matrix": heat,
         "btc_ls": btc,
         "alt_average": alt,
         "signal_zones": zones,
-        "divergence": expected_divergence(heat, zones, SETTINGS),
+        "divergence": divergence,
+        "whale_crowd_now": expected_whale_crowd_now(divergence),
         "cross_exchange": expected_cross_exchange(built.inputs, heat),
         "candle_flow": expected_candle_flow(built.inputs),
     }
@@ -791,20 +866,67 @@ def test_divergence_matches(built: Built, expected: dict[str, pd.DataFrame]) -> 
         [
             "account_ratio",
             "position_ratio",
+            "account_zscore",
+            "position_zscore",
             "account_side",
             "position_side",
+            "whale_ratio",
+            "crowd_ratio",
+            "whale_zscore",
+            "crowd_zscore",
+            "whale_side",
+            "crowd_side",
             "btc_ratio",
             "alt_ratio",
             "btc_zscore",
             "alt_zscore",
             "zscore_gap",
+            "long_threshold",
+            "short_threshold",
+            "zscore_threshold",
+            "side_zscore_threshold",
             "pattern",
+            "pattern_since",
+            "pattern_buckets",
         ],
     )
-    coin_rows = actual[actual["scope"] == "coin"]
-    assert set(coin_rows["exchange"]) == {"binance", "htx"}
-    assert np.allclose(coin_rows["long_threshold"], 1.1)
-    assert np.allclose(coin_rows["short_threshold"], 1 / 1.1)
+    scopes = {scope: rows for scope, rows in actual.groupby("scope")}
+    assert set(scopes["coin"]["exchange"]) == {"binance", "htx"}
+    # okx publishes both kinds but the fixture holds only its crowd: rows, never a pattern
+    assert set(scopes["whale_crowd"]["exchange"]) == {"binance", "okx"}
+    okx = scopes["whale_crowd"][scopes["whale_crowd"]["exchange"] == "okx"]
+    assert okx["pattern"].isna().all() and okx["crowd_ratio"].notna().any()
+    for scope in ("coin", "whale_crowd"):
+        rows = scopes[scope]
+        assert np.allclose(rows["side_zscore_threshold"], 0.8)
+        assert rows[["long_threshold", "short_threshold", "zscore_threshold"]].isna().all().all()
+        assert rows["pattern"].nunique() == 4  # every pattern occurs
+        assert (rows["pattern_buckets"] > 2).any()  # and runs longer than two buckets
+    assert np.allclose(scopes["btc_vs_alts"]["long_threshold"], 1.1)
+    assert scopes["btc_vs_alts"]["side_zscore_threshold"].isna().all()
+    # the new rule differs from the old band around 1: ratios above 1.1 that read short
+    coin = scopes["coin"]
+    assert ((coin["account_ratio"] > 1.1) & (coin["account_side"] == "short")).any()
+
+
+def test_whale_crowd_now_matches(built: Built, expected: dict[str, pd.DataFrame]) -> None:
+    actual = built.table("whale_crowd_now")
+    assert_same_rows(
+        actual,
+        expected["whale_crowd_now"],
+        ["exchange", "period", "coin", "ts"],
+        [
+            "pattern",
+            "pattern_since",
+            "pattern_buckets",
+            "whale_ratio",
+            "crowd_ratio",
+            "whale_zscore",
+            "crowd_zscore",
+            "side_zscore_threshold",
+        ],
+    )
+    assert len(actual) > 0
 
 
 def test_cross_exchange_matches(built: Built, expected: dict[str, pd.DataFrame]) -> None:
@@ -905,7 +1027,14 @@ def _refresh(path: Path, ls: pd.DataFrame, settings: AnalyticsSettings) -> None:
             conn,
             UNIVERSE,
             settings,
-            ("heatmap_matrix", "btc_ls", "alt_average", "signal_zones", "divergence"),
+            (
+                "heatmap_matrix",
+                "btc_ls",
+                "alt_average",
+                "signal_zones",
+                "divergence",
+                "whale_crowd_now",
+            ),
         )
 
 
@@ -967,47 +1096,196 @@ def test_zones_at_the_minimum_history_and_exactly_on_the_bands(tmp_path: Path) -
     assert early["zone"].isna().all() and early["ln_upper_band"].isna().all()
 
 
+def _against_own_history(base: float, z: float, a: float = 0.1) -> list[float]:
+    """Four daily ratios: ln = base - a, base, base + a (history: mean base, sample sd exactly
+    a), then base + z * a, whose z-score against those three is z."""
+    return [float(np.exp(base + d * a)) for d in (-1, 0, 1, z)]
+
+
 def test_each_divergence_pattern(tmp_path: Path) -> None:
     m = 0.05
-    pairs = {  # coin: (top_account, top_position) -> pattern
-        "ETH": (1.2, 0.8, "cautious_whale"),
-        "SOL": (0.8, 1.2, "whale_against_trend"),
-        "DOGE": (1.2, 1.3, "consensus_long"),
-        "XRP": (0.7, 0.9, "consensus_short"),
-        "PEPE": (1 + m, 0.8, None),  # exactly on the long threshold: neutral
-        "BTC": (1.2, 1 / (1 + m), None),  # exactly on the short threshold: neutral
-        "ZZZ": (1.2, float("nan"), None),  # no position reading: no pattern
+    high, low = float(np.log(2.0)), float(np.log(0.5))  # series that sit far from 1
+    pairs = {  # coin: (top_account (base, z), top_position (base, z)) -> pattern
+        "ETH": ((0.0, 2.0), (0.0, -2.0), "cautious_whale"),
+        # accounts at 1.64, positions at 0.61: a band around 1 would call this cautious_whale,
+        # but against their own histories the accounts fell and the positions rose
+        "SOL": ((high, -2.0), (low, 2.0), "whale_against_trend"),
+        "DOGE": ((0.0, 2.0), (0.0, 3.0), "consensus_long"),
+        "XRP": ((0.0, -1.5), (0.0, -2.0), "consensus_short"),
+        "PEPE": ((0.0, 0.5), (0.0, -2.0), None),  # accounts neutral
+        "ADA": ((0.0, 1.001), (0.0, -0.999), None),  # just beyond k = 1: long; just inside
+        "BTC": ((0.0, 2.0), (0.0, float("nan")), None),  # no position ratio on the day
     }
     rows = []
     for coin, (account, position, _) in pairs.items():
-        rows.append(_series_rows("htx", coin, "top_account", [account]))
-        if position == position:
-            rows.append(_series_rows("htx", coin, "top_position", [position]))
+        account_ratios = _against_own_history(*account)
+        position_ratios = _against_own_history(*position)
+        if position[1] != position[1]:
+            position_ratios[-1] = float("nan")  # zero short share: ratio NULL
+        rows.append(_series_rows("htx", coin, "top_account", account_ratios))
+        rows.append(_series_rows("htx", coin, "top_position", position_ratios))
         # bybit publishes neither top kind: rows like these must not produce coin patterns
-        rows.append(_series_rows("bybit", coin, "top_account", [account]))
-        rows.append(
-            _series_rows("bybit", coin, "top_position", [position if position == position else 1.0])
-        )
+        rows.append(_series_rows("bybit", coin, "top_account", account_ratios))
+        rows.append(_series_rows("bybit", coin, "top_position", position_ratios))
+    # ZZZ: one reading each, 1.5 and 0.5 (long and short around 1), but no history: no sides
+    rows.append(_series_rows("htx", "ZZZ", "top_account", [1.5]))
+    rows.append(_series_rows("htx", "ZZZ", "top_position", [0.5]))
     # btc_vs_alts on okx global_account: BTC long vs alts short, then the reverse
     rows.append(_series_rows("okx", "BTC", "global_account", [1.3, 0.7, 1.0]))
     rows.append(_series_rows("okx", "ETH", "global_account", [0.7, 1.3, 1.0]))
     path = tmp_path / "patterns.duckdb"
-    _refresh(path, pd.concat(rows, ignore_index=True), AnalyticsSettings(divergence_margin=m))
+    settings = AnalyticsSettings(divergence_margin=m, lookback_days=4, min_history=3)
+    assert settings.divergence_side_zscore == 1.0  # the default
+    _refresh(path, pd.concat(rows, ignore_index=True), settings)
     with duckdb.connect(str(path), read_only=True) as conn:
         div = conn.sql("SELECT * FROM divergence").df()
     coin = div[div["scope"] == "coin"]
     assert set(coin["exchange"]) == {"htx"}
-    got = coin.set_index("coin")["pattern"]
-    for name, (_, _, pattern) in pairs.items():
-        assert (got[name] if got[name] == got[name] else None) == pattern, name
-    sides = coin.set_index("coin")[["account_side", "position_side"]]
+    day3 = coin[coin["ts"] == START + pd.Timedelta(days=3)].set_index("coin")
+    for name, (account, position, pattern) in pairs.items():
+        got = day3.loc[name, "pattern"]
+        assert (got if got == got else None) == pattern, name
+        assert day3.loc[name, "account_zscore"] == pytest.approx(account[1]), name
+        if position[1] == position[1]:
+            assert day3.loc[name, "position_zscore"] == pytest.approx(position[1]), name
+        if pattern is not None:
+            assert day3.loc[name, "pattern_since"] == day3.loc[name, "ts"], name
+            assert day3.loc[name, "pattern_buckets"] == 1, name
+    sides = day3[["account_side", "position_side"]]
+    assert sides.loc["SOL"].tolist() == ["short", "long"]
+    assert day3.loc["SOL", "account_ratio"] > 1 + m and day3.loc["SOL", "position_ratio"] < 1
     assert sides.loc["PEPE"].tolist() == ["neutral", "short"]
-    assert sides.loc["BTC"].tolist() == ["long", "neutral"]
-    assert sides.loc["ZZZ", "position_side"] is None
+    assert sides.loc["ADA"].tolist() == ["long", "neutral"]
+    assert sides.loc["BTC", "position_side"] is None
+    assert day3[["long_threshold", "short_threshold"]].isna().all().all()
+    assert (day3["side_zscore_threshold"] == 1.0).all()
+    first_days = coin[coin["ts"] < START + pd.Timedelta(days=3)]  # fewer than 3 earlier days
+    assert first_days[["account_side", "position_side", "pattern"]].isna().all().all()
+    zzz = coin[coin["coin"] == "ZZZ"]
+    assert zzz["account_side"].isna().all() and zzz["pattern"].isna().all()
     regime = div[(div["scope"] == "btc_vs_alts") & (div["exchange"] == "okx")].sort_values("ts")
     assert regime["pattern"].tolist()[:2] == ["btc_long_alts_short", "btc_short_alts_long"]
     assert regime["pattern"].isna().tolist()[2]
+    assert regime["pattern_since"].tolist()[:2] == regime["ts"].tolist()[:2]  # a new pattern
     assert regime["coin"].isna().all() and (regime["metric"] == "global_account").all()
+    assert np.allclose(regime["long_threshold"], 1 + m)
+
+
+def test_whale_crowd_runs_and_who_leans_against_the_crowd_now(tmp_path: Path) -> None:
+    """Daily ln ratios in tenths, z-scores worked out by hand (lookback 4 days, so the history
+    is the (up to) four days before; min_history 3; k = 1). ETH's whales:
+
+        day  ln x10  history           mean  sample sd          z       side
+         3     0     1 -1  1           1/3   sqrt(4/3)         -0.289   neutral
+         4     2     1 -1  1  0        1/4   sqrt(2.75/3)       1.828   long
+         5     2    -1  1  0  2        1/2   sqrt(5/3)          1.162   long
+         6     1     1  0  2  2        5/4   sqrt(2.75/3)      -0.261   neutral
+         7     3     0  2  2  1        5/4   sqrt(2.75/3)       1.828   long
+         8     (no row: the bucket is missing)
+         9     4     2  1  3           2     1                  2       long
+        10     5     1  3  4           8/3   sqrt(7/3)          sqrt(7/3) = 1.528  long
+
+    ETH's crowd is the mirror image (ln -> -ln), so its z-scores are the negatives: short where
+    the whales are long. The run of whales_long_crowd_short is broken by the neutral day 6 and
+    again by the missing day 8: on day 10 it holds since day 9, for 2 buckets.
+    """
+    eth = [1, -1, 1, 0, 2, 2, 1, 3, 4, 5]
+    days = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10]
+    doge = [-1, 1, -1, 0, -2, -3, -4, -5, -6, -7, -8]  # whales ever shorter, no gap
+
+    def series(
+        exchange: str, coin: str, metric: str, tenths: list[int], on: list[int]
+    ) -> pd.DataFrame:
+        ratios = np.exp(np.array(tenths, dtype=float) / 10)
+        return _ls_rows(exchange, coin, f"{coin}USDT", metric, "1d", np.array(on), ratios)
+
+    def whales_and_crowd(
+        exchange: str, coin: str, whale: list[int], crowd: list[int], on: list[int]
+    ) -> list[pd.DataFrame]:
+        return [
+            series(exchange, coin, "top_position", whale, on),
+            series(exchange, coin, "global_account", crowd, on),
+        ]
+
+    mirror = [-v for v in eth]
+    rows = [
+        *whales_and_crowd("binance", "ETH", eth, mirror, days),
+        *whales_and_crowd("binance", "SOL", eth, eth, days),  # both long: they agree
+        *whales_and_crowd("binance", "XRP", [*eth[:-1], 3], [*mirror[:-1], -3], days),
+        *whales_and_crowd("binance", "BTC", eth[:-1], mirror[:-1], days[:-1]),  # stops on day 9
+        series("binance", "PEPE", "top_position", eth, days),
+        series("binance", "PEPE", "global_account", mirror[:-1], days[:-1]),  # no crowd on day 10
+        *whales_and_crowd("binance", "DOGE", doge, [-v for v in doge], list(range(11))),
+        # htx publishes no global_account, bybit no top_position: no whale_crowd rows there
+        *whales_and_crowd("htx", "ETH", eth, mirror, days),
+        *whales_and_crowd("bybit", "ETH", eth, mirror, days),
+    ]
+    path = tmp_path / "whales.duckdb"
+    _refresh(
+        path, pd.concat(rows, ignore_index=True), AnalyticsSettings(lookback_days=4, min_history=3)
+    )
+    with duckdb.connect(str(path), read_only=True) as conn:
+        div = conn.sql("SELECT * FROM divergence WHERE scope = 'whale_crowd'").df()
+        now = conn.sql("SELECT * FROM whale_crowd_now").df()
+    assert set(div["exchange"]) == {"binance"}
+    assert (div["metric"] == "top_position/global_account").all()
+    day = {d: START + pd.Timedelta(days=d) for d in range(11)}
+
+    one = div[div["coin"] == "ETH"].set_index("ts").sort_index()
+    by_hand = {
+        3: -1 / 3 / np.sqrt(4 / 3),
+        4: 1.75 / np.sqrt(2.75 / 3),
+        5: 1.5 / np.sqrt(5 / 3),
+        6: -0.25 / np.sqrt(2.75 / 3),
+        7: 1.75 / np.sqrt(2.75 / 3),
+        9: 2.0,
+        10: np.sqrt(7 / 3),
+    }
+    for d, z in by_hand.items():
+        assert one.loc[day[d], "whale_zscore"] == pytest.approx(z), d
+        assert one.loc[day[d], "crowd_zscore"] == pytest.approx(-z), d
+    assert one.loc[[day[d] for d in (0, 1, 2)], "whale_zscore"].isna().all()  # < 3 earlier
+    wlcs = "whales_long_crowd_short"
+    runs = {  # day: (whale_side, crowd_side, pattern, since, buckets)
+        3: ("neutral", "neutral", None, None, None),
+        4: ("long", "short", wlcs, day[4], 1),
+        5: ("long", "short", wlcs, day[4], 2),
+        6: ("neutral", "neutral", None, None, None),  # breaks the run
+        7: ("long", "short", wlcs, day[7], 1),
+        9: ("long", "short", wlcs, day[9], 1),  # day 8 is missing: a new run
+        10: ("long", "short", wlcs, day[9], 2),
+    }
+    for d, expected in runs.items():
+        got = one.loc[day[d], ["whale_side", "crowd_side", "pattern", "pattern_since"]]
+        buckets = one.loc[day[d], "pattern_buckets"]
+        values = [None if pd.isna(v) else v for v in got.tolist()]
+        values.append(None if pd.isna(buckets) else int(buckets))
+        assert values == list(expected), d
+
+    last = div[div["ts"] == day[10]].set_index("coin")
+    assert last.loc["SOL", "pattern"] == "whales_and_crowd_long"
+    assert last.loc["XRP", "whale_side"] == "neutral"  # z = (3 - 8/3) / sqrt(7/3) = 0.218
+    assert last.loc["PEPE", "crowd_ratio"] != last.loc["PEPE", "crowd_ratio"]  # no crowd row
+    assert last.loc["PEPE", "pattern"] is None
+    assert "BTC" not in last.index
+    doge_last = last.loc["DOGE"]
+    assert doge_last["pattern"] == "whales_short_crowd_long"
+    assert (doge_last["pattern_since"], doge_last["pattern_buckets"]) == (day[4], 7)
+
+    # Now (day 10, binance 1d's latest bucket): ETH since day 9 and DOGE since day 4. Not SOL
+    # (agreeing), XRP (neutral today), PEPE (no crowd reading today), nor BTC, whose last row
+    # (day 9, against) is not today's: its state now is unknown.
+    listed = now.set_index("coin").sort_index()
+    assert listed.index.tolist() == ["DOGE", "ETH"]
+    assert (listed["exchange"] == "binance").all() and (listed["period"] == "1d").all()
+    assert (listed["ts"] == day[10]).all()
+    assert listed["pattern"].tolist() == ["whales_short_crowd_long", wlcs]
+    assert listed["pattern_since"].tolist() == [day[4], day[9]]
+    assert listed["pattern_buckets"].tolist() == [7, 2]
+    assert listed.loc["ETH", "whale_ratio"] == pytest.approx(np.exp(0.5))
+    assert listed.loc["ETH", "crowd_ratio"] == pytest.approx(np.exp(-0.5))
+    assert listed.loc["ETH", "whale_zscore"] == pytest.approx(np.sqrt(7 / 3))
+    assert listed.loc["ETH", "crowd_zscore"] == pytest.approx(-np.sqrt(7 / 3))
 
 
 def test_zscore_divergence_between_btc_and_alts(tmp_path: Path) -> None:
@@ -1054,6 +1332,8 @@ def test_settings_are_validated() -> None:
         AnalyticsSettings(zone_lower_pct=0.9, zone_upper_pct=0.1)
     with pytest.raises(ValueError, match="non-negative"):
         AnalyticsSettings(divergence_margin=-0.1)
+    with pytest.raises(ValueError, match="non-negative"):
+        AnalyticsSettings(divergence_side_zscore=float("nan"))
     with pytest.raises(ValueError, match="flow_momentum_length"):
         AnalyticsSettings(flow_momentum_length=1)
     with pytest.raises(ValueError, match="flow_extreme_share"):
@@ -1084,10 +1364,14 @@ def test_asset_checks_pass_on_the_built_warehouse_and_catch_broken_rows(tmp_path
             "UPDATE alt_average SET n_coins = 99 WHERE ts = (SELECT min(ts) FROM alt_average)"
         )
         conn.execute(
-            "INSERT INTO divergence (scope, exchange, metric, period, coin, ts, account_ratio, "
-            "position_ratio, long_threshold, short_threshold, pattern) VALUES ('coin', 'bybit', "
-            "'top_account/top_position', '1h', 'BTC', TIMESTAMP '2024-03-01', 2, 0.5, 1.1, 0.9, "
-            "'cautious_whale')"
+            "INSERT INTO divergence (scope, exchange, metric, period, coin, ts, account_zscore, "
+            "position_zscore, account_side, position_side, side_zscore_threshold, pattern, "
+            "pattern_since, pattern_buckets) VALUES ('coin', 'bybit', "
+            "'top_account/top_position', '1h', 'BTC', TIMESTAMP '2024-03-01', 2, -2, 'long', "
+            "'short', 1, 'cautious_whale', TIMESTAMP '2024-03-01', 1)"
+        )
+        conn.execute(
+            "DELETE FROM whale_crowd_now WHERE coin = (SELECT min(coin) FROM whale_crowd_now)"
         )
         conn.execute("UPDATE cross_exchange SET n_exchanges = 6 WHERE metric = 'top_account'")
         conn.execute("UPDATE candle_flow SET buy_share = 1.5 WHERE method = 'taker'")
@@ -1096,6 +1380,7 @@ def test_asset_checks_pass_on_the_built_warehouse_and_catch_broken_rows(tmp_path
         "signal_zones_consistent",
         "alt_average_counts_and_means",
         "divergence_patterns_valid",
+        "whale_crowd_now_matches_divergence",
         "cross_exchange_counts_valid",
         "candle_flow_shares_valid",
     }

@@ -34,7 +34,7 @@ WAREHOUSE_CHECKS |= {"ls_ratio_shares_consistent"}
 DERIVED_CHECKS = {"heatmap_matrix_cells_consistent", "btc_ls_one_row_per_bucket"}
 DERIVED_CHECKS |= {"alt_average_counts_and_means", "signal_zones_consistent"}
 DERIVED_CHECKS |= {"divergence_patterns_valid", "cross_exchange_counts_valid"}
-DERIVED_CHECKS |= {"candle_flow_shares_valid"}
+DERIVED_CHECKS |= {"candle_flow_shares_valid", "whale_crowd_now_matches_divergence"}
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ def test_lineage_shows_what_each_derived_table_reads_in_its_sql() -> None:
     assert parents("cross_exchange") == {"heatmap_matrix", "open_interest", "klines"}
     assert parents("signal_zones") == {"btc_ls", "alt_average"}
     assert parents("divergence") == {"heatmap_matrix", "signal_zones"}
+    assert parents("whale_crowd_now") == {"divergence"}
     order = list(DERIVED_TABLES)
     for table in order:
         for parent in parents(table) & set(order):

@@ -1,63 +1,138 @@
--- divergence: where two readings of the crowd disagree (or agree) strongly. Two scopes in one
--- table, told apart by `scope`:
+-- divergence: where two readings of the crowd disagree (or agree) strongly, and since when.
+-- Three scopes in one table, told apart by `scope`.
 --
--- scope = 'coin': per exchange that publishes both top_account and top_position for the same
--- population of top traders ($top_pair_exchanges, from the connectors' METRICS), per coin,
--- period and bucket. Each side is read against the thresholds
---   long  when ratio > long_threshold  = 1 + $divergence_margin
---   short when ratio < short_threshold = 1 / (1 + $divergence_margin)   (symmetric in ln)
---   neutral in between (bounds included), NULL without a ratio;
--- pattern = cautious_whale (accounts long, positions short), whale_against_trend (accounts
--- short, positions long), consensus_long (both long), consensus_short (both short), else NULL.
--- A bucket where only one of the two kinds is stored keeps its row with pattern NULL.
+-- Sides (scopes coin and whale_crowd) come from where each series stands against its OWN
+-- trailing history: the z-score of ln(ratio) in heatmap_matrix (same exchange, metric, period
+-- and coin; the bucket itself excluded; $lookback_days and $min_history apply), with
+-- k = side_zscore_threshold = $divergence_side_zscore:
+--   long    when zscore > +k   (leaning long for this series: more long than it usually is)
+--   short   when zscore < -k
+--   neutral in between (bounds included), NULL without a z-score (no row of that kind, ratio
+--           NULL, fewer than min_history earlier observations, or a history without spread).
+-- Why not also a band around 1 (a side needing both: beyond its history AND on that side of 1)?
+-- Each venue's populations sit at levels of their own: Binance's crowd is net long most alts
+-- for months at ratios of 2 to 3, and some top-trader series sit below 1 as long. Read against 1,
+-- such a series is "long" (or "short") in every bucket, so its patterns name the venue, not a
+-- change in positioning. Requiring both sides of the test would bring that back: a crowd that
+-- usually sits at 2.5 and drops to 1.3 (z far below -k) could never read short, and whales
+-- usually at 0.6 who move to 0.95 could never read long, which are exactly the moves this table
+-- is for. The ratios stay in every row, so a reader who also wants the level can filter on them.
+--
+-- scope = 'coin' (metric 'top_account/top_position'): per exchange that publishes both
+-- top_account and top_position for the same population of top traders ($top_pair_exchanges,
+-- from the connectors' METRICS), per coin, period and bucket: pattern = cautious_whale (accounts
+-- long, positions short), whale_against_trend (accounts short, positions long), consensus_long
+-- (both long), consensus_short (both short), else NULL.
+--
+-- scope = 'whale_crowd' (metric 'top_position/global_account'): per exchange that publishes
+-- both top_position (the whales: top traders by position size) and global_account (the crowd:
+-- all accounts) ($whale_crowd_exchanges, from the connectors' METRICS), per coin, period and
+-- bucket: whale_side from top_position's z-score, crowd_side from global_account's (same rule),
+-- pattern = whales_long_crowd_short, whales_short_crowd_long (they lean against each other),
+-- whales_and_crowd_long, whales_and_crowd_short (they agree at an extreme), else NULL.
+--
+-- In both, a bucket where only one of the two kinds is stored keeps its row with pattern NULL.
 --
 -- scope = 'btc_vs_alts': per exchange, metric, period and bucket, BTC's ratio against the
 -- altcoin geometric mean (both from signal_zones, so the same values the zones use). The
--- "regime shift" signal:
---   btc_long_alts_short when btc_ratio > long_threshold and alt_ratio < short_threshold,
---   btc_short_alts_long when btc_ratio < short_threshold and alt_ratio > long_threshold,
+-- "regime shift" signal, still read against the fixed band around 1:
+--   btc_long_alts_short when btc_ratio > long_threshold = 1 + $divergence_margin
+--                       and alt_ratio < short_threshold = 1 / (1 + $divergence_margin),
+--   btc_short_alts_long the other way round,
 --   else zscore_divergence when |btc_zscore - alt_zscore| > zscore_threshold
 --   ($divergence_zscore_gap; each z-score against its own trailing history, see
 --   signal_zones.zscore), else NULL.
--- Columns that belong to the other scope are NULL: account_ratio, position_ratio, the sides
--- and coin for btc_vs_alts; btc_/alt_ columns and zscore_threshold for coin rows. The coin
--- rows' metric is 'top_account/top_position'.
+--
+-- Since when (every scope): pattern_since = the first bucket of the current unbroken run of the
+-- same non-NULL pattern in that series (scope, exchange, metric, period, coin) up to this
+-- bucket, pattern_buckets = the buckets in that run so far. A bucket with another pattern or a
+-- NULL pattern ends a run, and so does a missing bucket: the run continues only when the
+-- series' previous row is the bucket exactly one period earlier ($period_seconds). A hole is a
+-- stretch nobody saw, so the run cannot be vouched for across it; pattern_since then says "at
+-- least since". Both are NULL where pattern is NULL.
+--
+-- Columns that belong to another scope are NULL: account_/position_ columns outside coin,
+-- whale_/crowd_ columns outside whale_crowd, btc_/alt_ columns, long_/short_threshold and
+-- zscore_threshold outside btc_vs_alts, side_zscore_threshold in btc_vs_alts and coin in
+-- btc_vs_alts.
+CREATE OR REPLACE TEMP MACRO side_of(z, k) AS
+    CASE WHEN z > k THEN 'long' WHEN z < -k THEN 'short' WHEN z IS NOT NULL THEN 'neutral' END;
+
 CREATE OR REPLACE TABLE divergence AS
-WITH tops AS (
+WITH limits AS (
+    SELECT
+        1 + CAST($divergence_margin AS DOUBLE)       AS long_threshold,
+        1 / (1 + CAST($divergence_margin AS DOUBLE)) AS short_threshold,
+        CAST($divergence_zscore_gap AS DOUBLE)      AS zscore_threshold,
+        CAST($divergence_side_zscore AS DOUBLE)     AS side_zscore_threshold
+),
+periods AS (
+    SELECT unnest($period_seconds, recursive := true)
+),
+tops AS (
     SELECT
         exchange,
         period,
         coin,
         ts,
-        max(ratio) FILTER (WHERE metric = 'top_account')  AS account_ratio,
-        max(ratio) FILTER (WHERE metric = 'top_position') AS position_ratio
+        max(ratio)  FILTER (WHERE metric = 'top_account')  AS account_ratio,
+        max(ratio)  FILTER (WHERE metric = 'top_position') AS position_ratio,
+        max(zscore) FILTER (WHERE metric = 'top_account')  AS account_zscore,
+        max(zscore) FILTER (WHERE metric = 'top_position') AS position_zscore
     FROM heatmap_matrix
     WHERE metric IN ('top_account', 'top_position')
       AND list_contains($top_pair_exchanges, exchange)
     GROUP BY exchange, period, coin, ts
 ),
-limits AS (
+coin_rows AS (
     SELECT
-        1 + CAST($divergence_margin AS DOUBLE)       AS long_threshold,
-        1 / (1 + CAST($divergence_margin AS DOUBLE)) AS short_threshold,
-        CAST($divergence_zscore_gap AS DOUBLE)      AS zscore_threshold
-),
-coin_sides AS (
-    SELECT
-        t.*,
-        l.long_threshold,
-        l.short_threshold,
-        CASE
-            WHEN t.account_ratio > l.long_threshold THEN 'long'
-            WHEN t.account_ratio < l.short_threshold THEN 'short'
-            WHEN t.account_ratio IS NOT NULL THEN 'neutral'
-        END AS account_side,
-        CASE
-            WHEN t.position_ratio > l.long_threshold THEN 'long'
-            WHEN t.position_ratio < l.short_threshold THEN 'short'
-            WHEN t.position_ratio IS NOT NULL THEN 'neutral'
-        END AS position_side
+        'coin' AS scope,
+        t.exchange,
+        'top_account/top_position' AS metric,
+        t.period,
+        t.coin,
+        t.ts,
+        t.account_ratio,
+        t.position_ratio,
+        t.account_zscore,
+        t.position_zscore,
+        side_of(t.account_zscore, l.side_zscore_threshold)  AS account_side,
+        side_of(t.position_zscore, l.side_zscore_threshold) AS position_side,
+        l.side_zscore_threshold
     FROM tops AS t
+    CROSS JOIN limits AS l
+),
+crowds AS (
+    SELECT
+        exchange,
+        period,
+        coin,
+        ts,
+        max(ratio)  FILTER (WHERE metric = 'top_position')   AS whale_ratio,
+        max(ratio)  FILTER (WHERE metric = 'global_account') AS crowd_ratio,
+        max(zscore) FILTER (WHERE metric = 'top_position')   AS whale_zscore,
+        max(zscore) FILTER (WHERE metric = 'global_account') AS crowd_zscore
+    FROM heatmap_matrix
+    WHERE metric IN ('top_position', 'global_account')
+      AND list_contains($whale_crowd_exchanges, exchange)
+    GROUP BY exchange, period, coin, ts
+),
+whale_rows AS (
+    SELECT
+        'whale_crowd' AS scope,
+        c.exchange,
+        'top_position/global_account' AS metric,
+        c.period,
+        c.coin,
+        c.ts,
+        c.whale_ratio,
+        c.crowd_ratio,
+        c.whale_zscore,
+        c.crowd_zscore,
+        side_of(c.whale_zscore, l.side_zscore_threshold) AS whale_side,
+        side_of(c.crowd_zscore, l.side_zscore_threshold) AS crowd_side,
+        l.side_zscore_threshold
+    FROM crowds AS c
     CROSS JOIN limits AS l
 ),
 pairs AS (
@@ -72,77 +147,141 @@ pairs AS (
         max(zscore) FILTER (WHERE series = 'alt_avg') AS alt_zscore
     FROM signal_zones
     GROUP BY exchange, metric, period, ts
+),
+patterned AS (
+    SELECT
+        *,
+        CASE
+            WHEN account_side = 'long' AND position_side = 'short' THEN 'cautious_whale'
+            WHEN account_side = 'short' AND position_side = 'long' THEN 'whale_against_trend'
+            WHEN account_side = 'long' AND position_side = 'long' THEN 'consensus_long'
+            WHEN account_side = 'short' AND position_side = 'short' THEN 'consensus_short'
+        END AS pattern
+    FROM coin_rows
+    UNION ALL BY NAME
+    SELECT
+        *,
+        CASE
+            WHEN whale_side = 'long' AND crowd_side = 'short' THEN 'whales_long_crowd_short'
+            WHEN whale_side = 'short' AND crowd_side = 'long' THEN 'whales_short_crowd_long'
+            WHEN whale_side = 'long' AND crowd_side = 'long' THEN 'whales_and_crowd_long'
+            WHEN whale_side = 'short' AND crowd_side = 'short' THEN 'whales_and_crowd_short'
+        END AS pattern
+    FROM whale_rows
+    UNION ALL BY NAME
+    SELECT
+        'btc_vs_alts' AS scope,
+        p.exchange,
+        p.metric,
+        p.period,
+        CAST(NULL AS VARCHAR) AS coin,
+        p.ts,
+        p.btc_ratio,
+        p.alt_ratio,
+        p.btc_zscore,
+        p.alt_zscore,
+        p.btc_zscore - p.alt_zscore AS zscore_gap,
+        l.long_threshold,
+        l.short_threshold,
+        l.zscore_threshold,
+        CASE
+            WHEN p.btc_ratio > l.long_threshold AND p.alt_ratio < l.short_threshold
+                THEN 'btc_long_alts_short'
+            WHEN p.btc_ratio < l.short_threshold AND p.alt_ratio > l.long_threshold
+                THEN 'btc_short_alts_long'
+            WHEN abs(p.btc_zscore - p.alt_zscore) > l.zscore_threshold
+                THEN 'zscore_divergence'
+        END AS pattern
+    FROM pairs AS p
+    CROSS JOIN limits AS l
+),
+-- Gaps and islands over the rows with a pattern only (a NULL pattern ends a run anyway: with
+-- it in between, the previous patterned row is more than one period back). A row starts a run
+-- unless the series' previous patterned row is the bucket one period before, same pattern.
+stepped AS (
+    SELECT
+        d.*,
+        coalesce(
+            d.pattern = lag(d.pattern) OVER series
+            AND lag(d.ts) OVER series >= d.ts - to_seconds(s.seconds),
+            false
+        ) AS continues,
+        row_number() OVER series AS n
+    FROM patterned AS d
+    LEFT JOIN periods AS s
+        ON s.period = d.period
+    WHERE d.pattern IS NOT NULL
+    WINDOW series AS (PARTITION BY d.scope, d.exchange, d.metric, d.period, d.coin ORDER BY d.ts)
+),
+runs AS (
+    SELECT
+        * EXCLUDE (continues, n),
+        max(CASE WHEN NOT continues THEN ts END) OVER upto AS pattern_since,
+        (n - max(CASE WHEN NOT continues THEN n END) OVER upto + 1)::INTEGER AS pattern_buckets
+    FROM stepped
+    WINDOW upto AS (
+        PARTITION BY scope, exchange, metric, period, coin ORDER BY ts ROWS UNBOUNDED PRECEDING
+    )
+    UNION ALL BY NAME
+    SELECT * FROM patterned WHERE pattern IS NULL
 )
 SELECT
-    'coin' AS scope,
+    scope,
     exchange,
-    'top_account/top_position' AS metric,
+    metric,
     period,
     coin,
     ts,
     account_ratio,
     position_ratio,
+    account_zscore,
+    position_zscore,
     account_side,
     position_side,
-    CAST(NULL AS DOUBLE) AS btc_ratio,
-    CAST(NULL AS DOUBLE) AS alt_ratio,
-    CAST(NULL AS DOUBLE) AS btc_zscore,
-    CAST(NULL AS DOUBLE) AS alt_zscore,
-    CAST(NULL AS DOUBLE) AS zscore_gap,
+    whale_ratio,
+    crowd_ratio,
+    whale_zscore,
+    crowd_zscore,
+    whale_side,
+    crowd_side,
+    btc_ratio,
+    alt_ratio,
+    btc_zscore,
+    alt_zscore,
+    zscore_gap,
     long_threshold,
     short_threshold,
-    CAST(NULL AS DOUBLE) AS zscore_threshold,
-    CASE
-        WHEN account_side = 'long' AND position_side = 'short' THEN 'cautious_whale'
-        WHEN account_side = 'short' AND position_side = 'long' THEN 'whale_against_trend'
-        WHEN account_side = 'long' AND position_side = 'long' THEN 'consensus_long'
-        WHEN account_side = 'short' AND position_side = 'short' THEN 'consensus_short'
-    END AS pattern
-FROM coin_sides
-UNION ALL
-SELECT
-    'btc_vs_alts' AS scope,
-    p.exchange,
-    p.metric,
-    p.period,
-    CAST(NULL AS VARCHAR) AS coin,
-    p.ts,
-    NULL,
-    NULL,
-    NULL,
-    NULL,
-    p.btc_ratio,
-    p.alt_ratio,
-    p.btc_zscore,
-    p.alt_zscore,
-    p.btc_zscore - p.alt_zscore AS zscore_gap,
-    l.long_threshold,
-    l.short_threshold,
-    l.zscore_threshold,
-    CASE
-        WHEN p.btc_ratio > l.long_threshold AND p.alt_ratio < l.short_threshold
-            THEN 'btc_long_alts_short'
-        WHEN p.btc_ratio < l.short_threshold AND p.alt_ratio > l.long_threshold
-            THEN 'btc_short_alts_long'
-        WHEN abs(p.btc_zscore - p.alt_zscore) > l.zscore_threshold
-            THEN 'zscore_divergence'
-    END AS pattern
-FROM pairs AS p
-CROSS JOIN limits AS l;
+    zscore_threshold,
+    side_zscore_threshold,
+    pattern,
+    pattern_since,
+    pattern_buckets
+FROM runs;
 
-COMMENT ON TABLE divergence IS 'Positioning divergence. scope coin: top_account vs top_position per coin on exchanges publishing both (cautious_whale, whale_against_trend, consensus_long, consensus_short). scope btc_vs_alts: BTC vs the altcoin geometric mean per metric (btc_long_alts_short, btc_short_alts_long, zscore_divergence). Not stored in any order.';
-COMMENT ON COLUMN divergence.scope IS 'coin (key: exchange, period, coin, ts) or btc_vs_alts (key: exchange, metric, period, ts; coin NULL)';
-COMMENT ON COLUMN divergence.metric IS 'btc_vs_alts: the metric kind compared. coin: always top_account/top_position';
+COMMENT ON TABLE divergence IS 'Positioning divergence, each side read against its own series'' trailing z-score, with since when each pattern holds. scope coin: top_account vs top_position per coin on exchanges publishing both (cautious_whale, whale_against_trend, consensus_long, consensus_short). scope whale_crowd: top_position (whales) vs global_account (crowd) per coin on exchanges publishing both (whales_long_crowd_short, whales_short_crowd_long, whales_and_crowd_long, whales_and_crowd_short). scope btc_vs_alts: BTC vs the altcoin geometric mean per metric (btc_long_alts_short, btc_short_alts_long, zscore_divergence). Not stored in any order.';
+COMMENT ON COLUMN divergence.scope IS 'coin or whale_crowd (key: exchange, period, coin, ts) or btc_vs_alts (key: exchange, metric, period, ts; coin NULL)';
+COMMENT ON COLUMN divergence.metric IS 'btc_vs_alts: the metric kind compared. coin: always top_account/top_position. whale_crowd: always top_position/global_account';
 COMMENT ON COLUMN divergence.account_ratio IS 'coin scope: the coin''s top_account ratio (top traders by count)';
 COMMENT ON COLUMN divergence.position_ratio IS 'coin scope: the coin''s top_position ratio (top traders by position size)';
-COMMENT ON COLUMN divergence.account_side IS 'long (ratio > long_threshold), short (ratio < short_threshold), neutral, NULL without a ratio';
-COMMENT ON COLUMN divergence.position_side IS 'Same as account_side for position_ratio';
+COMMENT ON COLUMN divergence.account_zscore IS 'coin scope: heatmap_matrix.zscore of the top_account series (ln ratio against its own trailing history)';
+COMMENT ON COLUMN divergence.position_zscore IS 'coin scope: heatmap_matrix.zscore of the top_position series';
+COMMENT ON COLUMN divergence.account_side IS 'coin scope: long (account_zscore > side_zscore_threshold: more long than this series usually is), short (< -side_zscore_threshold), neutral in between, NULL without a z-score';
+COMMENT ON COLUMN divergence.position_side IS 'coin scope: same as account_side for position_zscore';
+COMMENT ON COLUMN divergence.whale_ratio IS 'whale_crowd scope: the coin''s top_position ratio (whales: top traders by position size)';
+COMMENT ON COLUMN divergence.crowd_ratio IS 'whale_crowd scope: the coin''s global_account ratio (the crowd: all accounts, by count)';
+COMMENT ON COLUMN divergence.whale_zscore IS 'whale_crowd scope: heatmap_matrix.zscore of the top_position series';
+COMMENT ON COLUMN divergence.crowd_zscore IS 'whale_crowd scope: heatmap_matrix.zscore of the global_account series';
+COMMENT ON COLUMN divergence.whale_side IS 'whale_crowd scope: long (whale_zscore > side_zscore_threshold), short (< -side_zscore_threshold), neutral in between, NULL without a z-score';
+COMMENT ON COLUMN divergence.crowd_side IS 'whale_crowd scope: same as whale_side for crowd_zscore';
 COMMENT ON COLUMN divergence.btc_ratio IS 'btc_vs_alts: BTC''s ratio (signal_zones series btc)';
 COMMENT ON COLUMN divergence.alt_ratio IS 'btc_vs_alts: altcoin geometric-mean ratio (signal_zones series alt_avg)';
 COMMENT ON COLUMN divergence.btc_zscore IS 'btc_vs_alts: z-score of ln(btc_ratio) against its trailing history (signal_zones.zscore)';
 COMMENT ON COLUMN divergence.alt_zscore IS 'btc_vs_alts: z-score of ln(alt_ratio) against its trailing history (signal_zones.zscore)';
 COMMENT ON COLUMN divergence.zscore_gap IS 'btc_vs_alts: btc_zscore - alt_zscore';
-COMMENT ON COLUMN divergence.long_threshold IS '1 + divergence_margin (default 1.05): a ratio above it reads long';
-COMMENT ON COLUMN divergence.short_threshold IS '1 / (1 + divergence_margin) (default 0.952): a ratio below it reads short';
+COMMENT ON COLUMN divergence.long_threshold IS 'btc_vs_alts: 1 + divergence_margin (default 1.05): a ratio above it reads long';
+COMMENT ON COLUMN divergence.short_threshold IS 'btc_vs_alts: 1 / (1 + divergence_margin) (default 0.952): a ratio below it reads short';
 COMMENT ON COLUMN divergence.zscore_threshold IS 'btc_vs_alts: |zscore_gap| above it is a zscore_divergence (default 2.0)';
-COMMENT ON COLUMN divergence.pattern IS 'coin: cautious_whale, whale_against_trend, consensus_long, consensus_short or NULL. btc_vs_alts: btc_long_alts_short, btc_short_alts_long, zscore_divergence or NULL';
+COMMENT ON COLUMN divergence.side_zscore_threshold IS 'coin and whale_crowd: divergence_side_zscore (default 1.0): a z-score above it reads long, below minus it short';
+COMMENT ON COLUMN divergence.pattern IS 'coin: cautious_whale, whale_against_trend, consensus_long, consensus_short or NULL. whale_crowd: whales_long_crowd_short, whales_short_crowd_long, whales_and_crowd_long, whales_and_crowd_short or NULL. btc_vs_alts: btc_long_alts_short, btc_short_alts_long, zscore_divergence or NULL';
+COMMENT ON COLUMN divergence.pattern_since IS 'First bucket of the current unbroken run of this pattern in the series (same scope, exchange, metric, period, coin); a bucket with another or no pattern, or a missing bucket, ends a run; NULL where pattern is NULL';
+COMMENT ON COLUMN divergence.pattern_buckets IS 'Buckets in that run up to and including this one (1 = the pattern is new); NULL where pattern is NULL';
