@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.config import CROSS, FLOW, METRICS, PERIOD_MS, warehouse_path
+from pipelines.config import CROSS, FLOW, METRICS, PERIOD_MS, WHALES, warehouse_path
 from pipelines.exchanges import EXCHANGES
 
 if TYPE_CHECKING:
@@ -66,8 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--metric",
         required=True,
-        choices=(*METRICS, FLOW),
-        help=f"a metric kind, or {FLOW} for the candle-flow image",
+        choices=(*METRICS, FLOW, WHALES),
+        help=f"a metric kind; {FLOW} or {WHALES} for those images",
     )
     render.add_argument("--period", required=True, choices=list(PERIOD_MS))
     render.add_argument("--range", required=True, help="7d .. 365d", type=_range_days)

@@ -36,9 +36,11 @@ PERIOD_MS: dict[str, int] = {
 }
 DEFAULT_RANGE_DAYS: dict[str, int] = {"1h": 7, "4h": 30, "1d": 90}
 # Images that are not one exchange's one metric: the pseudo-exchange of the cross-exchange view
-# (the `cross_exchange` table) and the pseudo-metric of the candle-flow image (`candle_flow`).
+# (the `cross_exchange` table), and the pseudo-metrics of the candle-flow image (`candle_flow`)
+# and of the whale-vs-crowd image (`divergence` scope whale_crowd, `whale_crowd_now`).
 CROSS = "cross"
 FLOW = "candle_flow"
+WHALES = "whale_vs_crowd"
 # Candle flow's lower timeframe: where candles carry no taker buys, the 1h and 4h flow is read from
 # the directions of the 5m candles inside each bucket (12 and 48 of them; 1d reads 1h candles).
 # They are fetched as candles only, FLOW_LOWER_DEPTH_DAYS back unless the depth names 5m.

@@ -20,7 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pipelines.config import CROSS, FLOW
+from pipelines.config import CROSS, FLOW, WHALES
 from pipelines.themes import DEFAULT_THEME, get_theme
 from pipelines.warehouse import one_row, table_exists
 
@@ -73,8 +73,12 @@ class RenderRequest:
             )
         if self.metric == FLOW and self.color_by != "ln_ratio":
             raise ValueError("a candle-flow image is coloured by the buy share only, not a z-score")
-        if self.metric == FLOW and self.exchange == CROSS:
-            raise ValueError("candle flow is drawn per exchange; there is no cross-exchange one")
+        if self.metric == WHALES and self.color_by != "ln_ratio":
+            raise ValueError(
+                "a whale-vs-crowd image is coloured by the pattern only, not a z-score"
+            )
+        if self.metric in (FLOW, WHALES) and self.exchange == CROSS:
+            raise ValueError(f"{self.metric} is drawn per exchange; there is no cross-exchange one")
         get_theme(self.theme)  # UnknownThemeError (a ValueError) with close matches
 
     @property
@@ -131,6 +135,7 @@ class ImageView:
     cross-exchange one differ only here; the queries and the drawing are the same for both."""
 
     keys: tuple[str, ...]  # the request fields that select the rows of every table read
+    row_filter: str  # more of the WHERE for every table read ("" or " AND ..."), a constant
     heat_table: str
     heat_ratio: str  # NULL here means "no ratio" in that cell
     heat_ln_ratio: str  # the colour, 0 = balanced: ln(ratio), or the buy share - 1/2
@@ -150,6 +155,7 @@ class ImageView:
 
 EXCHANGE_VIEW: Final = ImageView(
     keys=("exchange", "metric", "period"),
+    row_filter="",
     heat_table="heatmap_matrix",
     heat_ratio="ratio",
     heat_ln_ratio="ln_ratio",
@@ -169,6 +175,7 @@ EXCHANGE_VIEW: Final = ImageView(
 # Cross view: ratio = exp(oi_weighted_ln_ratio), so "has a ratio" = the OI-weighted mean exists.
 CROSS_VIEW: Final = ImageView(
     keys=("metric", "period"),  # cross_exchange and cross_lines have no exchange column
+    row_filter="",
     heat_table="cross_exchange",
     heat_ratio="oi_weighted_ln_ratio",
     heat_ln_ratio="oi_weighted_ln_ratio",
@@ -191,6 +198,7 @@ CROSS_VIEW: Final = ImageView(
 # same table (pipelines/render_flow.py), so the line fields name it too.
 FLOW_VIEW: Final = ImageView(
     keys=("exchange", "period"),  # one flow per candle, whatever the L/S kind
+    row_filter="",
     heat_table="candle_flow",
     heat_ratio="buy_share",
     heat_ln_ratio="buy_share - 0.5",
@@ -209,10 +217,41 @@ FLOW_VIEW: Final = ImageView(
 )
 
 
+# Whale vs crowd: the grid is each coin's whale_crowd pattern (divergence) as a number, +1 when
+# the whales are long and the crowd short, -1 the reverse, +-WHALE_AGREE when both sit at the
+# same extreme, 0 when neither; the list above reads whale_crowd_now.
+WHALE_AGREE: Final = 0.35
+WHALE_VIEW: Final = ImageView(
+    keys=("exchange", "period"),
+    row_filter=" AND scope = 'whale_crowd'",
+    heat_table="divergence",
+    heat_ratio="CASE WHEN whale_side IS NOT NULL AND crowd_side IS NOT NULL THEN 1 END",
+    heat_ln_ratio=(
+        "CASE WHEN whale_side IS NULL OR crowd_side IS NULL THEN NULL "
+        "WHEN pattern = 'whales_long_crowd_short' THEN 1.0 "
+        "WHEN pattern = 'whales_short_crowd_long' THEN -1.0 "
+        f"WHEN pattern = 'whales_and_crowd_long' THEN {WHALE_AGREE} "
+        f"WHEN pattern = 'whales_and_crowd_short' THEN -{WHALE_AGREE} ELSE 0.0 END"
+    ),
+    heat_zscore="CAST(NULL AS DOUBLE)",
+    btc_table="whale_crowd_now",
+    btc_ratio="whale_ratio",
+    alt_table="whale_crowd_now",
+    zones_table=None,
+    regimes_table=None,
+    exchanges_column=None,
+    lists_coins=False,
+    own_price=True,
+    weighting="",
+    title=None,
+    history_owner=None,
+)
+
+
 # Every table an image may read: the views' panels and the price line.
 TABLES_READ: Final = frozenset(
     table
-    for view in (EXCHANGE_VIEW, CROSS_VIEW, FLOW_VIEW)
+    for view in (EXCHANGE_VIEW, CROSS_VIEW, FLOW_VIEW, WHALE_VIEW)
     for table in (
         view.heat_table,
         view.btc_table,
@@ -228,6 +267,8 @@ TABLES_READ: Final = frozenset(
 def view_of(request: RenderRequest) -> ImageView:
     if request.metric == FLOW:
         return FLOW_VIEW
+    if request.metric == WHALES:
+        return WHALE_VIEW
     return CROSS_VIEW if request.exchange == CROSS else EXCHANGE_VIEW
 
 
@@ -235,9 +276,9 @@ def view_of(request: RenderRequest) -> ImageView:
 
 
 def _selection(view: ImageView, request: RenderRequest) -> tuple[str, list[object]]:
-    """`WHERE` on the view's keys (constants of this module) and the request's values."""
+    """`WHERE` on the view's keys and filter (constants of this module) and the request's values."""
     where = " AND ".join(f"{key} = ?" for key in view.keys)
-    return f"WHERE {where}", [getattr(request, key) for key in view.keys]
+    return f"WHERE {where}{view.row_filter}", [getattr(request, key) for key in view.keys]
 
 
 def _describe(request: RenderRequest) -> str:
@@ -629,3 +670,52 @@ def _flow_sources(conn: duckdb.DuckDBPyConnection, query: _Query) -> str:
         for method, lower in rows
     ]
     return " + ".join(words)
+
+
+# ---------------------------------------------------------------------------------- whale vs crowd
+
+
+@dataclass(frozen=True)
+class LeaningNow:
+    """One coin whose whales lean against its crowd in the latest bucket (whale_crowd_now)."""
+
+    coin: str
+    whales_long: bool  # whales long and crowd short; False: the reverse
+    since: pd.Timestamp  # first bucket of the unbroken run (naive UTC)
+    buckets: int
+    whale_zscore: float
+    crowd_zscore: float
+
+
+@dataclass(frozen=True)
+class WhaleImage:
+    grid: HeatmapGrid  # pattern per coin and bucket as a number (see WHALE_VIEW)
+    now: list[LeaningNow]  # longest-running first
+    latest: pd.Timestamp | None  # the bucket "now" is (naive UTC)
+    threshold: float  # side_zscore_threshold the sides were read against (NaN if unknown)
+
+
+def read_whales(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> WhaleImage:
+    """The grid of whale_crowd patterns and the coins leaning against their crowd now."""
+    query = _window(conn, request)
+    grid = _grid(conn, query)
+    where, params = _selection(WHALE_VIEW, request)
+    threshold = one_row(
+        conn, f"SELECT max(side_zscore_threshold) FROM {WHALE_VIEW.heat_table} {where}", params
+    )
+    now: list[LeaningNow] = []
+    latest = None
+    if table_exists(conn, WHALE_VIEW.btc_table):
+        rows = conn.execute(
+            f"SELECT coin, pattern = 'whales_long_crowd_short', pattern_since, pattern_buckets, "
+            f"whale_zscore, crowd_zscore, ts FROM {WHALE_VIEW.btc_table} "
+            "WHERE exchange = ? AND period = ? ORDER BY pattern_buckets DESC, coin",
+            [request.exchange, request.period],
+        ).fetchall()
+        now = [
+            LeaningNow(str(c), bool(up), _to_naive_utc(since), int(n), float(wz), float(cz))
+            for c, up, since, n, wz, cz, _ in rows
+        ]
+        latest = _to_naive_utc(rows[0][6]) if rows else None
+    value = threshold[0] if threshold else None
+    return WhaleImage(grid, now, latest, float(value) if value is not None else math.nan)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.config import DEFAULT_RANGE_DAYS, FLOW
+from pipelines.config import DEFAULT_RANGE_DAYS, FLOW, WHALES
 from pipelines.exchanges import CONNECTORS
 from pipelines.gallery import write_gallery
 from pipelines.image_data import CROSS, RenderRequest, image_path
@@ -28,8 +28,8 @@ from pipelines.warehouse import (
 )
 
 DEFAULT_METRIC = "global_account"
-# The candle-flow image of each exchange: the hourly flow over the default hourly range.
-FLOW_PERIOD = "1h"
+# The candle-flow and whale-vs-crowd images of each exchange: hourly, over the default hourly range.
+FLOW_PERIOD = WHALES_PERIOD = "1h"
 # A year of daily rows earns an exchange a second 1d image over the whole year.
 YEAR_PERIOD, YEAR_DAYS = "1d", 365
 
@@ -45,8 +45,9 @@ def default_requests(conn: duckdb.DuckDBPyConnection) -> list[RenderRequest]:
     1d/365d one per exchange whose daily rows span a year.
 
     Plus the cross-exchange view (exchange `CROSS`, metric `DEFAULT_METRIC`) per period for which
-    `cross_exchange` has rows, and a candle-flow image (metric `FLOW`, FLOW_PERIOD) per exchange
-    with any flow estimate at that period.
+    `cross_exchange` has rows, a candle-flow image (metric `FLOW`, FLOW_PERIOD) per exchange
+    with any flow estimate at that period, and a whale-vs-crowd image (metric `WHALES`) per
+    exchange with whale_crowd rows in `divergence`.
     """
     present = conn.execute(
         "SELECT exchange, metric, period, "
@@ -90,27 +91,44 @@ def default_requests(conn: duckdb.DuckDBPyConnection) -> list[RenderRequest]:
             for (period,) in periods
             if period in DEFAULT_RANGE_DAYS
         )
-    return requests + _flow_requests(conn)
+    return requests + _flow_requests(conn) + _whale_requests(conn)
 
 
 def _flow_requests(conn: duckdb.DuckDBPyConnection) -> list[RenderRequest]:
-    if not table_exists(conn, FLOW):
+    if not table_exists(conn, "candle_flow"):
         return []
     exchanges = conn.execute(
-        f"SELECT DISTINCT exchange FROM {FLOW} "
+        "SELECT DISTINCT exchange FROM candle_flow "
         "WHERE period = ? AND buy_share IS NOT NULL ORDER BY exchange",
         [FLOW_PERIOD],
     ).fetchall()
+    return _per_exchange(conn, [e for (e,) in exchanges], FLOW, FLOW_PERIOD)
+
+
+def _whale_requests(conn: duckdb.DuckDBPyConnection) -> list[RenderRequest]:
+    if not table_exists(conn, "divergence"):
+        return []
+    exchanges = conn.execute(
+        "SELECT DISTINCT exchange FROM divergence "
+        "WHERE scope = 'whale_crowd' AND period = ? ORDER BY exchange",
+        [WHALES_PERIOD],
+    ).fetchall()
+    return _per_exchange(conn, [e for (e,) in exchanges], WHALES, WHALES_PERIOD)
+
+
+def _per_exchange(
+    conn: duckdb.DuckDBPyConnection, exchanges: list[str], metric: str, period: str
+) -> list[RenderRequest]:
     return [
         RenderRequest(
             exchange=exchange,
-            metric=FLOW,
-            period=FLOW_PERIOD,
-            range_days=DEFAULT_RANGE_DAYS[FLOW_PERIOD],
+            metric=metric,
+            period=period,
+            range_days=DEFAULT_RANGE_DAYS[period],
             theme=DEFAULT_THEME,
             simulated=is_simulated(conn, exchange),
         )
-        for (exchange,) in exchanges
+        for exchange in exchanges
         if exchange in CONNECTORS
     ]
 

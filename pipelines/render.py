@@ -22,7 +22,7 @@ from matplotlib.colorbar import Colorbar
 from matplotlib.patches import Patch
 from matplotlib.ticker import StrMethodFormatter
 
-from pipelines.config import EXCHANGE_NAMES, METRIC_WORDS
+from pipelines.config import EXCHANGE_NAMES, METRIC_WORDS, WHALES
 from pipelines.figure import (
     RenderedFigure,
     draw_heatmap,
@@ -44,6 +44,7 @@ from pipelines.image_data import (
     view_of,
 )
 from pipelines.render_flow import build_flow_figure
+from pipelines.render_whales import build_whale_figure
 from pipelines.themes import Theme, get_theme
 
 __all__ = [
@@ -377,8 +378,10 @@ def _top_legend(top_ax: Axes, price_ax: Axes, top: TopData, metric: str, theme: 
 
 def build_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> RenderedFigure:
     """Query and draw one image, without saving it (tests inspect the result directly)."""
-    if request.metric == FLOW:  # the other kind of image
+    if request.metric == FLOW:  # the other kinds of image
         return build_flow_figure(conn, request)
+    if request.metric == WHALES:
+        return build_whale_figure(conn, request)
     theme = get_theme(request.theme)
     data = read_image(conn, request)
     grid, top = data.grid, data.top

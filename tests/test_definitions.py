@@ -48,7 +48,7 @@ def test_lineage_shows_what_each_derived_table_reads_in_its_sql() -> None:
     assert parents("btc_price") == {"klines"}
     assert parents("heatmap_images") == {
         "heatmap_matrix", "btc_ls", "alt_average", "signal_zones", "cross_exchange", "cross_lines",
-        "btc_price", "coverage", "candle_flow", "divergence",
+        "btc_price", "coverage", "candle_flow", "divergence", "whale_crowd_now",
     }  # fmt: skip
     description = graph.get(AssetKey("btc_ls")).description or ""
     assert description.startswith("BTC long/short ratio and BTC close price per bucket")
