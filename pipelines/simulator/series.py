@@ -454,6 +454,21 @@ def _share_base(coin: str) -> float:
     return 0.47 + 0.13 * unit(seed("share-base", coin), 0)
 
 
+# Top traders follow the market's mood less than the crowd does and hold views of their own (a
+# slow stance per coin, the same on every exchange: they read the same market), so at times the
+# whales lean one way while the crowd leans the other, as the whale-vs-crowd view looks for.
+_WHALE_MARKET: dict[str, float] = {"top_account": 0.6, "top_position": 0.3}
+_WHALE_STANCE: dict[str, float] = {"top_account": 0.03, "top_position": 0.05}
+_STANCE_OCTAVES: Octaves = ((1440, 0.6), (4320, 1.0), (14400, 0.8))
+
+
+def _whale_stance(coin: str, metric: str, t_min: np.ndarray) -> np.ndarray | float:
+    weight = _WHALE_STANCE.get(metric)
+    if weight is None:
+        return 0.0
+    return weight * _layered_array(seed("whale-stance", coin), t_min, _STANCE_OCTAVES)
+
+
 def long_shares(exchange: str, coin: str, metric: str, t_ms: np.ndarray) -> np.ndarray:
     """Share of longs (0.3..0.75) in `metric` at each instant `t_ms` (int64 epoch ms).
 
@@ -463,6 +478,7 @@ def long_shares(exchange: str, coin: str, metric: str, t_ms: np.ndarray) -> np.n
     """
     t_min = t_ms / MINUTE
     market = _mood_loading(coin, t_min) * market_mood(t_ms) + _chase(coin, t_ms)
+    market = _WHALE_MARKET.get(metric, 1.0) * market + _whale_stance(coin, metric, t_min)
     base = _share_base(coin)
     offset = _METRIC_OFFSET.get(metric, 0.0)
     offset += 0.02 * signed(seed("share-offset", exchange, coin, metric), 0)

@@ -115,6 +115,26 @@ def test_regimes_last_days_and_shift_within_hours() -> None:
     assert 0.5 < mood.std() < 1.5 and (np.abs(np.diff(mood)) < 0.5).all()  # no jumps
 
 
+def test_whales_sometimes_lean_against_their_crowd() -> None:
+    """Top traders by position size hold views of their own: over 30 days, in some hours their
+    ratio is more than one sd above its mean while the crowd's is more than one sd below, or the
+    reverse (what the whale-vs-crowd view lists); with both driven by one coin-wide series they
+    never were."""
+    t = instants(30)
+    against = []
+    for coin in COINS:
+        sides = []
+        for metric in ("top_position", "global_account"):
+            share = series.long_shares("okx", coin, metric, t)
+            ln = np.log(share / (1 - share))
+            sides.append((ln - ln.mean()) / ln.std())
+        whales, crowd = sides
+        against.append(((whales > 1) & (crowd < -1)) | ((whales < -1) & (crowd > 1)))
+    hours = np.array(against)
+    assert hours.mean() > 0.01  # of all coin-hours
+    assert hours.any(axis=1).sum() >= 10  # in many coins, not one odd series
+
+
 def test_takers_buy_into_rising_prices() -> None:
     t = instants(14, end=END + HOUR)  # hour edges, so each hour's volume is a difference
     leaning_up, leaning_down = [], []
