@@ -24,7 +24,7 @@ DEMO_RATE_LIMIT_SCALE = 0.05
 # How far back the demo fetches each period (LSR_DEPTH overrides): a year of daily rows, enough
 # hourly and 4-hour history for the default images and their 90-day signal bands; the full
 # reach of every period would take the demo from minutes to hours.
-DEMO_DEPTH = "1h=30,4h=120,1d=370"
+DEMO_DEPTH = "1h=14,4h=120,1d=370"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

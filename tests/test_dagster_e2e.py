@@ -39,7 +39,7 @@ ONE_EXCHANGE = "bitget"  # one request per second per endpoint: the easiest limi
 ONE_EXCHANGE_DAYS = [TODAY - timedelta(days=n) for n in (4, 3, 2)]
 INGESTED = ["ls_ratio", "klines", "open_interest"]
 DERIVED = ["heatmap_matrix", "btc_ls", "alt_average", "signal_zones", "divergence"]
-DERIVED += ["cross_exchange", "candle_flow"]
+DERIVED += ["cross_exchange", "candle_flow", "whale_crowd_now"]
 DEADLINE = 600.0  # seconds for the whole walk; it takes a few minutes on 2 cores
 T = TypeVar("T")
 
@@ -343,8 +343,8 @@ def test_every_check_passes_in_the_ui(dagster: Dagster, walk: Walk) -> None:
                 execution["status"],
                 execution["evaluation"]["success"],
             )
-    # rows_valid on each ls_ratio partition, 4 warehouse-wide on coverage, 7 on derived tables
-    assert len(results) == 12
+    # rows_valid on each ls_ratio partition, 4 warehouse-wide on coverage, 8 on derived tables
+    assert len(results) == 13
     assert results == dict.fromkeys(results, ("SUCCEEDED", True))
 
 
