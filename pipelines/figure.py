@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Final
 import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colorbar import Colorbar
@@ -86,9 +88,19 @@ def new_page(theme: Theme) -> Page:
 
 
 def finish_page(
-    page: Page, theme: Theme, grid: HeatmapGrid, title: str, *, simulated: bool, k: int, period: str
-) -> None:
-    """The title, the averaging note, the no-data swatches and the watermark."""
+    page: Page,
+    theme: Theme,
+    grid: HeatmapGrid,
+    title: str,
+    heatmap: tuple[Colorbar, Normalize, int],
+    labels: list[str],
+    *,
+    simulated: bool,
+    period: str,
+) -> RenderedFigure:
+    """The title, the averaging note, the no-data swatches and the watermark; the figure as
+    callers and tests see it. `heatmap` is what draw_heatmap returned."""
+    colorbar, norm, k = heatmap
     set_time_axis(page.heat_ax, page.top_ax)
     if k > 1:  # say so: a drawn column is then an average, not one bucket
         page.heat_ax.set_xlabel(f"time (UTC)  ·  each column averages {k} x {period} buckets")
@@ -106,6 +118,43 @@ def finish_page(
     )
     if simulated:
         watermark(page.figure)
+    return RenderedFigure(
+        page.figure,
+        page.top_ax,
+        page.right_ax,
+        page.heat_ax,
+        colorbar,
+        grid,
+        theme,
+        norm,
+        title,
+        k,
+        labels,
+    )
+
+
+def title_of(
+    name: str, what: str, period: str, range_days: int, end: pd.Timestamp | None, simulated: bool
+) -> str:
+    """In words: `Binance · all accounts, by count · 1h · last 7 days · latest bucket ...`."""
+    latest = f"latest bucket {end:%Y-%m-%d %H:%M} UTC" if end is not None else "no data"
+    title = "  ·  ".join([name, what, period, f"last {range_days} days", latest])
+    return f"SIMULATED DATA  ·  {title}" if simulated else title
+
+
+def top_legend(top_ax: Axes, handles: Sequence[Artist], theme: Theme) -> list[str]:
+    """The top panel's legend, above it; the labels it shows."""
+    top_ax.legend(
+        handles=list(handles),
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.0),
+        ncols=4,
+        frameon=False,
+        fontsize=8.5,
+        labelcolor=theme.foreground,
+        borderaxespad=0.2,
+    )
+    return [str(h.get_label()) for h in handles]
 
 
 def edges_of(index: pd.DatetimeIndex) -> np.ndarray:

@@ -33,6 +33,8 @@ from pipelines.figure import (
     runs,
     save_png,
     shade,
+    title_of,
+    top_legend,
 )
 from pipelines.image_data import (
     FLOW,
@@ -85,13 +87,9 @@ class RenderResult:
 
 
 def _title(request: RenderRequest, data_end: pd.Timestamp | None) -> str:
-    """In words: `Binance · all accounts, by count · 1h · last 7 days · latest bucket ...`."""
-    end = f"latest bucket {data_end:%Y-%m-%d %H:%M} UTC" if data_end is not None else "no data"
     name = view_of(request).title or EXCHANGE_NAMES.get(request.exchange, request.exchange)
     what = METRIC_WORDS.get(request.metric, request.metric)
-    parts = [name, what, request.period, f"last {request.range_days} days", end]
-    title = "  ·  ".join(parts)
-    return f"SIMULATED DATA  ·  {title}" if request.simulated else title
+    return title_of(name, what, request.period, request.range_days, data_end, request.simulated)
 
 
 def _ratio_ticks(vmax: float) -> tuple[list[float], list[str]]:
@@ -362,18 +360,7 @@ def _top_legend(top_ax: Axes, price_ax: Axes, top: TopData, metric: str, theme: 
     for code, colour, alpha in _regime_styles(theme):
         if (top.regimes == code).any():
             extra.append(Patch(color=colour, alpha=alpha, label=words[code]))
-    all_handles: list[Artist] = [*handles, *extra]
-    top_ax.legend(
-        handles=all_handles,
-        loc="lower left",
-        bbox_to_anchor=(0.0, 1.0),
-        ncols=4,
-        frameon=False,
-        fontsize=8.5,
-        labelcolor=theme.foreground,
-        borderaxespad=0.2,
-    )
-    return [str(h.get_label()) for h in all_handles]
+    return top_legend(top_ax, [*handles, *extra], theme)
 
 
 def build_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> RenderedFigure:
@@ -387,25 +374,21 @@ def build_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> Ren
     grid, top = data.grid, data.top
     page = new_page(theme)
     vmax = _vmax(grid, request.color_by)
-    colorbar, norm, k = draw_heatmap(page.figure, page.heat_ax, page.cax, grid, theme, vmax)
-    _style_colorbar(colorbar, vmax, request)
+    heatmap = draw_heatmap(page.figure, page.heat_ax, page.cax, grid, theme, vmax)
+    _style_colorbar(heatmap[0], vmax, request)
     labels = _draw_top(page.top_ax, page.right_ax, grid, top, request.metric, theme)
     owner = data.view.history_owner or EXCHANGE_NAMES.get(request.exchange, request.exchange)
     mark_history_start(page.heat_ax, page.top_ax, grid, owner, theme)
     title = _title(request, grid.data_end)
-    finish_page(page, theme, grid, title, simulated=request.simulated, k=k, period=request.period)
-    return RenderedFigure(
-        page.figure,
-        page.top_ax,
-        page.right_ax,
-        page.heat_ax,
-        colorbar,
-        grid,
+    return finish_page(
+        page,
         theme,
-        norm,
+        grid,
         title,
-        k,
+        heatmap,
         labels,
+        simulated=request.simulated,
+        period=request.period,
     )
 
 

@@ -27,6 +27,8 @@ from pipelines.figure import (
     finish_page,
     mark_history_start,
     new_page,
+    title_of,
+    top_legend,
 )
 from pipelines.image_data import FlowImage, FlowTop, RenderRequest, read_flow
 from pipelines.themes import Theme, get_theme
@@ -43,7 +45,8 @@ def build_flow_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -
     grid = flow.grid
     page = new_page(theme)
     vmax = _share_vmax(grid.values)
-    colorbar, norm, k = draw_heatmap(page.figure, page.heat_ax, page.cax, grid, theme, vmax)
+    heatmap = draw_heatmap(page.figure, page.heat_ax, page.cax, grid, theme, vmax)
+    colorbar, norm, k = heatmap
     _style_colorbar(colorbar, vmax)
     marked = k == 1 and len(grid.ts_index) <= _MAX_MARKED_COLUMNS and bool(flow.extremes.any())
     if marked:
@@ -52,34 +55,28 @@ def build_flow_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -
     owner = EXCHANGE_NAMES.get(request.exchange, request.exchange)
     mark_history_start(page.heat_ax, page.top_ax, grid, owner, theme)
     title = _title(request, flow)
-    finish_page(page, theme, grid, title, simulated=request.simulated, k=k, period=request.period)
-    return RenderedFigure(
-        page.figure,
-        page.top_ax,
-        page.right_ax,
-        page.heat_ax,
-        colorbar,
-        grid,
+    return finish_page(
+        page,
         theme,
-        norm,
+        grid,
         title,
-        k,
+        heatmap,
         labels,
+        simulated=request.simulated,
+        period=request.period,
     )
 
 
 def _title(request: RenderRequest, flow: FlowImage) -> str:
     """`Gate · candle flow, from 5m candles' directions · 1h · last 7 days · ...`."""
-    end = flow.grid.data_end
-    latest = f"latest bucket {end:%Y-%m-%d %H:%M} UTC" if end is not None else "no data"
     name = EXCHANGE_NAMES.get(request.exchange, request.exchange)
     what = (
         f"candle flow, from {flow.sources}"
         if flow.sources
         else "candle flow: no taker volume or finer candles to estimate it from"
     )
-    title = "  ·  ".join([name, what, request.period, f"last {request.range_days} days", latest])
-    return f"SIMULATED DATA  ·  {title}" if request.simulated else title
+    end = flow.grid.data_end
+    return title_of(name, what, request.period, request.range_days, end, request.simulated)
 
 
 def _share_vmax(values: np.ma.MaskedArray) -> float:
@@ -242,14 +239,4 @@ def _legend(
                     label=label,
                 )
             )
-    top_ax.legend(
-        handles=handles,
-        loc="lower left",
-        bbox_to_anchor=(0.0, 1.0),
-        ncols=4,
-        frameon=False,
-        fontsize=8.5,
-        labelcolor=theme.foreground,
-        borderaxespad=0.2,
-    )
-    return [str(h.get_label()) for h in handles]
+    return top_legend(top_ax, handles, theme)

@@ -22,6 +22,7 @@ from pipelines.figure import (
     finish_page,
     mark_history_start,
     new_page,
+    title_of,
 )
 from pipelines.image_data import WHALE_AGREE, LeaningNow, RenderRequest, WhaleImage, read_whales
 from pipelines.themes import Theme, get_theme
@@ -36,36 +37,30 @@ def build_whale_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) 
     whales = read_whales(conn, request)
     grid = whales.grid
     page = new_page(theme)
-    colorbar, norm, k = draw_heatmap(page.figure, page.heat_ax, page.cax, grid, theme, 1.0)
-    _style_colorbar(colorbar)
+    heatmap = draw_heatmap(page.figure, page.heat_ax, page.cax, grid, theme, 1.0)
+    _style_colorbar(heatmap[0])
     page.right_ax.set_axis_off()
     labels = _draw_list(page.top_ax, whales, request, theme)
     owner = EXCHANGE_NAMES.get(request.exchange, request.exchange)
     mark_history_start(page.heat_ax, page.top_ax, grid, owner, theme)
     title = _title(request, whales)
-    finish_page(page, theme, grid, title, simulated=request.simulated, k=k, period=request.period)
-    return RenderedFigure(
-        page.figure,
-        page.top_ax,
-        page.right_ax,
-        page.heat_ax,
-        colorbar,
-        grid,
+    return finish_page(
+        page,
         theme,
-        norm,
+        grid,
         title,
-        k,
+        heatmap,
         labels,
+        simulated=request.simulated,
+        period=request.period,
     )
 
 
 def _title(request: RenderRequest, whales: WhaleImage) -> str:
-    end = whales.grid.data_end
-    latest = f"latest bucket {end:%Y-%m-%d %H:%M} UTC" if end is not None else "no data"
     name = EXCHANGE_NAMES.get(request.exchange, request.exchange)
     what = "whales vs crowd (top positions vs all accounts)"
-    title = "  ·  ".join([name, what, request.period, f"last {request.range_days} days", latest])
-    return f"SIMULATED DATA  ·  {title}" if request.simulated else title
+    end = whales.grid.data_end
+    return title_of(name, what, request.period, request.range_days, end, request.simulated)
 
 
 def _style_colorbar(colorbar: Colorbar) -> None:
