@@ -379,7 +379,11 @@ async def test_yesterday_fetched_from_the_simulator_loads_every_published_kind(
     assert fetched.ls["ts"].dt.date.eq(yesterday).all()
     kept, rejected = split_valid(fetched.ls)
     assert rejected.empty and len(kept) == len(fetched.ls)
-    assert (fetched.klines.groupby("coin").size() == 24).all()
+    hourly = fetched.klines[fetched.klines["period"] == "1h"]
+    assert (hourly.groupby("coin").size() == 24).all()
+    # and candle flow's lower timeframe: its candles carry no taker buys
+    five = fetched.klines[fetched.klines["period"] == "5m"]
+    assert (five.groupby("coin").size() == 288).all() and set(five["coin"]) == set(hourly["coin"])
     assert set(fetched.klines["coin"]) == listed
     # No open-interest history exists: yesterday is reported, without spending requests on it.
     oi = [o for o in fetched.outcomes if o.task.dataset == "open_interest"]
@@ -387,7 +391,8 @@ async def test_yesterday_fetched_from_the_simulator_loads_every_published_kind(
     stats = fetched.http_stats
     assert "/api/v2/mix/market/open-interest" not in stats["per_bucket"]
     first_tries = stats["requests"] - stats["retries"]
-    assert first_tries == 4 * len(listed) + len(listed) + 1  # L/S, klines, contracts
+    # L/S, 1h and 5m klines (candle flow's lower timeframe), contracts
+    assert first_tries == 4 * len(listed) + 2 * len(listed) + 1
 
 
 async def test_the_hourly_poll_of_today_costs_what_the_report_says(
@@ -413,9 +418,10 @@ async def test_the_hourly_poll_of_today_costs_what_the_report_says(
     per_bucket, retries = stats["per_bucket"], stats["retries"]  # attempts, retries included
     for path, *_ in bitget.LS_ENDPOINTS.values():
         assert 3 * n <= per_bucket[path] <= 3 * n + retries  # one call per coin and period
-    assert 3 * n <= per_bucket["/api/v2/mix/market/candles"] <= 3 * n + retries
+    # one call per coin and period, and one for candle flow's 5m candles
+    assert 4 * n <= per_bucket["/api/v2/mix/market/candles"] <= 4 * n + retries
     assert n <= per_bucket["/api/v2/mix/market/open-interest"] <= n + retries  # 1 for 3 periods
-    assert stats["requests"] - retries == 4 * 3 * n + 3 * n + n + 1
+    assert stats["requests"] - retries == 4 * 3 * n + 4 * n + n + 1
     # Today's buckets so far: 13 closed hours, 3 closed 4h buckets, no closed day yet.
     hours = fetched.ls[fetched.ls["metric"] == "top_account"].groupby("period")["coin"]
     assert hours.size().to_dict() == {"1h": 13 * n, "4h": 3 * n}

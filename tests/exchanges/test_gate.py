@@ -375,7 +375,11 @@ def test_partition_fetch_brings_every_kind_for_45_plus_coins(gate_env: Simulator
     assert rejected.empty and len(kept) == len(ls)
     assert (fetched.open_interest.groupby("coin").size() == 24).all()
     assert fetched.open_interest["open_interest"].gt(0).all()
-    assert (fetched.klines.groupby("coin").size() == 24).all()
+    hourly = fetched.klines[fetched.klines["period"] == "1h"]
+    assert (hourly.groupby("coin").size() == 24).all()
+    # and candle flow's lower timeframe: its candles carry no taker buys
+    five = fetched.klines[fetched.klines["period"] == "5m"]
+    assert (five.groupby("coin").size() == 288).all() and set(five["coin"]) == set(hourly["coin"])
     # One contract_stats request per coin serves four kinds and open interest.
     assert served["requests"]["gate /futures/usdt/contract_stats"] == len(fetched.mapping)
     assert served["statuses"] == {"gate 200": served["statuses"]["gate 200"]}

@@ -381,7 +381,11 @@ async def test_yesterday_loads_both_elite_kinds_for_every_listed_coin(
     accounts = fetched.ls[fetched.ls["metric"] == "top_account"]
     assert accounts["locked_share"].gt(0).any() and accounts["locked_share"].notna().all()
     assert fetched.ls.loc[fetched.ls["metric"] == "top_position", "locked_share"].isna().all()
-    assert (fetched.klines.groupby("coin").size() == 24).all()
+    hourly = fetched.klines[fetched.klines["period"] == "1h"]
+    assert (hourly.groupby("coin").size() == 24).all()
+    # and candle flow's lower timeframe: its candles carry no taker buys
+    five = fetched.klines[fetched.klines["period"] == "5m"]
+    assert (five.groupby("coin").size() == 288).all() and set(five["coin"]) == set(hourly["coin"])
     assert (fetched.open_interest.groupby("coin").size() == 24).all()
     assert fetched.open_interest["open_interest"].gt(0).all()
 
@@ -394,8 +398,9 @@ async def test_the_hourly_poll_costs_what_the_report_says(monkeypatch: pytest.Mo
     assert fetched.failures == []
     # 4h and 1d ask the same 4hour questions: one call each per coin, shared by both periods.
     per_bucket = fetched.http_stats["per_bucket"]
-    assert per_bucket == {"public": 1 + n * (2 * 2 + 2), "market": n * 2}
-    assert fetched.http_stats["requests"] == served == 1 + 8 * n
+    # candles: 1h, 4hour (shared) and candle flow's 5m, one call per coin each
+    assert per_bucket == {"public": 1 + n * (2 * 2 + 2), "market": n * 3}
+    assert fetched.http_stats["requests"] == served == 1 + 9 * n
     midnight = pd.Timestamp(today)
     for table in (fetched.ls[fetched.ls["metric"] == "top_position"], fetched.open_interest):
         per_period = table.groupby("period")["ts"]

@@ -346,7 +346,11 @@ def test_a_day_partition_end_to_end(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ls["ts"].dt.date.eq(yesterday).all()
     kept, rejected = split_valid(ls)
     assert rejected.empty and len(kept) == len(ls)
-    assert fetched.klines.groupby("coin").size().eq(24).all()
+    hourly = fetched.klines[fetched.klines["period"] == "1h"]
+    assert (hourly.groupby("coin").size() == 24).all()
+    # and candle flow's lower timeframe: its candles carry no taker buys
+    five = fetched.klines[fetched.klines["period"] == "5m"]
+    assert (five.groupby("coin").size() == 288).all() and set(five["coin"]) == set(hourly["coin"])
     assert fetched.open_interest.groupby("coin").size().eq(24).all()
     assert set(stats["statuses"]) == {"okx 200"}  # the client kept every limit: no 429
     assert all(w["max_used"] <= w["allowed"] for w in stats["windows"].values())
