@@ -34,6 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lsr: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader stopped early (`lsr themes | head`): nothing went wrong here. Python would
+        # fail again flushing stdout at exit, so it is pointed at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as error:  # one clear line, not a traceback
         print(f"lsr: error: {error}", file=sys.stderr)
         if os.environ.get("LSR_DEBUG"):

@@ -145,6 +145,24 @@ def test_sql_refuses_writes_and_bad_sql_in_one_line(
     assert len(err.splitlines()) == 1
 
 
+def test_a_reader_that_stops_early_is_not_an_error(warehouse_file: Path) -> None:
+    """`lsr sql ... | head`: the output (megabytes) outgrows the pipe once the reader has gone."""
+    with connect(warehouse_file):
+        pass
+    lsr = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pipelines.cli import main; sys.exit(main())",
+         "sql", "--csv", "SELECT range AS n FROM range(300000)"],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert lsr.stdout is not None and lsr.stderr is not None
+    assert lsr.stdout.readline().strip() == b"n"  # the csv module ends rows with CRLF
+    lsr.stdout.close()  # as `head -1` does
+    errors = lsr.stderr.read()
+    assert lsr.wait(timeout=60) == 0 and errors == b""
+
+
 def test_sql_on_a_missing_warehouse_says_how_to_make_one(
     warehouse_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
