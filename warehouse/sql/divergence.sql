@@ -69,20 +69,35 @@ WITH limits AS (
 periods AS (
     SELECT unnest($period_seconds, recursive := true)
 ),
-tops AS (
+-- One pass over heatmap_matrix for both coin-level scopes: the three kinds side by side per
+-- (exchange, period, coin, bucket). A scope takes a bucket where one of its two kinds has a row
+-- (a row with a NULL ratio counts: the bucket is kept with pattern NULL).
+kinds AS (
     SELECT
         exchange,
         period,
         coin,
         ts,
-        max(ratio)  FILTER (WHERE metric = 'top_account')  AS account_ratio,
-        max(ratio)  FILTER (WHERE metric = 'top_position') AS position_ratio,
-        max(zscore) FILTER (WHERE metric = 'top_account')  AS account_zscore,
-        max(zscore) FILTER (WHERE metric = 'top_position') AS position_zscore
+        max(ratio)  FILTER (WHERE metric = 'top_account')    AS account_ratio,
+        max(ratio)  FILTER (WHERE metric = 'top_position')   AS position_ratio,
+        max(ratio)  FILTER (WHERE metric = 'global_account') AS crowd_ratio,
+        max(zscore) FILTER (WHERE metric = 'top_account')    AS account_zscore,
+        max(zscore) FILTER (WHERE metric = 'top_position')   AS position_zscore,
+        max(zscore) FILTER (WHERE metric = 'global_account') AS crowd_zscore,
+        bool_or(metric IN ('top_account', 'top_position'))   AS has_top,
+        bool_or(metric IN ('top_position', 'global_account')) AS has_whale_or_crowd
     FROM heatmap_matrix
-    WHERE metric IN ('top_account', 'top_position')
-      AND list_contains($top_pair_exchanges, exchange)
+    WHERE metric IN ('top_account', 'top_position', 'global_account')
+      AND (
+          list_contains($top_pair_exchanges, exchange)
+          OR list_contains($whale_crowd_exchanges, exchange)
+      )
     GROUP BY exchange, period, coin, ts
+),
+tops AS (
+    SELECT *
+    FROM kinds
+    WHERE has_top AND list_contains($top_pair_exchanges, exchange)
 ),
 coin_rows AS (
     SELECT
@@ -108,14 +123,12 @@ crowds AS (
         period,
         coin,
         ts,
-        max(ratio)  FILTER (WHERE metric = 'top_position')   AS whale_ratio,
-        max(ratio)  FILTER (WHERE metric = 'global_account') AS crowd_ratio,
-        max(zscore) FILTER (WHERE metric = 'top_position')   AS whale_zscore,
-        max(zscore) FILTER (WHERE metric = 'global_account') AS crowd_zscore
-    FROM heatmap_matrix
-    WHERE metric IN ('top_position', 'global_account')
-      AND list_contains($whale_crowd_exchanges, exchange)
-    GROUP BY exchange, period, coin, ts
+        position_ratio  AS whale_ratio,
+        crowd_ratio,
+        position_zscore AS whale_zscore,
+        crowd_zscore
+    FROM kinds
+    WHERE has_whale_or_crowd AND list_contains($whale_crowd_exchanges, exchange)
 ),
 whale_rows AS (
     SELECT
