@@ -1,9 +1,19 @@
-"""Derived tables: one SQL file per table in warehouse/sql, recomputed fully over the warehouse."""
+"""Derived tables: one SQL file per table in warehouse/sql, kept up to date incrementally.
+
+Each refresh recomputes only the buckets that the changes noted in derived_changes affect (and
+reads only the look-back its windows need); a missing table, a new SQL file, other settings or
+another universe rebuild a table from all history, as `lsr rebuild` does.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from functools import cache
 from graphlib import TopologicalSorter
 
@@ -13,7 +23,7 @@ import pandas as pd
 from pipelines.config import PERIOD_MS, SQL_DIR
 from pipelines.exchanges import CONNECTORS
 from pipelines.universe import Universe
-from pipelines.warehouse import DDL_FILE, one_row, transaction
+from pipelines.warehouse import DDL_FILE, one_row, table_exists, transaction
 
 # The tables ingestion writes that are Dagster assets of their own (the ingestion multi-asset).
 INGESTED_TABLES = ("ls_ratio", "klines", "open_interest")
@@ -158,18 +168,214 @@ def parameters(
     }
 
 
+# How a change upstream becomes the buckets a table recomputes. By default the same exchange and
+# period from the same bucket on; the rules below widen it.
+WINDOW_RULES: dict[str, str] = {
+    # A changed 5m or 1h candle also changes the 4h and 1d candles it lies in (their flow is
+    # estimated from it): every period of the exchange from the day before on.
+    "candle_flow": "days",
+    # One row per coin across exchanges: a change on any exchange recomputes the period for all.
+    "cross_exchange": "exchanges",
+    "cross_lines": "exchanges",
+    # "Now" is the latest bucket: a few rows, cheaper to rebuild than to reason about.
+    "whale_crowd_now": "whole",
+}
+# Marks a full rebuild in derived_changes: every exchange and period, from the first bucket on.
+EVERYTHING = "*"
+BEGINNING = datetime(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    table: str
+    rows: int  # rows the table holds afterwards
+    full: bool  # rebuilt from all history (else only the changed buckets were recomputed)
+    since: datetime | None  # the earliest bucket recomputed (None: nothing had changed)
+
+
 def refresh(
     conn: duckdb.DuckDBPyConnection,
     table: str,
     universe: Universe,
     settings: AnalyticsSettings | None = None,
+    *,
+    full: bool = False,
 ) -> int:
-    """Recompute one derived table in a transaction; return its row count."""
+    """Bring one derived table up to date in a transaction; return its row count."""
+    return refresh_table(conn, table, universe, settings, full=full).rows
+
+
+def refresh_table(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    universe: Universe,
+    settings: AnalyticsSettings | None = None,
+    *,
+    full: bool = False,
+) -> RefreshResult:
+    """Recompute the buckets of `table` that changes to what it reads since its last refresh
+    affect (derived_changes), or all of it when asked, when it does not exist yet, or when its
+    SQL, settings or universe differ from the last build's."""
     settings = settings or AnalyticsSettings()
+    code = statements(table)
+    bound = [(statement, parameters(statement, universe, settings)) for statement in code]
+    fingerprint = _fingerprint(bound)
     with transaction(conn):
-        for statement in statements(table):
-            conn.execute(statement, parameters(statement, universe, settings))
-    return int(one_row(conn, f"SELECT count(*) FROM {table}")[0])
+        latest = int(one_row(conn, "SELECT coalesce(max(id), 0) FROM derived_changes")[0])
+        state = one_row(
+            conn, "SELECT consumed_id, fingerprint FROM derived_state WHERE model = ?", [table]
+        )
+        stale = not state or state[1] != fingerprint or not table_exists(conn, table)
+        window = None if full or stale else _window(conn, table, int(state[0]))
+        if window is not None and window.empty:
+            since = None
+        elif window is None or EVERYTHING in set(window["exchange"]):
+            full, since = True, BEGINNING
+            _rebuild(conn, table, bound)
+        else:
+            since = window["since"].min().to_pydatetime()
+            _recompute(conn, table, bound, window)
+        _record(conn, table, latest, fingerprint, full=full, window=window)
+        rows = int(one_row(conn, f"SELECT count(*) FROM {table}")[0])
+    return RefreshResult(table, rows, full, since)
+
+
+def _fingerprint(bound: list[tuple[str, dict[str, object]]]) -> str:
+    """The SQL and every value it is run with: what a table's rows follow from besides data."""
+    text = json.dumps([[s, sorted(p.items())] for s, p in bound], default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _window(conn: duckdb.DuckDBPyConnection, table: str, consumed: int) -> pd.DataFrame:
+    """(exchange, period, since) the table must recompute for the changes it has not taken in."""
+    model = derived_tables()[table]
+    rule = WINDOW_RULES.get(table, "series")
+    pending = conn.execute(
+        """
+        SELECT exchange, period, min(since) AS since
+        FROM derived_changes
+        WHERE id > $consumed AND list_contains($reads, source)
+        GROUP BY exchange, period
+        """,
+        {"consumed": consumed, "reads": sorted(model.reads)},
+    ).df()
+    if rule == "whole" and not pending.empty:
+        return pd.DataFrame(
+            {"exchange": [EVERYTHING], "period": [EVERYTHING], "since": [BEGINNING]}
+        )
+    if pending.empty or EVERYTHING in set(pending["exchange"]) or rule == "series":
+        return pending
+    if rule == "days":
+        first = pending.groupby("exchange")["since"].min().dt.floor("D") - pd.Timedelta(days=1)
+        return _spread(first.reset_index(), "period", list(PERIOD_MS))
+    first = pending.groupby("period")["since"].min()  # rule "exchanges"
+    return _spread(first.reset_index(), "exchange", list(CONNECTORS))
+
+
+def _spread(frame: pd.DataFrame, column: str, values: list[str]) -> pd.DataFrame:
+    """Each row once for every value of `column`."""
+    return frame.merge(pd.DataFrame({column: values}), how="cross")[["exchange", "period", "since"]]
+
+
+def _rebuild(
+    conn: duckdb.DuckDBPyConnection, table: str, bound: list[tuple[str, dict[str, object]]]
+) -> None:
+    everything = pd.DataFrame(
+        [(e, p, BEGINNING) for e in CONNECTORS for p in PERIOD_MS],
+        columns=["exchange", "period", "since"],
+    )
+    with _refresh_window(conn, everything):
+        for statement, params in bound:
+            conn.execute(statement, params)
+
+
+def _recompute(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    bound: list[tuple[str, dict[str, object]]],
+    window: pd.DataFrame,
+) -> None:
+    """Delete the table's rows in the window and insert them recomputed. The model's SQL reads
+    only what the window needs (refresh_window, $earliest); the rows it returns outside the
+    window (the look-back its windows needed) are dropped here."""
+    create = re.compile(rf"CREATE OR REPLACE TABLE {table} AS\s", re.IGNORECASE)
+    columns = {d[0] for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description}
+    scope = (
+        "refresh_window"
+        if "exchange" in columns
+        else "(SELECT period, min(since) AS since FROM refresh_window GROUP BY period)"
+    )
+    match = " AND ".join(f"w.{c} = t.{c}" for c in ("exchange", "period") if c in columns)
+    with _refresh_window(conn, window):
+        for statement, params in bound:
+            if statement.upper().startswith("COMMENT ON"):
+                continue
+            found = create.match(statement)
+            if not found:
+                conn.execute(statement, params)
+                continue
+            conn.execute(
+                f"DELETE FROM {table} AS t USING {scope} AS w WHERE {match} AND t.ts >= w.since",
+            )
+            conn.execute(
+                f"INSERT INTO {table} SELECT t.* FROM ({statement[found.end() :]}) AS t "
+                f"SEMI JOIN {scope} AS w ON {match} AND t.ts >= w.since",
+                params,
+            )
+
+
+@contextmanager
+def _refresh_window(conn: duckdb.DuckDBPyConnection, window: pd.DataFrame) -> Iterator[None]:
+    """The window as TEMP TABLE refresh_window, and its first bucket as TEMP TABLE ...; the
+    models read both to skip what they do not need."""
+    conn.register("_window", window)
+    try:
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE refresh_window AS "
+            "SELECT exchange::VARCHAR AS exchange, period::VARCHAR AS period, "
+            "since::TIMESTAMP AS since FROM _window"
+        )
+    finally:
+        conn.unregister("_window")
+    try:
+        yield
+    finally:
+        conn.execute("DROP TABLE IF EXISTS temp.refresh_window")
+
+
+def _record(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    consumed: int,
+    fingerprint: str,
+    *,
+    full: bool,
+    window: pd.DataFrame | None,
+) -> None:
+    """Note what the table has taken in and, for what reads it, which of its buckets changed."""
+    if full:
+        window = pd.DataFrame(
+            {"exchange": [EVERYTHING], "period": [EVERYTHING], "since": [BEGINNING]}
+        )
+    if window is not None and not window.empty:
+        conn.register("_changed", window)
+        try:
+            conn.execute(
+                "INSERT INTO derived_changes (source, exchange, period, since, logged_at) "
+                "SELECT ?, exchange, period, since, now()::TIMESTAMP FROM _changed",
+                [table],
+            )
+        finally:
+            conn.unregister("_changed")
+    conn.execute(
+        """
+        INSERT INTO derived_state AS s VALUES ($table, $consumed, $fingerprint, now(), now())
+        ON CONFLICT DO UPDATE SET consumed_id = excluded.consumed_id,
+            fingerprint = excluded.fingerprint, refreshed_at = excluded.refreshed_at,
+            rebuilt_at = CASE WHEN $full THEN excluded.rebuilt_at ELSE s.rebuilt_at END
+        """,
+        {"table": table, "consumed": consumed, "fingerprint": fingerprint, "full": full},
+    )
 
 
 def refresh_all(
@@ -177,9 +383,30 @@ def refresh_all(
     universe: Universe,
     settings: AnalyticsSettings | None = None,
     tables: tuple[str, ...] | None = None,
+    *,
+    full: bool = False,
 ) -> dict[str, int]:
-    """Recompute the derived tables in dependency order (each in its own transaction)."""
-    return {table: refresh(conn, table, universe, settings) for table in tables or DERIVED_TABLES}
+    """Bring the derived tables up to date in dependency order (each in its own transaction);
+    `full` rebuilds them from all history."""
+    counts = {
+        table: refresh(conn, table, universe, settings, full=full)
+        for table in tables or DERIVED_TABLES
+    }
+    prune_changes(conn)
+    return counts
+
+
+def prune_changes(conn: duckdb.DuckDBPyConnection) -> int:
+    """Drop the change notes every derived table has taken in."""
+    with transaction(conn):
+        taken = one_row(
+            conn,
+            "SELECT min(consumed_id), count(*) FROM derived_state WHERE list_contains(?, model)",
+            [list(DERIVED_TABLES)],
+        )
+        if not taken or taken[1] < len(DERIVED_TABLES):
+            return 0
+        return int(one_row(conn, "DELETE FROM derived_changes WHERE id <= ?", [taken[0]])[0])
 
 
 def expected_coverage(universe: Universe, periods: tuple[str, ...]) -> pd.DataFrame:
@@ -207,7 +434,10 @@ def refresh_coverage(
 ) -> int:
     conn.register("expected_coverage", expected_coverage(universe, periods))
     try:
-        return refresh(conn, "coverage", universe)
+        with transaction(conn):
+            for statement in statements(COVERAGE_MODEL):
+                conn.execute(statement, parameters(statement, universe, AnalyticsSettings()))
+            return int(one_row(conn, "SELECT count(*) FROM coverage")[0])
     finally:
         conn.unregister("expected_coverage")
 

@@ -372,6 +372,33 @@ def upsert(
     return len(frame)
 
 
+def log_changes(conn: duckdb.DuckDBPyConnection, table: str, written: pd.DataFrame) -> None:
+    """Note in derived_changes, per exchange and period, the earliest bucket this write stored
+    a new or changed value for (call it in the write's transaction).
+
+    upsert gives a changed or new row the batch's `fetched_at` and leaves an unchanged one its
+    old one, so the rows carrying the batch's stamp are exactly what changed. The ts range
+    keeps the scan to the row groups the batch can have touched.
+    """
+    if written.empty:
+        return
+    conn.execute(
+        f"""
+        INSERT INTO derived_changes (source, exchange, period, since, logged_at)
+        SELECT $table, exchange, period, min(ts), now()::TIMESTAMP
+        FROM {table}
+        WHERE fetched_at = $fetched_at AND ts BETWEEN $first AND $last
+        GROUP BY exchange, period
+        """,
+        {
+            "table": table,
+            "fetched_at": written["fetched_at"].max().to_pydatetime(),
+            "first": written["ts"].min().to_pydatetime(),
+            "last": written["ts"].max().to_pydatetime(),
+        },
+    )
+
+
 def land_raw(responses: list[RawResponse], exchange: str, day: date, root: Path) -> Path | None:
     """Append the run's raw responses as one new Parquet file (never rewriting an old one)."""
     if not responses:
@@ -482,10 +509,13 @@ def write_prepared(conn: duckdb.DuckDBPyConnection, prepared: PreparedPartition)
     with transaction(conn):
         claim_origin(conn, simulated=prepared.simulated)
         ls_rows = upsert(conn, "ls_ratio", prepared.ls, LS_KEY, keep_stored_when=REST_WINS)
-        kline_rows = upsert(conn, "klines", prepared.klines, _PRICE_KEY)
+        kline_rows = upsert(conn, "klines", prepared.klines, PRICE_KEY)
         oi_rows = upsert(
-            conn, "open_interest", prepared.open_interest, _PRICE_KEY, keep_stored_when=REST_WINS
+            conn, "open_interest", prepared.open_interest, PRICE_KEY, keep_stored_when=REST_WINS
         )
+        log_changes(conn, "ls_ratio", prepared.ls)
+        log_changes(conn, "klines", prepared.klines)
+        log_changes(conn, "open_interest", prepared.open_interest)
         upsert(conn, "ls_ratio_rejected", prepared.rejections, ["rejection_id"])
         _insert(conn, prepared.instruments, _UPSERT_INSTRUMENTS)
         _insert(
@@ -513,14 +543,14 @@ def _insert(conn: duckdb.DuckDBPyConnection, frame: pd.DataFrame, sql: str) -> N
         conn.unregister("_rows")
 
 
-_PRICE_KEY = ["exchange", "instrument", "period", "ts"]
+PRICE_KEY = ["exchange", "instrument", "period", "ts"]
 # Where the exchange's API and the Binance Vision archive both have a bucket, the API's row is
 # kept: it is the exchange's own row for that period, the archive's is a five-minute snapshot.
 REST_WINS = "{table}.source = 'rest' AND excluded.source = 'archive'"
 
 
 def _dedupe(frame: pd.DataFrame, fetched_at: datetime) -> pd.DataFrame:
-    return frame.drop_duplicates(subset=_PRICE_KEY, keep="last").assign(fetched_at=fetched_at)
+    return frame.drop_duplicates(subset=PRICE_KEY, keep="last").assign(fetched_at=fetched_at)
 
 
 def _rejections(

@@ -1323,7 +1323,7 @@ def test_refresh_is_one_transaction_and_leaves_the_old_table_on_error(tmp_path: 
         before = conn.execute("SELECT count(*) FROM signal_zones").fetchall()
         conn.execute("DROP TABLE alt_average")  # signal_zones' input is gone: refresh fails
         with pytest.raises(duckdb.Error, match="alt_average"):
-            refresh(conn, "signal_zones", UNIVERSE, SETTINGS)
+            refresh(conn, "signal_zones", UNIVERSE, SETTINGS, full=True)
         assert conn.execute("SELECT count(*) FROM signal_zones").fetchall() == before
 
 

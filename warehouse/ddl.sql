@@ -144,3 +144,31 @@ CREATE TABLE IF NOT EXISTS warehouse_origin (
     decided_at TIMESTAMP NOT NULL
 );
 COMMENT ON TABLE warehouse_origin IS 'Whether this file holds real exchange data (origin = exchanges) or the simulator''s (simulated); set by the first write, every later write must match';
+
+-- Incremental refresh of the derived tables (pipelines/analytics.py). Every write to ls_ratio,
+-- klines or open_interest notes here, in its own transaction, the earliest bucket it changed per
+-- exchange and period; each derived table notes the same for its own rows when it refreshes.
+-- A derived table then recomputes only from those buckets on, and records in derived_state which
+-- change it has taken in, in the transaction that writes its rows: a crash between ingestion and
+-- refresh loses nothing, the next refresh picks the changes up.
+CREATE SEQUENCE IF NOT EXISTS derived_change_id;
+CREATE TABLE IF NOT EXISTS derived_changes (
+    id        BIGINT PRIMARY KEY DEFAULT nextval('derived_change_id'),
+    source    VARCHAR   NOT NULL,
+    exchange  VARCHAR   NOT NULL,
+    period    VARCHAR   NOT NULL,
+    since     TIMESTAMP NOT NULL,
+    logged_at TIMESTAMP NOT NULL
+);
+COMMENT ON TABLE derived_changes IS 'Which buckets changed in which table since the derived tables last read them: one row per write, exchange and period (exchange and period * with since 1970-01-01 after a full rebuild). Rows every reader has taken in are pruned.';
+COMMENT ON COLUMN derived_changes.source IS 'The table whose rows changed: ls_ratio, klines, open_interest or a derived table';
+COMMENT ON COLUMN derived_changes.since IS 'The earliest bucket start (ts) written with a new or changed value';
+
+CREATE TABLE IF NOT EXISTS derived_state (
+    model        VARCHAR PRIMARY KEY,
+    consumed_id  BIGINT    NOT NULL,
+    fingerprint  VARCHAR   NOT NULL,
+    rebuilt_at   TIMESTAMP NOT NULL,
+    refreshed_at TIMESTAMP NOT NULL
+);
+COMMENT ON TABLE derived_state IS 'Per derived table: the last derived_changes row it has taken in, and a fingerprint of its SQL, settings and universe (a different one rebuilds it in full).';
