@@ -326,8 +326,10 @@ def _recompute(
 
 @contextmanager
 def _refresh_window(conn: duckdb.DuckDBPyConnection, window: pd.DataFrame) -> Iterator[None]:
-    """The window as TEMP TABLE refresh_window, and its first bucket as TEMP TABLE ...; the
-    models read both to skip what they do not need."""
+    """The window as TEMP TABLE refresh_window (exchange, period, since), which the models read
+    to skip what they do not need. Created inside the refresh's transaction: a failed refresh's
+    rollback removes it, so it is dropped only on success (in an aborted transaction the drop
+    would fail and hide the error)."""
     conn.register("_window", window)
     try:
         conn.execute(
@@ -337,10 +339,8 @@ def _refresh_window(conn: duckdb.DuckDBPyConnection, window: pd.DataFrame) -> It
         )
     finally:
         conn.unregister("_window")
-    try:
-        yield
-    finally:
-        conn.execute("DROP TABLE IF EXISTS temp.refresh_window")
+    yield
+    conn.execute("DROP TABLE temp.refresh_window")
 
 
 def _record(
