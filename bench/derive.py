@@ -1,33 +1,62 @@
-"""Recomputing every derived table over a year of 1h/4h/1d data, 50 coins x 6 exchanges.
+"""What keeping the derived tables current costs, on generated years of 1h/4h/1d data for every
+universe coin on the six exchanges (every kind each publishes).
 
-The year is generated in DuckDB SQL (random-walk-like shares, prices and open interest for every
-kind each exchange publishes): fetching a year through the simulator would measure the simulator.
+- a full rebuild of one year (`lsr rebuild`), in a child process so that its peak memory is its
+  own;
+- the incremental refresh after one new hour is written the way ingestion writes it, on
+  warehouses holding 1, 3 and 5 years (it should cost the hour, not the years);
+- rendering every default image from the one-year warehouse.
+
+The years are generated in DuckDB SQL (random-walk-like shares, prices and open interest) in
+time order, as a warehouse fills hour after hour: fetching years through the simulator would
+measure the simulator.
 """
 
 from __future__ import annotations
 
+import resource
+import subprocess
+import sys
 import time
 import zlib
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 
-from pipelines.analytics import DERIVED_TABLES, refresh
+from bench import render
+from pipelines.analytics import DERIVED_TABLES, refresh_all, refresh_table
 from pipelines.exchanges import CONNECTORS
 from pipelines.universe import load_universe
-from pipelines.warehouse import connect
+from pipelines.warehouse import LS_KEY, PRICE_KEY, connect, log_changes, transaction, upsert
 
 PERIOD_HOURS = {"1h": 1, "4h": 4, "1d": 24}
+YEARS = (1, 3, 5)
+# Every warehouse ends at the same hour, so the years differ only in how far back they reach.
+END = datetime(2026, 11, 30)
 
 
 @dataclass
 class DeriveFigures:
-    ls_rows: int
-    build_seconds: float
-    seconds: dict[str, float]
-    rows: dict[str, int]
+    ls_rows: dict[int, int] = field(default_factory=dict)  # years -> ls_ratio rows
+    build_seconds: dict[int, float] = field(default_factory=dict)
+    rebuild_seconds: dict[int, float] = field(default_factory=dict)
+    full_rebuild_peak_rss_mb: float = 0.0
+    incremental_seconds: dict[int, float] = field(default_factory=dict)
+    incremental_tables: dict[str, float] = field(default_factory=dict)  # 5 years, per table
+    render_all_defaults_seconds: float = 0.0
+    images: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "full_rebuild_seconds": round(self.rebuild_seconds[1], 2),
+            "full_rebuild_peak_rss_mb": round(self.full_rebuild_peak_rss_mb),
+            "incremental_seconds": {
+                str(y): round(s, 3) for y, s in self.incremental_seconds.items()
+            },
+            "render_all_defaults_seconds": round(self.render_all_defaults_seconds, 2),
+        }
 
 
 def _series() -> pd.DataFrame:
@@ -44,100 +73,145 @@ def _series() -> pd.DataFrame:
     )  # fmt: skip
 
 
-def build(path: Path, days: int = 365) -> float:
-    """Write the year into a fresh warehouse at `path`; return the seconds it took."""
+# The generated rows of one table for the buckets in [$first, $end), in time order. Shares and
+# prices are smooth functions of time per series plus noise, so z-scores and zones move.
+_LS_ROWS = """
+    SELECT exchange, coin, coin || 'USDT' AS instrument, metric, period, ts,
+           long_share, 1 - long_share AS short_share, long_share / (1 - long_share) AS ratio,
+           $fetched_at AS fetched_at
+    FROM (
+        SELECT s.exchange, s.coin, s.metric, s.period, t.ts,
+               0.5 + 0.12 * sin(epoch(t.ts) / 86400 / (3 + s.seed % 7) + s.seed)
+                   + 0.03 * (random() - 0.5) AS long_share
+        FROM series AS s
+        JOIN (SELECT unnest(range($first, $end, INTERVAL 1 HOUR)) AS ts) AS t
+          ON epoch(t.ts)::BIGINT % (3600 * s.hours) = 0
+    )
+    ORDER BY ts
+"""
+_PRICE_ROWS = """
+    SELECT DISTINCT s.exchange, s.coin, s.coin || 'USDT' AS instrument, s.period, t.ts,
+           100 * exp(0.2 * sin(epoch(t.ts) / 86400 / 11 + hash(s.coin) % 7)) AS close
+    FROM series AS s
+    JOIN (SELECT unnest(range($first, $end, INTERVAL 1 HOUR)) AS ts) AS t
+      ON epoch(t.ts)::BIGINT % (3600 * s.hours) = 0
+"""
+_KLINE_ROWS = f"""
+    SELECT exchange, coin, instrument, period, ts, close AS open, close * 1.01 AS high,
+           close * 0.99 AS low, close, 1000.0 AS volume, 1000 * close AS quote_volume,
+           CASE WHEN exchange = 'binance' THEN 400 + 200 * random() END AS taker_buy_volume,
+           $fetched_at AS fetched_at
+    FROM ({_PRICE_ROWS}) ORDER BY ts
+"""
+_OI_ROWS = f"""
+    SELECT exchange, coin, instrument, period, ts, 1e6 AS open_interest,
+           1e6 * close AS open_interest_value, $fetched_at AS fetched_at
+    FROM ({_PRICE_ROWS}) ORDER BY ts
+"""
+_TABLES = {"ls_ratio": _LS_ROWS, "klines": _KLINE_ROWS, "open_interest": _OI_ROWS}
+
+
+def build(path: Path, years: int) -> float:
+    """Write `years` of history into a fresh warehouse at `path`; return the seconds it took."""
+    for stale in path.parent.glob(path.name + "*"):
+        stale.unlink()
     start = time.perf_counter()
-    end = datetime.now(UTC).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+    span = {"first": END - timedelta(days=365 * years), "end": END, "fetched_at": END}
     with connect(path) as conn:
         conn.register("series", _series())
-        conn.execute(
-            """
-            CREATE TEMP TABLE grid AS
-            SELECT s.*, t.ts,
-                   0.5 + 0.12 * sin(epoch(t.ts) / 86400 / (3 + s.seed % 7) + s.seed)
-                       + 0.03 * (random() - 0.5) AS long_share
-            FROM series s,
-                 LATERAL (SELECT unnest(range(
-                     date_trunc('day', $end - to_days($days::INTEGER)), $end,
-                     to_hours(s.hours::INTEGER))) AS ts) t
-            """,
-            {"end": end, "days": days},
-        )
-        conn.execute(
-            """
-            INSERT INTO ls_ratio (exchange, coin, instrument, metric, period, ts, long_share,
-                                  short_share, ratio, source_ratio, fetched_at, source_ts)
-            SELECT exchange, coin, coin || 'USDT', metric, period, ts, long_share,
-                   1 - long_share, long_share / (1 - long_share), NULL, $end,
-                   epoch_ms(ts)
-            FROM grid
-            """,
-            {"end": end},
-        )
+        for table, rows in _TABLES.items():
+            conn.execute(f"INSERT INTO {table} BY NAME {rows}", span)
         conn.execute(
             """
             INSERT INTO instruments
             SELECT DISTINCT exchange, coin || 'USDT', coin, coin, 1, NULL, true, $end, $end
             FROM series
             """,
-            {"end": end},
-        )
-        conn.execute(
-            """
-            CREATE TEMP TABLE prices AS
-            SELECT DISTINCT exchange, coin, period, ts,
-                   100 * exp(0.2 * sin(epoch(ts) / 86400 / 11 + hash(coin) % 7)) AS close
-            FROM grid
-            """
-        )
-        conn.execute(
-            """
-            INSERT INTO klines (exchange, coin, instrument, period, ts, open, high, low, close,
-                                volume, quote_volume, taker_buy_volume, fetched_at)
-            SELECT exchange, coin, coin || 'USDT', period, ts, close, close * 1.01,
-                   close * 0.99, close, 1000, 1000 * close,
-                   CASE WHEN exchange = 'binance' THEN 400 + 200 * random() END, $end
-            FROM prices
-            """,
-            {"end": end},
-        )
-        conn.execute(
-            """
-            INSERT INTO open_interest (exchange, coin, instrument, period, ts, open_interest,
-                                       open_interest_value, fetched_at)
-            SELECT exchange, coin, coin || 'USDT', period, ts, 1e6, 1e6 * close, $end
-            FROM prices
-            """,
-            {"end": end},
+            {"end": END},
         )
     return time.perf_counter() - start
 
 
-def run(path: Path) -> DeriveFigures:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(path.name + "*"):
-        stale.unlink()
-    build_seconds = build(path)
-    seconds: dict[str, float] = {}
-    rows: dict[str, int] = {}
+def add_hour(path: Path) -> None:
+    """The hour after END, written as ingestion writes it: upserts and change notes at once."""
+    span = {"first": END, "end": END + timedelta(hours=1), "fetched_at": END + timedelta(hours=1)}
+    keys = {"ls_ratio": LS_KEY, "klines": PRICE_KEY, "open_interest": PRICE_KEY}
     with connect(path) as conn:
-        ls_rows = int(conn.execute("SELECT count(*) FROM ls_ratio").fetchall()[0][0])
-        for table in DERIVED_TABLES:
+        conn.register("series", _series())
+        frames = {table: conn.execute(rows, span).df() for table, rows in _TABLES.items()}
+        with transaction(conn):
+            for table, frame in frames.items():
+                upsert(conn, table, frame, keys[table])
+                log_changes(conn, table, frame)
+
+
+def rebuild_in_child(path: Path) -> float:
+    """`lsr rebuild`'s work in a fresh process; return its seconds (its peak memory is the
+    process's own, read by the caller)."""
+    command = [sys.executable, "-m", "bench.derive", "rebuild", str(path)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True)
+    return float(out.stdout.strip())
+
+
+def rebuild(path: Path) -> float:
+    """Rebuild every derived table of the warehouse at `path`; return the seconds it took."""
+    with connect(path) as conn:
+        start = time.perf_counter()
+        refresh_all(conn, load_universe(), full=True)
+        return time.perf_counter() - start
+
+
+def run(folder: Path) -> DeriveFigures:
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = DeriveFigures()
+    for years in YEARS:
+        path = folder / f"{years}y.duckdb"
+        figures.build_seconds[years] = build(path, years)
+        figures.rebuild_seconds[years] = rebuild_in_child(path)
+        if years == 1:  # the first child: the children's peak is this rebuild's
+            rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            figures.full_rebuild_peak_rss_mb = rss / 1024
+        add_hour(path)
+        with connect(path) as conn:
+            figures.ls_rows[years] = int(
+                conn.execute("SELECT count(*) FROM ls_ratio").fetchall()[0][0]
+            )
             start = time.perf_counter()
-            rows[table] = refresh(conn, table, load_universe())
-            seconds[table] = time.perf_counter() - start
-    return DeriveFigures(ls_rows, build_seconds, seconds, rows)
+            for table in DERIVED_TABLES:
+                begun = time.perf_counter()
+                refresh_table(conn, table, load_universe())
+                figures.incremental_tables[table] = time.perf_counter() - begun
+            figures.incremental_seconds[years] = time.perf_counter() - start
+        if years == 1:
+            drawn = render.run(path)
+            figures.render_all_defaults_seconds, figures.images = drawn.seconds, drawn.images
+        for done in folder.glob(f"{years}y.duckdb*"):
+            if years != YEARS[-1]:
+                done.unlink()
+    return figures
 
 
 def report(figures: DeriveFigures) -> str:
-    lines = [
-        f"Derived tables over a generated year (1h/4h/1d, 50 coins, 6 exchanges, every kind "
-        f"each publishes): {figures.ls_rows:,} ls_ratio rows, built in "
-        f"{figures.build_seconds:.0f} s",
-    ]
-    lines += [
-        f"  {table:<16}{figures.rows[table]:>12,} rows {seconds:7.1f} s"
-        for table, seconds in figures.seconds.items()
-    ]
-    lines.append(f"  all derived tables: {sum(figures.seconds.values()):.1f} s")
+    lines = ["Derived tables on generated years (1h/4h/1d, 50 coins, 6 exchanges):"]
+    for years in figures.incremental_seconds:
+        lines.append(
+            f"  {years} y: {figures.ls_rows[years]:>11,} ls_ratio rows (built in "
+            f"{figures.build_seconds[years]:.0f} s); full rebuild "
+            f"{figures.rebuild_seconds[years]:6.1f} s; one new hour refreshed in "
+            f"{figures.incremental_seconds[years]:.2f} s"
+        )
+    lines.append(f"  full rebuild of 1 year: peak memory {figures.full_rebuild_peak_rss_mb:.0f} MB")
+    slowest = sorted(figures.incremental_tables.items(), key=lambda item: -item[1])
+    lines.append(
+        "  one new hour on the last warehouse, per table: "
+        + ", ".join(f"{table} {seconds:.2f} s" for table, seconds in slowest)
+    )
+    lines.append(
+        f"  rendering all {figures.images} default images of the 1-year warehouse: "
+        f"{figures.render_all_defaults_seconds:.1f} s"
+    )
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m bench.derive rebuild PATH (the child above)
+    print(rebuild(Path(sys.argv[2])))

@@ -8,8 +8,13 @@
 CREATE OR REPLACE TABLE alt_average AS
 WITH alts AS (
     SELECT exchange, metric, period, ts, ratio, ln_ratio
-    FROM heatmap_matrix
+    FROM heatmap_matrix AS h
+    SEMI JOIN refresh_window AS w
+        ON w.exchange = h.exchange
+       AND w.period = h.period
+       AND h.ts >= w.since
     WHERE coin <> 'BTC'
+      AND ts >= (SELECT min(since) FROM refresh_window)
       AND list_contains($universe_coins, coin)
       AND NOT list_contains($alt_exclusions, coin)
       AND ratio > 0
@@ -34,7 +39,8 @@ LEFT JOIN heatmap_matrix AS b
    AND b.metric = a.metric
    AND b.period = a.period
    AND b.ts = a.ts
-ORDER BY a.exchange, a.metric, a.period, a.ts;
+   AND b.ts >= (SELECT min(since) FROM refresh_window)
+ORDER BY a.ts, a.exchange, a.metric, a.period;
 
 COMMENT ON TABLE alt_average IS 'Altcoin-average long/short ratio per bucket (exchange, metric, period, ts), BTC beside it. Alts = universe coins but BTC and alt_exclusions (pipelines/universe.yaml); one row per bucket where at least one alt has a ratio.';
 COMMENT ON COLUMN alt_average.alt_mean_ratio IS 'Geometric mean of the alts'' ratios: exp(avg(ln(ratio))) over coins with a ratio in the bucket';

@@ -14,6 +14,10 @@ SELECT
     l.short_share,
     k.close AS price_close
 FROM heatmap_matrix AS h
+JOIN refresh_window AS w
+    ON w.exchange = h.exchange
+   AND w.period = h.period
+   AND h.ts >= w.since
 JOIN ls_ratio AS l
     ON l.exchange = h.exchange
    AND l.instrument = h.instrument
@@ -27,7 +31,9 @@ LEFT JOIN klines AS k
    AND k.ts = h.ts
 WHERE h.coin = 'BTC'
   AND l.coin = 'BTC'
-ORDER BY h.exchange, h.metric, h.period, h.ts;
+  AND h.ts >= (SELECT min(since) FROM refresh_window)
+  AND l.ts >= (SELECT min(since) FROM refresh_window)
+ORDER BY h.ts, h.exchange, h.metric, h.period;
 
 COMMENT ON TABLE btc_ls IS 'BTC long/short ratio and BTC close price per bucket (exchange, metric, period, ts): one row per BTC row of heatmap_matrix.';
 COMMENT ON COLUMN btc_ls.ratio IS 'BTC''s long/short ratio (ls_ratio.ratio); NULL when undefined (zero short share)';

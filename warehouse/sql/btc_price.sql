@@ -24,7 +24,12 @@ FROM klines AS k
 JOIN chosen AS c
     ON c.exchange = k.exchange
    AND c.instrument = k.instrument
-ORDER BY k.exchange, k.period, k.ts;
+JOIN refresh_window AS w
+    ON w.exchange = k.exchange
+   AND w.period = k.period
+   AND k.ts >= w.since
+WHERE k.ts >= (SELECT min(since) FROM refresh_window)
+ORDER BY k.ts, k.exchange, k.period;
 
 COMMENT ON TABLE btc_price IS 'BTC close per exchange, period and bucket from klines (ts = candle open time, UTC), one instrument per exchange: the price line of the images, wherever candles exist.';
 COMMENT ON COLUMN btc_price.close IS 'Close of the BTC candle opening at ts, in USDT';

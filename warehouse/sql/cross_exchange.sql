@@ -11,7 +11,12 @@
 -- still USDT). OI is matched on the exact bucket start: no forward fill, a stale weight is no
 -- weight. Only one metric kind is aggregated at a time.
 CREATE OR REPLACE TABLE cross_exchange AS
-WITH oi AS (
+WITH recomputed AS (  -- per period, from the earliest bucket any exchange changed
+    SELECT period, min(since) AS since
+    FROM refresh_window
+    GROUP BY period
+),
+oi AS (
     SELECT
         o.exchange,
         o.instrument,
@@ -24,6 +29,8 @@ WITH oi AS (
        AND k.instrument = o.instrument
        AND k.period = o.period
        AND k.ts = o.ts
+       AND k.ts >= (SELECT min(since) FROM recomputed)
+    WHERE o.ts >= (SELECT min(since) FROM recomputed)
 ),
 cells AS (
     SELECT
@@ -36,11 +43,15 @@ cells AS (
         h.zscore,
         CASE WHEN h.ln_ratio IS NOT NULL AND oi.oi_usd > 0 THEN oi.oi_usd END AS weight
     FROM heatmap_matrix AS h
+    JOIN recomputed AS w
+        ON w.period = h.period
+       AND h.ts >= w.since
     LEFT JOIN oi
         ON oi.exchange = h.exchange
        AND oi.instrument = h.instrument
        AND oi.period = h.period
        AND oi.ts = h.ts
+    WHERE h.ts >= (SELECT min(since) FROM recomputed)
 )
 SELECT
     coin,
@@ -54,7 +65,8 @@ SELECT
     count(weight)::INTEGER                      AS n_exchanges_with_oi,
     sum(weight)                                 AS oi_usd_total
 FROM cells
-GROUP BY coin, metric, period, ts;
+GROUP BY coin, metric, period, ts
+ORDER BY ts;
 
 COMMENT ON TABLE cross_exchange IS 'Per coin, metric kind, period and bucket across exchanges: mean of the per-exchange z-scores and the open-interest-weighted mean of ln(ratio). Raw ratios are never averaged across venues. Not stored in any order.';
 COMMENT ON COLUMN cross_exchange.mean_zscore IS 'avg(heatmap_matrix.zscore) over the exchanges with a z-score in the bucket; NULL when none has one';

@@ -9,9 +9,22 @@
 --                    view combines there (a coin listed on fewer exchanges counts fewer).
 -- A bucket has a row when any coin has one in cross_exchange.
 CREATE OR REPLACE TABLE cross_lines AS
-WITH btc AS (
+WITH recomputed AS (  -- per period, from the earliest bucket any exchange changed
+    SELECT period, min(since) AS since
+    FROM refresh_window
+    GROUP BY period
+),
+cells AS (
+    SELECT c.*
+    FROM cross_exchange AS c
+    SEMI JOIN recomputed AS w
+        ON w.period = c.period
+       AND c.ts >= w.since
+    WHERE c.ts >= (SELECT min(since) FROM recomputed)
+),
+btc AS (
     SELECT metric, period, ts, exp(oi_weighted_ln_ratio) AS btc_ratio
-    FROM cross_exchange
+    FROM cells
     WHERE coin = 'BTC'
 ),
 alts AS (
@@ -21,13 +34,13 @@ alts AS (
         ts,
         exp(avg(oi_weighted_ln_ratio))       AS alt_mean_ratio,
         count(oi_weighted_ln_ratio)::INTEGER AS n_coins
-    FROM cross_exchange
+    FROM cells
     WHERE coin <> 'BTC'
     GROUP BY metric, period, ts
 ),
 contributors AS (
     SELECT metric, period, ts, max(n_exchanges_with_oi)::INTEGER AS n_exchanges
-    FROM cross_exchange
+    FROM cells
     GROUP BY metric, period, ts
 )
 SELECT
@@ -41,7 +54,7 @@ SELECT
 FROM btc
 FULL JOIN alts USING (metric, period, ts)
 JOIN contributors USING (metric, period, ts)
-ORDER BY metric, period, ts;
+ORDER BY ts, metric, period;
 
 COMMENT ON TABLE cross_lines IS 'BTC and altcoin-average L/S per metric kind, period and bucket, each weighted by open interest across exchanges (from cross_exchange): the top panel of the cross-exchange image.';
 COMMENT ON COLUMN cross_lines.btc_ratio IS 'exp(cross_exchange.oi_weighted_ln_ratio) of BTC: its OI-weighted geometric-mean ratio over exchanges; NULL without open interest';

@@ -4,19 +4,22 @@
 --
 -- History = the same series' non-NULL ln(ratio) with ts - $lookback_days days <= t < ts (the
 -- bucket itself excluded). zscore = (ln_ratio - mean) / sd (sample sd), NULL with fewer than
--- $min_history earlier observations or no spread.
+-- $min_history earlier observations or no spread (a variance below 1e-12, i.e. ln(ratio)
+-- moving by less than 1e-6: far below the 4 decimals exchanges publish, far above rounding).
 --
--- How (speed: this is the one pass over the whole ls_ratio table). A RANGE window with three
--- aggregates costs ~4x a single sort, so instead:
---   1. each series (exchange, metric, period, coin) gets a small integer id: sorting and joining
---      on one BIGINT is several times cheaper than on four VARCHARs;
---   2. one window pass gives running totals n, sum(x), sum(x^2) up to and including each row;
---   3. an ASOF join finds, per row, the last row before its window start (t' < t - lookback);
---      window totals = totals before the current row - totals at that row.
---   mean = S / n, M2 = SS - S^2 / n, sd = sqrt(M2 / (n - 1)). The subtraction of running totals
---   leaves rounding noise of about 1e-16 x the running sum of squares, so "no spread" is
---   M2 <= 1e-11 x (1 + running SS): exactly constant histories give NULL, not a huge z-score.
---   tests/test_analytics.py checks the result against numpy on gappy series.
+-- Incremental: the rows computed are those of refresh_window (per exchange and period, every
+-- bucket from `since` on; a full rebuild's window starts in 1970), and only the look-back
+-- before them is read. With L = the look-back, the sums over a bucket's window [t - L, t) are
+--   the sums over [since - L, since), one GROUP BY over the look-back,
+--   + the buckets that entered the window since then (since <= t' < t),
+--   - the buckets that left it (since - L <= t' < t - L; a bucket leaves at t' + L, and only
+--     those leaving before the last bucket computed can matter).
+-- One running total over those enter and leave events in time order gives the last two, so
+-- only the buckets being computed are sorted, not the look-back. Each series (exchange,
+-- metric, period, coin) gets a small integer id first: sorting and joining on one BIGINT is
+-- several times cheaper than on four VARCHARs. tests/test_analytics.py checks the result
+-- against numpy on gappy series; tests/test_incremental.py that refreshing in batches gives
+-- the rows of a full rebuild.
 --
 -- One coin, one row: ls_ratio is keyed by instrument, and an exchange can hold two instruments
 -- for one coin (PEPEUSDT beside 1000PEPEUSDT, or a renamed contract). Where that happens the
@@ -24,9 +27,18 @@
 -- (nearly all) skip the de-duplication. btc_ls, alt_average, divergence and cross_exchange read
 -- this table, so they all see the same instrument per coin.
 CREATE OR REPLACE TABLE heatmap_matrix AS
-WITH keys AS (
+WITH source AS (
+    SELECT l.exchange, l.metric, l.period, l.coin, l.instrument, l.ts, l.ratio, w.since
+    FROM ls_ratio AS l
+    JOIN refresh_window AS w
+        ON w.exchange = l.exchange
+       AND w.period = l.period
+    WHERE l.ts >= (SELECT min(since) FROM refresh_window) - to_days(CAST($lookback_days AS INTEGER))
+      AND l.ts >= w.since - to_days(CAST($lookback_days AS INTEGER))
+),
+keys AS (
     SELECT exchange, metric, period, coin, instrument
-    FROM ls_ratio
+    FROM source
     GROUP BY exchange, metric, period, coin, instrument
 ),
 ranked AS (
@@ -44,8 +56,8 @@ ranked AS (
        AND i.instrument = k.instrument
 ),
 tagged AS (
-    SELECT r.sid, r.rank, r.n_instruments, epoch_us(l.ts) AS t, l.ratio
-    FROM ls_ratio AS l
+    SELECT r.sid, r.rank, r.n_instruments, epoch_us(l.ts) AS t, epoch_us(l.since) AS since, l.ratio
+    FROM source AS l
     JOIN ranked AS r
         ON r.exchange = l.exchange
        AND r.metric = l.metric
@@ -54,41 +66,60 @@ tagged AS (
        AND r.instrument = l.instrument
 ),
 cells AS (
-    SELECT sid, rank, t, ratio FROM tagged WHERE n_instruments = 1
+    SELECT sid, rank, t, since, ratio FROM tagged WHERE n_instruments = 1
     UNION ALL
-    SELECT sid, rank, t, ratio
+    SELECT sid, rank, t, since, ratio
     FROM tagged
     WHERE n_instruments > 1
     QUALIFY row_number() OVER (PARTITION BY sid, t ORDER BY rank) = 1
 ),
+logged AS (
+    SELECT
+        *,
+        CASE WHEN ratio > 0 THEN ln(ratio) END AS x,
+        CAST($lookback_days AS BIGINT) * 86400000000 AS lookback
+    FROM cells
+),
+before AS (
+    SELECT sid, count(x) AS n, coalesce(sum(x), 0) AS s, coalesce(sum(x * x), 0) AS ss
+    FROM logged
+    WHERE t < since
+    GROUP BY sid
+),
+events AS (
+    SELECT sid, t AS moment, 0 AS leaving, rank, t, ratio, x,
+           (x IS NOT NULL)::INTEGER AS dn, coalesce(x, 0) AS ds, coalesce(x * x, 0) AS dss
+    FROM logged
+    WHERE t >= since
+    UNION ALL
+    SELECT sid, t + lookback AS moment, 1 AS leaving, NULL, NULL, NULL, NULL, -1, -x, -x * x
+    FROM logged
+    WHERE t + lookback < (SELECT max(t) FROM logged)
+      AND x IS NOT NULL
+),
 running AS (
     SELECT
-        sid,
-        rank,
-        t,
-        ratio,
-        x,
-        count(x) OVER upto                AS n_incl,
-        coalesce(sum(x) OVER upto, 0)     AS s_incl,
-        coalesce(sum(x * x) OVER upto, 0) AS ss_incl
-    FROM (SELECT *, CASE WHEN ratio > 0 THEN ln(ratio) END AS x FROM cells)
-    WINDOW upto AS (PARTITION BY sid ORDER BY t ROWS UNBOUNDED PRECEDING)
+        *,
+        sum(dn) OVER upto  AS run_n,
+        sum(ds) OVER upto  AS run_s,
+        sum(dss) OVER upto AS run_ss
+    FROM events
+    WINDOW upto AS (PARTITION BY sid ORDER BY moment, leaving ROWS UNBOUNDED PRECEDING)
 ),
 windowed AS (
     SELECT
-        cur.sid,
-        cur.rank,
-        cur.t,
-        cur.ratio,
-        cur.x,
-        cur.ss_incl,
-        cur.n_incl - (cur.x IS NOT NULL)::BIGINT - coalesce(before.n_incl, 0) AS n,
-        cur.s_incl - coalesce(cur.x, 0) - coalesce(before.s_incl, 0) AS s,
-        cur.ss_incl - coalesce(cur.x * cur.x, 0) - coalesce(before.ss_incl, 0) AS ss
-    FROM running AS cur
-    ASOF LEFT JOIN running AS before
-        ON before.sid = cur.sid
-       AND before.t < cur.t - CAST($lookback_days AS BIGINT) * 86400000000
+        e.sid,
+        e.rank,
+        e.t,
+        e.ratio,
+        e.x,
+        coalesce(b.n, 0) + e.run_n - e.dn AS n,
+        coalesce(b.s, 0) + e.run_s - e.ds AS s,
+        coalesce(b.ss, 0) + e.run_ss - e.dss AS ss
+    FROM running AS e
+    LEFT JOIN before AS b
+        ON b.sid = e.sid
+    WHERE e.leaving = 0
 ),
 scored AS (
     SELECT
@@ -105,7 +136,7 @@ SELECT
     c.ratio,
     c.x AS ln_ratio,
     CASE
-        WHEN c.n >= $min_history AND c.m2 > 1e-11 * (1 + c.ss_incl)
+        WHEN c.n >= $min_history AND c.m2 > 1e-12 * (c.n - 1)
         THEN (c.x - c.s / c.n) / sqrt(c.m2 / (c.n - 1))
     END AS zscore,
     c.n::INTEGER AS zscore_history,
@@ -113,11 +144,12 @@ SELECT
 FROM scored AS c
 JOIN ranked AS r
     ON r.sid = c.sid
-   AND r.rank = c.rank;
+   AND r.rank = c.rank
+ORDER BY c.t;
 
 COMMENT ON TABLE heatmap_matrix IS 'Coin x time heatmap cells per exchange, metric and period: one row per coin and bucket in ls_ratio (one instrument per coin: the in-universe one where an exchange holds two). Not stored in any order: filter by exchange, metric, period.';
 COMMENT ON COLUMN heatmap_matrix.ratio IS 'The coin''s long/short ratio in the bucket (ls_ratio.ratio); NULL when undefined (zero short share)';
 COMMENT ON COLUMN heatmap_matrix.ln_ratio IS 'ln(ratio): 0 = balanced, positive = long-heavy; symmetric for 2:1 and 1:2';
-COMMENT ON COLUMN heatmap_matrix.zscore IS '(ln_ratio - mean) / sd (sample) of the coin''s ln_ratio over [ts - lookback_days, ts), same exchange/metric/period, the bucket itself excluded; NULL with fewer than min_history earlier observations or no spread (sum of squared deviations at rounding level)';
+COMMENT ON COLUMN heatmap_matrix.zscore IS '(ln_ratio - mean) / sd (sample) of the coin''s ln_ratio over [ts - lookback_days, ts), same exchange/metric/period, the bucket itself excluded; NULL with fewer than min_history earlier observations or no spread (variance below 1e-12)';
 COMMENT ON COLUMN heatmap_matrix.zscore_history IS 'Number of earlier non-NULL observations in the trailing window the z-score was computed from';
 COMMENT ON COLUMN heatmap_matrix.instrument IS 'The exchange-native instrument the row comes from';

@@ -15,12 +15,21 @@
 -- in the same bucket. The series tables hold at most one row per key, so a window over the
 -- bucket replaces a self-join.
 CREATE OR REPLACE TABLE signal_zones AS
-WITH series AS (
-    SELECT exchange, metric, period, 'btc' AS series, ts, ratio AS value
-    FROM btc_ls
-    UNION ALL
-    SELECT exchange, metric, period, 'alt_avg' AS series, ts, alt_mean_ratio AS value
-    FROM alt_average
+WITH series AS (  -- from each recomputed bucket's look-back on
+    SELECT s.*
+    FROM (
+        SELECT exchange, metric, period, 'btc' AS series, ts, ratio AS value
+        FROM btc_ls
+        UNION ALL
+        SELECT exchange, metric, period, 'alt_avg' AS series, ts, alt_mean_ratio AS value
+        FROM alt_average
+    ) AS s
+    SEMI JOIN refresh_window AS w
+        ON w.exchange = s.exchange
+       AND w.period = s.period
+       AND s.ts >= w.since - to_days(CAST($zone_lookback_days AS INTEGER))
+    WHERE s.ts >= (SELECT min(since) FROM refresh_window)
+                  - to_days(CAST($zone_lookback_days AS INTEGER))
 ),
 logged AS (
     SELECT *, CASE WHEN value > 0 THEN ln(value) END AS ln_value
@@ -92,7 +101,7 @@ SELECT
     zscore
 FROM zoned
 WINDOW bucket AS (PARTITION BY exchange, metric, period, ts)
-ORDER BY exchange, metric, period, series, ts;
+ORDER BY ts, exchange, metric, period, series;
 
 COMMENT ON TABLE signal_zones IS 'Historical-extreme zones of the BTC ratio (series btc) and the altcoin geometric-mean ratio (series alt_avg) per exchange, metric, period and bucket: bands are trailing percentiles of ln(value) (default 10th/90th over 90 days, bucket itself excluded), no zone before the minimum history.';
 COMMENT ON COLUMN signal_zones.series IS 'btc = btc_ls.ratio, alt_avg = alt_average.alt_mean_ratio';
