@@ -86,8 +86,13 @@ kinds AS (
         max(zscore) FILTER (WHERE metric = 'global_account') AS crowd_zscore,
         bool_or(metric IN ('top_account', 'top_position'))   AS has_top,
         bool_or(metric IN ('top_position', 'global_account')) AS has_whale_or_crowd
-    FROM heatmap_matrix
+    FROM heatmap_matrix AS h
+    SEMI JOIN refresh_window AS w
+        ON w.exchange = h.exchange
+       AND w.period = h.period
+       AND h.ts >= w.since
     WHERE metric IN ('top_account', 'top_position', 'global_account')
+      AND ts >= (SELECT min(since) FROM refresh_window)
       AND (
           list_contains($top_pair_exchanges, exchange)
           OR list_contains($whale_crowd_exchanges, exchange)
@@ -158,7 +163,12 @@ pairs AS (
         max(value)  FILTER (WHERE series = 'alt_avg') AS alt_ratio,
         max(zscore) FILTER (WHERE series = 'btc')     AS btc_zscore,
         max(zscore) FILTER (WHERE series = 'alt_avg') AS alt_zscore
-    FROM signal_zones
+    FROM signal_zones AS z
+    SEMI JOIN refresh_window AS w
+        ON w.exchange = z.exchange
+       AND w.period = z.period
+       AND z.ts >= w.since
+    WHERE ts >= (SELECT min(since) FROM refresh_window)
     GROUP BY exchange, metric, period, ts
 ),
 patterned AS (
@@ -269,7 +279,58 @@ SELECT
     pattern,
     pattern_since,
     pattern_buckets
-FROM runs;
+FROM runs
+ORDER BY ts;
+
+-- A run that reaches into the recomputed buckets from before them: the rows above counted it
+-- from the first recomputed bucket; where the series' first patterned row there is exactly one
+-- period after its last stored row before them, with the same pattern, the run goes on from
+-- that row's pattern_since (a full rebuild has no row before, so nothing to join).
+UPDATE divergence AS d
+SET pattern_since = before.pattern_since,
+    pattern_buckets = d.pattern_buckets + before.pattern_buckets
+FROM (
+    SELECT
+        first.scope,
+        first.exchange,
+        first.metric,
+        first.period,
+        first.coin,
+        first.ts AS first_ts,
+        b.pattern,
+        b.pattern_since,
+        b.pattern_buckets
+    FROM (
+        SELECT d.scope, d.exchange, d.metric, d.period, d.coin, min(d.ts) AS ts, w.since
+        FROM divergence AS d
+        JOIN refresh_window AS w
+            ON w.exchange = d.exchange
+           AND w.period = d.period
+           AND d.ts >= w.since
+        WHERE d.pattern IS NOT NULL
+          AND d.ts >= (SELECT min(since) FROM refresh_window)
+        GROUP BY ALL
+    ) AS first
+    JOIN (SELECT unnest($period_seconds, recursive := true)) AS s
+        ON s.period = first.period
+    JOIN divergence AS b
+        ON b.scope = first.scope
+       AND b.exchange = first.exchange
+       AND b.metric = first.metric
+       AND b.period = first.period
+       AND b.coin IS NOT DISTINCT FROM first.coin
+       AND b.ts = first.ts - to_seconds(s.seconds)
+       AND b.ts < first.since
+    WHERE b.ts >= (SELECT min(since) FROM refresh_window) - INTERVAL 1 DAY
+) AS before
+WHERE d.scope = before.scope
+  AND d.exchange = before.exchange
+  AND d.metric = before.metric
+  AND d.period = before.period
+  AND d.coin IS NOT DISTINCT FROM before.coin
+  AND d.pattern = before.pattern
+  AND d.pattern_since = before.first_ts
+  AND d.ts >= before.first_ts;
 
 COMMENT ON TABLE divergence IS 'Positioning divergence, each side read against its own series'' trailing z-score, with since when each pattern holds. scope coin: top_account vs top_position per coin on exchanges publishing both (cautious_whale, whale_against_trend, consensus_long, consensus_short). scope whale_crowd: top_position (whales) vs global_account (crowd) per coin on exchanges publishing both (whales_long_crowd_short, whales_short_crowd_long, whales_and_crowd_long, whales_and_crowd_short). scope btc_vs_alts: BTC vs the altcoin geometric mean per metric (btc_long_alts_short, btc_short_alts_long, zscore_divergence). Not stored in any order.';
 COMMENT ON COLUMN divergence.scope IS 'coin or whale_crowd (key: exchange, period, coin, ts) or btc_vs_alts (key: exchange, metric, period, ts; coin NULL)';
