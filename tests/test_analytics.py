@@ -684,15 +684,23 @@ def expected_candle_flow(inputs: Inputs) -> pd.DataFrame:
         )
     flow = pd.DataFrame(rows).sort_values(["exchange", "coin", "period", "ts"])
     parts, edge = [], SETTINGS.flow_extreme_share
-    for _, series in flow.groupby(["exchange", "coin", "period"]):
-        shares = series["buy_share"].to_numpy(dtype=float)
+    for (_, _, period), series in flow.groupby(["exchange", "coin", "period"]):
+        # On every bucket from the first to the last: a missing candle is a NaN that breaks the
+        # change and the moving averages like a candle without an estimate.
+        grid = pd.date_range(
+            series["ts"].min(), series["ts"].max(), freq=f"{PERIOD_SECONDS[period]}s"
+        )
+        shares = series.set_index("ts")["buy_share"].reindex(grid).to_numpy(dtype=float)
         change = np.concatenate([[np.nan], np.diff(shares)])
+        momentum = hull(change, SETTINGS.flow_momentum_length)
+        at = grid.get_indexer(series["ts"])
+        buy = series["buy_share"]
         parts.append(
             series.assign(
-                buy_change=change,
-                momentum=hull(change, SETTINGS.flow_momentum_length),
+                buy_change=change[at],
+                momentum=momentum[at],
                 extreme=[
-                    "buyers" if b >= edge else "sellers" if 1 - b >= edge else None for b in shares
+                    "buyers" if b >= edge else "sellers" if 1 - b >= edge else None for b in buy
                 ],
             )
         )

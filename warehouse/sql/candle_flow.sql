@@ -18,12 +18,15 @@
 -- Volumes are in the instrument's base units; shares are unit-free.
 --
 -- The indicator on top of the shares, per (exchange, coin, period), candle after candle in time:
---   buy_change = buy_share - the previous candle's buy_share;
+--   buy_change = buy_share - the previous candle's buy_share (NULL when the candle one period
+--                before is missing: a change across a hole is not this candle's);
 --   momentum   = HMA(buy_change, n = $flow_momentum_length), the Hull moving average
 --                WMA(2 * WMA(x, floor(n / 2)) - WMA(x, n), round(sqrt(n))), where WMA(x, m) weighs
---                the last m values 1, 2, ..., m (newest heaviest). Rising and above 0: buying
---                pressure building. NULL until every value it needs exists (a candle without an
---                estimate interrupts it for the next n + round(sqrt(n)) - 1 candles);
+--                the last m buckets' values 1, 2, ..., m (newest heaviest). Rising and above 0:
+--                buying pressure building. NULL until every value it needs exists: a candle
+--                without an estimate, or a missing one, interrupts it for the next
+--                n + round(sqrt(n)) - 1 buckets (so it never mixes candles across a hole, and a
+--                refresh needs exactly that many buckets before the ones it recomputes);
 --   extreme    = 'buyers' when buy_share >= $flow_extreme_share (default 0.80), 'sellers' when
 --                sell_share >= it, else NULL.
 -- A 5m candle is fetched as the lower timeframe of the 1h and 4h flow; where it has no taker
@@ -38,9 +41,28 @@ CREATE OR REPLACE TABLE candle_flow AS
 WITH periods(period, secs) AS (
     VALUES ('5m', 300::BIGINT), ('15m', 900), ('1h', 3600), ('4h', 14400), ('1d', 86400)
 ),
+-- Per exchange and period recomputed: the first bucket the momentum's look-back needs.
+reach AS (
+    SELECT
+        w.exchange,
+        w.period,
+        w.since - to_seconds(
+            p.secs * ($flow_momentum_length + round(sqrt($flow_momentum_length))::BIGINT)
+        ) AS start
+    FROM refresh_window AS w
+    JOIN periods AS p
+        ON p.period = w.period
+),
+recent AS (
+    SELECT k.*
+    FROM klines AS k
+    SEMI JOIN (SELECT DISTINCT exchange FROM reach) AS r
+        ON r.exchange = k.exchange
+    WHERE k.ts >= (SELECT min(start) FROM reach)
+),
 used AS (
     SELECT exchange, coin, instrument
-    FROM klines
+    FROM recent
     GROUP BY exchange, coin, instrument
 ),
 preference AS (
@@ -57,16 +79,24 @@ preference AS (
         ON i.exchange = u.exchange
        AND i.instrument = u.instrument
 ),
+in_reach AS (
+    SELECT k.*
+    FROM recent AS k
+    SEMI JOIN reach AS r
+        ON r.exchange = k.exchange
+       AND r.period = k.period
+       AND k.ts >= r.start
+),
 candles AS (
     SELECT k.*
-    FROM klines AS k
+    FROM in_reach AS k
     SEMI JOIN preference AS p
         ON p.exchange = k.exchange
        AND p.instrument = k.instrument
        AND p.n_instruments = 1
     UNION ALL
     SELECT k.*
-    FROM klines AS k
+    FROM in_reach AS k
     JOIN preference AS p
         ON p.exchange = k.exchange
        AND p.instrument = k.instrument
@@ -90,13 +120,17 @@ finer AS (
         sum(k.volume) FILTER (WHERE k.close = k.open)  AS flat_volume,
         sum(k.volume)                                  AS total_volume,
         count(*)                                       AS n_candles
-    FROM klines AS k
+    FROM recent AS k
     JOIN periods AS lower_p
         ON lower_p.period = k.period
     JOIN periods AS target
         ON target.secs > lower_p.secs
        AND target.secs % lower_p.secs = 0
-    WHERE k.volume IS NOT NULL
+    JOIN reach AS r
+        ON r.exchange = k.exchange
+       AND r.period = target.period
+    WHERE k.ts >= r.start
+      AND k.volume IS NOT NULL
       AND k.open IS NOT NULL
       AND k.close IS NOT NULL
     GROUP BY ALL
@@ -131,8 +165,11 @@ estimated AS (
         END AS buy_share,
         f.lower_period,
         f.n_candles,
-        f.expected_candles
+        f.expected_candles,
+        epoch(c.ts)::BIGINT // p.secs AS bucket_number
     FROM candles AS c
+    JOIN periods AS p
+        ON p.period = c.period
     LEFT JOIN best_finer AS f
         ON f.exchange = c.exchange
        AND f.instrument = c.instrument
@@ -142,12 +179,15 @@ estimated AS (
 shares AS (
     SELECT
         *,
-        buy_share - lag(buy_share) OVER candles AS buy_change,
+        CASE
+            WHEN lag(bucket_number) OVER candles = bucket_number - 1
+            THEN buy_share - lag(buy_share) OVER candles
+        END AS buy_change,
         floor($flow_momentum_length / 2)::INTEGER AS half_length,
         round(sqrt($flow_momentum_length))::INTEGER AS root_length
     FROM estimated
     WHERE method IS NOT NULL OR period <> '5m'
-    WINDOW candles AS (PARTITION BY exchange, coin, period ORDER BY ts)
+    WINDOW candles AS (PARTITION BY exchange, coin, period ORDER BY bucket_number)
 ),
 hull_input AS (
     SELECT
@@ -158,12 +198,12 @@ hull_input AS (
     FROM shares
     WINDOW
         half_window AS (
-            PARTITION BY exchange, coin, period ORDER BY ts
-            ROWS BETWEEN floor($flow_momentum_length / 2)::INTEGER - 1 PRECEDING AND CURRENT ROW
+            PARTITION BY exchange, coin, period ORDER BY bucket_number
+            RANGE BETWEEN floor($flow_momentum_length / 2)::INTEGER - 1 PRECEDING AND CURRENT ROW
         ),
         full_window AS (
-            PARTITION BY exchange, coin, period ORDER BY ts
-            ROWS BETWEEN $flow_momentum_length - 1 PRECEDING AND CURRENT ROW
+            PARTITION BY exchange, coin, period ORDER BY bucket_number
+            RANGE BETWEEN $flow_momentum_length - 1 PRECEDING AND CURRENT ROW
         )
 ),
 momentum AS (
@@ -172,8 +212,8 @@ momentum AS (
         weighted_average(list(hull_raw) OVER root_window, root_length) AS momentum
     FROM hull_input
     WINDOW root_window AS (
-        PARTITION BY exchange, coin, period ORDER BY ts
-        ROWS BETWEEN round(sqrt($flow_momentum_length))::INTEGER - 1 PRECEDING AND CURRENT ROW
+        PARTITION BY exchange, coin, period ORDER BY bucket_number
+        RANGE BETWEEN round(sqrt($flow_momentum_length))::INTEGER - 1 PRECEDING AND CURRENT ROW
     )
 )
 SELECT
@@ -205,7 +245,8 @@ SELECT
     END::INTEGER AS expected_candles,
     volume,
     instrument
-FROM momentum;
+FROM momentum
+ORDER BY ts;
 
 COMMENT ON TABLE candle_flow IS 'Volume-imbalance estimate per candle (exchange, coin, period, ts) from klines: taker buy share where published (Binance), else the volume share of up candles of a finer period inside the bucket; NULL where neither exists (1h without 5m/15m candles). With the indicator on top: momentum (Hull moving average of the buy-share change) and extreme candles (one side >= 80% by default). Not stored in any order.';
 COMMENT ON COLUMN candle_flow.buy_share IS 'taker: taker_buy_volume / volume. up_candles: (up-candle volume + half the flat-candle volume) / volume of the finer candles in the bucket. NULL when not derivable';
