@@ -15,7 +15,8 @@
 --   - the buckets that left it (since - L <= t' < t - L; a bucket leaves at t' + L, and only
 --     those leaving before the last bucket computed can matter).
 -- One running total over those enter and leave events in time order gives the last two, so
--- only the buckets being computed are sorted, not the look-back. Each series (exchange,
+-- only the buckets being computed are sorted, not the look-back. A full rebuild takes another
+-- road to the same sums (below); tests/test_incremental.py compares the two. Each series (exchange,
 -- metric, period, coin) gets a small integer id first: sorting and joining on one BIGINT is
 -- several times cheaper than on four VARCHARs. tests/test_analytics.py checks the result
 -- against numpy on gappy series; tests/test_incremental.py that refreshing in batches gives
@@ -80,10 +81,12 @@ logged AS (
         CAST($lookback_days AS BIGINT) * 86400000000 AS lookback
     FROM cells
 ),
+-- Incremental refresh (the window starts after 1970): sums from the look-back and events.
 before AS (
     SELECT sid, count(x) AS n, coalesce(sum(x), 0) AS s, coalesce(sum(x * x), 0) AS ss
     FROM logged
     WHERE t < since
+      AND since > 0
     GROUP BY sid
 ),
 events AS (
@@ -91,13 +94,15 @@ events AS (
            (x IS NOT NULL)::INTEGER AS dn, coalesce(x, 0) AS ds, coalesce(x * x, 0) AS dss
     FROM logged
     WHERE t >= since
+      AND since > 0
     UNION ALL
     SELECT sid, t + lookback AS moment, 1 AS leaving, NULL, NULL, NULL, NULL, -1, -x, -x * x
     FROM logged
     WHERE t + lookback < (SELECT max(t) FROM logged)
       AND x IS NOT NULL
+      AND since > 0
 ),
-running AS (
+stepped AS (
     SELECT
         *,
         sum(dn) OVER upto  AS run_n,
@@ -105,6 +110,20 @@ running AS (
         sum(dss) OVER upto AS run_ss
     FROM events
     WINDOW upto AS (PARTITION BY sid ORDER BY moment, leaving ROWS UNBOUNDED PRECEDING)
+),
+-- Full rebuild (the window starts in 1970, nothing before it): running totals over each whole
+-- series, and for each bucket the totals up to the last bucket before its window (ASOF):
+-- window sums = totals before this bucket - totals at that bucket. Over all history this is
+-- cheaper than the events (which would double the rows to sort).
+running AS (
+    SELECT
+        *,
+        count(x) OVER upto                AS n_incl,
+        coalesce(sum(x) OVER upto, 0)     AS s_incl,
+        coalesce(sum(x * x) OVER upto, 0) AS ss_incl
+    FROM logged
+    WHERE since = 0
+    WINDOW upto AS (PARTITION BY sid ORDER BY t ROWS UNBOUNDED PRECEDING)
 ),
 windowed AS (
     SELECT
@@ -116,10 +135,24 @@ windowed AS (
         coalesce(b.n, 0) + e.run_n - e.dn AS n,
         coalesce(b.s, 0) + e.run_s - e.ds AS s,
         coalesce(b.ss, 0) + e.run_ss - e.dss AS ss
-    FROM running AS e
+    FROM stepped AS e
     LEFT JOIN before AS b
         ON b.sid = e.sid
     WHERE e.leaving = 0
+    UNION ALL
+    SELECT
+        cur.sid,
+        cur.rank,
+        cur.t,
+        cur.ratio,
+        cur.x,
+        cur.n_incl - (cur.x IS NOT NULL)::BIGINT - coalesce(earlier.n_incl, 0) AS n,
+        cur.s_incl - coalesce(cur.x, 0) - coalesce(earlier.s_incl, 0) AS s,
+        cur.ss_incl - coalesce(cur.x * cur.x, 0) - coalesce(earlier.ss_incl, 0) AS ss
+    FROM running AS cur
+    ASOF LEFT JOIN running AS earlier
+        ON earlier.sid = cur.sid
+       AND earlier.t < cur.t - cur.lookback
 ),
 scored AS (
     SELECT
