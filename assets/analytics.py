@@ -1,4 +1,6 @@
-"""Warehouse and analytics layers: derived tables recomputed in DuckDB SQL over the warehouse."""
+"""Warehouse and analytics layers: derived tables kept current in DuckDB SQL over the warehouse."""
+
+import time
 
 from dagster import (
     AssetExecutionContext,
@@ -16,9 +18,10 @@ from pipelines.analytics import (
     INGESTED_TABLES,
     AnalyticsSettings,
     DerivedTable,
+    RefreshResult,
     derived_tables,
-    refresh,
     refresh_coverage,
+    refresh_table,
 )
 from pipelines.export import export_tables
 from pipelines.resources import PipelineSettings
@@ -73,8 +76,14 @@ class AnalyticsConfig(Config):
         description="Share of a candle's volume on one side that flags it extreme (0.5 .. 1)",
     )
 
+    rebuild: bool = Field(
+        default=False,
+        description="Recompute from all history instead of only the buckets changed since the "
+        "last refresh (what `lsr rebuild` and the rebuild_derived job ask)",
+    )
+
     def settings(self) -> AnalyticsSettings:
-        return AnalyticsSettings(**self.model_dump())
+        return AnalyticsSettings(**self.model_dump(exclude={"rebuild"}))
 
 
 def _derived_table(model: DerivedTable) -> AssetsDefinition:
@@ -88,19 +97,33 @@ def _derived_table(model: DerivedTable) -> AssetsDefinition:
     def _table(
         context: AssetExecutionContext, settings: PipelineSettings, config: AnalyticsConfig
     ) -> MaterializeResult:
+        start = time.perf_counter()
         with connect(settings.warehouse_file()) as conn:
-            rows = refresh(conn, model.name, load_universe(), config.settings())
+            result = refresh_table(
+                conn, model.name, load_universe(), config.settings(), full=config.rebuild
+            )
             span = one_row(conn, f"SELECT min(ts), max(ts) FROM {model.name}")
-        context.log.info(f"{model.name}: {rows} rows")
+        recomputed = _recomputed(result)
+        context.log.info(f"{model.name}: {result.rows} rows; {recomputed}")
         return MaterializeResult(
             metadata={
-                "rows": rows,
+                "rows": result.rows,
+                "recomputed": recomputed,
+                "seconds": round(time.perf_counter() - start, 3),
                 "first_ts": str(span[0] if span else None),
                 "last_ts": str(span[1] if span else None),
             }
         )
 
     return _table
+
+
+def _recomputed(result: RefreshResult) -> str:
+    if result.full:
+        return "all history (rebuilt)"
+    if result.since is None:
+        return "nothing (no change since the last refresh)"
+    return f"buckets from {result.since:%Y-%m-%d %H:%M} on"
 
 
 # Tables that are assets: a derived table depends on those it reads, whatever else it joins.

@@ -92,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     reload.set_defaults(handler=_reload)
 
+    rebuild = sub.add_parser(
+        "rebuild",
+        help="recompute every derived table from all history, then the exports and images",
+    )
+    rebuild.set_defaults(handler=_rebuild)
+
     sql = sub.add_parser(
         "sql", help="run a read-only SQL query on the warehouse and print the result"
     )
@@ -299,6 +305,21 @@ def _reload(args: argparse.Namespace) -> int:
         print(f"nothing waits in {landing / 'pending'}")
     else:
         print("derived tables and images follow with the next run (or `refresh_outputs`)")
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    """Derived tables normally recompute only the buckets that changed; this starts over."""
+    from pipelines.resources import PipelineSettings
+    from pipelines.runner import rebuild_outputs
+
+    path = warehouse_path()
+    if not path.exists():
+        raise FileNotFoundError(f"no warehouse at {path} yet: run `lsr run` or `lsr demo` first")
+    print(f"rebuilding the derived tables of {path} from all history ...", flush=True)
+    for table, done in rebuild_outputs(PipelineSettings()).items():
+        print(f"  {table}: {done}")
+    print("coverage, the Parquet exports and the images followed")
     return 0
 
 

@@ -9,7 +9,7 @@ from assets.analytics_checks import ANALYTICS_CHECKS
 from assets.checks import CHECKS
 from assets.images import heatmap_image_on_request, heatmap_images
 from assets.ingest import ingest_exchange_day
-from pipelines.jobs import check_warehouse_job, ingest_job, refresh_job
+from pipelines.jobs import check_warehouse_job, ingest_job, rebuild_job, refresh_job
 from pipelines.resources import ExchangeAccess, PipelineSettings
 from pipelines.schedules import hourly_poll
 from pipelines.sensors import refresh_after_ingestion
@@ -26,7 +26,7 @@ ASSETS = [
 defs = Definitions(
     assets=ASSETS,
     asset_checks=[*CHECKS, *ANALYTICS_CHECKS],
-    jobs=[ingest_job, refresh_job, check_warehouse_job],
+    jobs=[ingest_job, refresh_job, rebuild_job, check_warehouse_job],
     schedules=[hourly_poll],
     sensors=[refresh_after_ingestion],
     # The exchanges' own hosts unless LSR_<EXCHANGE>_BASE_URL moves them (`make dev` against

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dagster import AssetCheckKey, AssetKey, AssetSelection, define_asset_job
 
+from pipelines.analytics import DERIVED_TABLES
+
 INGEST = AssetSelection.groups("ingest")
 # The on-request image renders what its run config asks for: launched by hand, never refreshed.
 DOWNSTREAM = AssetSelection.groups("warehouse", "analytics", "images") - AssetSelection.assets(
@@ -19,6 +21,15 @@ refresh_job = define_asset_job(
     "refresh_outputs",
     selection=DOWNSTREAM,
     description="Recompute coverage, the derived tables and the images from the warehouse.",
+)
+rebuild_job = define_asset_job(
+    "rebuild_derived",
+    selection=DOWNSTREAM,
+    config={"ops": {table: {"config": {"rebuild": True}} for table in DERIVED_TABLES}},
+    description="Recompute every derived table from all history, then coverage, the exports "
+    "and the images (as `lsr rebuild`): after restoring a backup or loading rows without going "
+    "through ingestion. A new SQL file, other settings or universe rebuild a table by "
+    "themselves.",
 )
 check_warehouse_job = define_asset_job(
     "check_warehouse",

@@ -135,6 +135,32 @@ def run_pipeline(
     return report
 
 
+def rebuild_outputs(settings: PipelineSettings) -> dict[str, str]:
+    """Recompute every derived table from all history, then coverage, the exports and the
+    images, as one Dagster run (the rebuild_derived job's work): derived table -> rows. Raises
+    with the root cause if a step fails."""
+    from pipelines.analytics import DERIVED_TABLES
+
+    logging.getLogger("dagster").setLevel(LOG_LEVEL)
+    rebuild = {"ops": {table: {"config": {"rebuild": True}} for table in DERIVED_TABLES}}
+    with instance() as dagster_instance:
+        result = materialize(
+            output_assets(),
+            resources={"settings": settings},
+            instance=dagster_instance,
+            run_config={**QUIET, **rebuild},
+            raise_on_error=False,
+        )
+    if not result.success:
+        raise RuntimeError(f"rebuild failed: {_first_error(result)}")
+    rows: dict[str, str] = {}
+    for table in DERIVED_TABLES:
+        for materialization in result.asset_materializations_for_node(table):
+            metadata = materialization.metadata
+            rows[table] = f"{metadata['rows'].value:,} rows in {metadata['seconds'].value:.1f} s"
+    return rows
+
+
 def _prepare_instance() -> list[str]:
     """Create the instance's storage once, before the workers start (on a new DAGSTER_HOME six
     workers creating the same SQLite tables at once collide: "table runs already exists"), and

@@ -45,6 +45,17 @@ def lock_wait_seconds() -> float:
     return float(os.environ.get("LSR_LOCK_WAIT_SECONDS", "120"))
 
 
+def duckdb_resources() -> dict[str, str | int]:
+    """Memory and threads each connection may use: DuckDB's defaults (80% of the RAM, a thread
+    per core) assume it owns the machine, yet Dagster runs, the image workers and readers open
+    the warehouse side by side. Past the limit, sorts and joins spill to `<warehouse>.tmp/`.
+    `LSR_DUCKDB_MEMORY` (default 1GB) and `LSR_DUCKDB_THREADS` (default: the cores) set them."""
+    return {
+        "memory_limit": os.environ.get("LSR_DUCKDB_MEMORY", "1GB"),
+        "threads": int(os.environ.get("LSR_DUCKDB_THREADS", str(os.cpu_count() or 1))),
+    }
+
+
 class WarehouseLocked(RuntimeError):
     """Another process holds the DuckDB file for longer than we are willing to wait."""
 
@@ -188,7 +199,8 @@ def _open_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     delay = 0.05
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only, config=_NO_EXTENSION_DOWNLOADS)
+            config = {**_NO_EXTENSION_DOWNLOADS, **duckdb_resources()}
+            return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as error:
             if "lock" not in str(error).lower():
                 raise WarehouseUnusable(f"cannot open warehouse {path}: {error}") from error
@@ -226,7 +238,8 @@ def snapshot_file(path: Path | None = None) -> Iterator[Path]:
 
 def open_snapshot(copy: Path) -> duckdb.DuckDBPyConnection:
     """Read-only, so that several processes can read one copy at once."""
-    snapshot = duckdb.connect(str(copy), read_only=True, config=_NO_EXTENSION_DOWNLOADS)
+    config = {**_NO_EXTENSION_DOWNLOADS, **duckdb_resources()}
+    snapshot = duckdb.connect(str(copy), read_only=True, config=config)
     snapshot.execute("SET TimeZone='UTC'")
     return snapshot
 
