@@ -111,12 +111,12 @@ _OI_ROWS = f"""
 _TABLES = {"ls_ratio": _LS_ROWS, "klines": _KLINE_ROWS, "open_interest": _OI_ROWS}
 
 
-def build(path: Path, years: int) -> float:
-    """Write `years` of history into a fresh warehouse at `path`; return the seconds it took."""
+def build(path: Path, days: int) -> float:
+    """Write `days` of history into a fresh warehouse at `path`; return the seconds it took."""
     for stale in path.parent.glob(path.name + "*"):
         stale.unlink()
     start = time.perf_counter()
-    span = {"first": END - timedelta(days=365 * years), "end": END, "fetched_at": END}
+    span = {"first": END - timedelta(days=days), "end": END, "fetched_at": END}
     with connect(path) as conn:
         conn.register("series", _series())
         for table, rows in _TABLES.items():
@@ -166,7 +166,7 @@ def run(folder: Path) -> DeriveFigures:
     figures = DeriveFigures()
     for years in YEARS:
         path = folder / f"{years}y.duckdb"
-        figures.build_seconds[years] = build(path, years)
+        figures.build_seconds[years] = build(path, 365 * years)
         figures.rebuild_seconds[years] = rebuild_in_child(path)
         if years == 1:  # the first child: the children's peak is this rebuild's
             rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

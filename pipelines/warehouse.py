@@ -409,7 +409,7 @@ def log_changes(conn: duckdb.DuckDBPyConnection, table: str, written: pd.DataFra
             "first": written["ts"].min().to_pydatetime(),
             "last": written["ts"].max().to_pydatetime(),
         },
-    )
+    ).fetchall()
 
 
 def land_raw(responses: list[RawResponse], exchange: str, day: date, root: Path) -> Path | None:
