@@ -112,15 +112,20 @@ _TABLES = {"ls_ratio": _LS_ROWS, "klines": _KLINE_ROWS, "open_interest": _OI_ROW
 
 
 def build(path: Path, days: int) -> float:
-    """Write `days` of history into a fresh warehouse at `path`; return the seconds it took."""
+    """Write `days` of history into a fresh warehouse at `path`, a month at a time in time
+    order as ingestion fills it; return the seconds it took."""
     for stale in path.parent.glob(path.name + "*"):
         stale.unlink()
     start = time.perf_counter()
-    span = {"first": END - timedelta(days=days), "end": END, "fetched_at": END}
     with connect(path) as conn:
+        conn.execute("SET memory_limit = '4GB'")  # a generator, not the pipeline: no need to spill
         conn.register("series", _series())
-        for table, rows in _TABLES.items():
-            conn.execute(f"INSERT INTO {table} BY NAME {rows}", span)
+        month = END - timedelta(days=days)
+        while month < END:
+            span = {"first": month, "end": min(month + timedelta(days=30), END), "fetched_at": END}
+            for table, rows in _TABLES.items():
+                conn.execute(f"INSERT INTO {table} BY NAME {rows}", span).fetchall()
+            month = span["end"]
         conn.execute(
             """
             INSERT INTO instruments
@@ -128,7 +133,7 @@ def build(path: Path, days: int) -> float:
             FROM series
             """,
             {"end": END},
-        )
+        ).fetchall()
     return time.perf_counter() - start
 
 
