@@ -6,11 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from pipelines.analytics import DERIVED_TABLES, refresh_all
 from pipelines.cli import main
 from pipelines.summary import ensure_warehouse_kind
+from pipelines.universe import load_universe
 from pipelines.warehouse import OriginConflict, connect
+from tests.test_analytics import Inputs, load, make_inputs
 
 
 def test_themes_lists_sixty_plus_names_one_per_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -169,3 +173,27 @@ def test_sql_on_a_missing_warehouse_says_how_to_make_one(
     assert main(["sql", "SELECT 1"]) == 1
     assert "run `lsr run` or `lsr demo` first" in capsys.readouterr().err
     assert not warehouse_file.exists()
+
+
+def test_rebuild_recomputes_from_all_history_what_a_refresh_cannot_see(
+    warehouse_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = make_inputs()
+    early = inputs.ls["ts"] < inputs.ls["ts"].max() - pd.Timedelta(days=2)
+    load(warehouse_file, Inputs(inputs.ls[early], inputs.klines, inputs.oi, inputs.instruments))
+    with connect(warehouse_file) as conn:
+        refresh_all(conn, load_universe())
+        # The last two days loaded by hand: no change note, so a refresh has nothing to do.
+        conn.register("late", inputs.ls[~early])
+        conn.execute("INSERT INTO ls_ratio BY NAME SELECT * FROM late")
+        refresh_all(conn, load_universe())
+        before = conn.execute("SELECT count(*) FROM heatmap_matrix").fetchall()[0][0]
+    assert main(["rebuild"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"  {table}: " in out for table in DERIVED_TABLES), out
+    with connect(warehouse_file, read_only=True) as conn:
+        after = conn.execute("SELECT count(*) FROM heatmap_matrix").fetchall()[0][0]
+        coins_and_buckets = conn.execute(
+            "SELECT count(DISTINCT (exchange, metric, period, coin, ts)) FROM ls_ratio"
+        ).fetchall()[0][0]
+    assert before < after == coins_and_buckets
