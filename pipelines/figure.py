@@ -32,7 +32,11 @@ from pipelines.image_data import HeatmapGrid
 from pipelines.themes import Theme
 
 FIGSIZE_IN: Final = (16.0, 10.0)
-DPI: Final = 120  # 1920 x 1200 px: sharp on a laptop screen, ~250-300 KB per file
+DPI: Final = 120  # 1920 x 1200 px: sharp on a laptop screen, ~250-350 KB per file
+# zlib level of the PNG files: 3 takes a quarter less time than the default 6 (57 vs 79 ms an
+# image; the row filtering both do is most of the rest) for files ~10 % larger (the 34 demo
+# defaults: 309 vs 282 KB on average). Same pixels either way.
+PNG_COMPRESS_LEVEL: Final = 3
 # Above this many buckets the heatmap columns are averaged in groups before drawing. The axes are
 # ~1650 px wide, so each drawn column keeps >= ~2.5 px; drawing more columns would make matplotlib
 # resample the image, which (with mixed up/down sampling) smears neighbouring coin rows together.
@@ -416,6 +420,7 @@ def save_png(rendered: RenderedFigure, out: Path) -> tuple[int, int]:
             dpi=DPI,
             facecolor=rendered.theme.background,
             metadata={"Title": rendered.title},
+            pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL},
         )
         os.replace(tmp, out)
     finally:
