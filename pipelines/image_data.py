@@ -22,7 +22,7 @@ import pandas as pd
 
 from pipelines.config import CROSS, FLOW, WHALES
 from pipelines.themes import DEFAULT_THEME, get_theme
-from pipelines.warehouse import one_row, table_exists
+from pipelines.warehouse import one_row, table_names
 
 PERIODS: Final = ("5m", "1h", "4h", "1d")
 # Where the cross view takes its BTC price from when that exchange has it (any other otherwise).
@@ -292,6 +292,8 @@ class _Query:
     request: RenderRequest
     view: ImageView
     index: pd.DatetimeIndex  # every bucket start drawn
+    first: pd.Timestamp | None  # the series' first bucket in the heat table (naive UTC)
+    tables: frozenset[str]  # the tables the warehouse has, asked once per image
 
     @property
     def selection(self) -> tuple[str, list[object]]:
@@ -314,21 +316,24 @@ def _window(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> _Query:
     """Every bucket start of the requested range, ending at the requested (or newest) bucket."""
     view = view_of(request)
     table = view.heat_table
-    if not table_exists(conn, table):
+    tables = table_names(conn)
+    if table not in tables:
         raise NoDataError(
             f"no table {table} in the warehouse; nothing to render for {_describe(request)}"
         )
     step = PERIOD_DELTA[request.period]
+    where, params = _selection(view, request)
+    first, newest = one_row(conn, f"SELECT min(ts), max(ts) FROM {table} {where}", params)
     if request.end is None:
-        where, params = _selection(view, request)
-        row = one_row(conn, f"SELECT max(ts) FROM {table} {where}", params)
-        if not row or row[0] is None:
+        if newest is None:
             raise NoDataError(f"no heatmap data for {_describe(request)}")
-        end = _to_naive_utc(row[0]).floor(step)
+        end = _to_naive_utc(newest).floor(step)
     else:
         end = _to_naive_utc(request.end).floor(step)
     n_buckets = int(pd.Timedelta(days=request.range_days) / step)
-    return _Query(request, view, pd.date_range(end=end, periods=n_buckets, freq=step))
+    index = pd.date_range(end=end, periods=n_buckets, freq=step)
+    start = _to_naive_utc(first) if first is not None else None
+    return _Query(request, view, index, start, tables)
 
 
 def _fetch_columns(
@@ -401,7 +406,7 @@ def _grid(conn: duckdb.DuckDBPyConnection, query: _Query) -> HeatmapGrid:
     values[data["row_no"], cols] = _floats(data[request.color_by])
     has_ratio = np.ma.filled(data["has_ratio"], False).astype(bool)
     data_end = index[int(cols[has_ratio].max())] if has_ratio.any() else None
-    history_start = _history_start(conn, query)
+    history_start = _history_start(query)
     return HeatmapGrid(
         coins, index, np.ma.masked_invalid(values), data_end, history_start, frozenset(not_listed)
     )
@@ -410,18 +415,16 @@ def _grid(conn: duckdb.DuckDBPyConnection, query: _Query) -> HeatmapGrid:
 def _not_listed(conn: duckdb.DuckDBPyConnection, query: _Query) -> set[str]:
     """Universe coins the exchange does not list for this kind and period, from `coverage`: a
     reader should see them named, not wonder where they went."""
-    if not query.view.lists_coins or not table_exists(conn, "coverage"):
+    if not query.view.lists_coins or "coverage" not in query.tables:
         return set()
     where, params = query.selection
     rows = conn.execute(f"SELECT DISTINCT coin FROM coverage {where} AND NOT listed", params)
     return {str(coin) for (coin,) in rows.fetchall()}
 
 
-def _history_start(conn: duckdb.DuckDBPyConnection, query: _Query) -> pd.Timestamp | None:
+def _history_start(query: _Query) -> pd.Timestamp | None:
     """The first bucket of the whole series (any coin) when the window starts before it."""
-    where, params = query.selection
-    row = one_row(conn, f"SELECT min(ts) FROM {query.view.heat_table} {where}", params)
-    first = _to_naive_utc(row[0]) if row and row[0] is not None else None
+    first = query.first
     return first if first is not None and first > query.index[0] else None
 
 
@@ -473,11 +476,11 @@ def _top_data(conn: duckdb.DuckDBPyConnection, query: _Query) -> TopData:
     n = len(query.index)
     btc_ratio = alt_ratio = np.full(n, np.nan)
     alt_coins = math.nan
-    if table_exists(conn, view.btc_table):
+    if view.btc_table in query.tables:
         btc = _fetch_columns(conn, query, view.btc_table, f"{view.btc_ratio} AS btc_ratio")
         btc_ratio = _series(btc, "btc_ratio", n)
     n_exchanges = None
-    if table_exists(conn, view.alt_table):
+    if view.alt_table in query.tables:
         counted = f", {view.exchanges_column} AS n_exchanges" if view.exchanges_column else ""
         alt = _fetch_columns(conn, query, view.alt_table, f"alt_mean_ratio, n_coins{counted}")
         alt_ratio = _series(alt, "alt_mean_ratio", n)
@@ -508,7 +511,7 @@ def _price(conn: duckdb.DuckDBPyConnection, query: _Query) -> tuple[np.ndarray, 
     and the exchange it comes from when not the image's own: a view over several exchanges draws
     one exchange's price (CROSS_PRICE_EXCHANGE when it has any in the window)."""
     n = len(query.index)
-    if not table_exists(conn, "btc_price"):
+    if "btc_price" not in query.tables:
         return np.full(n, np.nan), None
     first, last = query.index[0].to_pydatetime(), query.index[-1].to_pydatetime()
     venue: str | None = query.request.exchange
@@ -536,7 +539,7 @@ def _zones(
     """BTC's and the alt average's zones and bands, and where both are in the same zone."""
     n = len(query.index)
     table = query.view.zones_table
-    if table is None or not table_exists(conn, table):
+    if table is None or table not in query.tables:
         # optional table: the image simply has no zones
         return SeriesZones.empty(n), SeriesZones.empty(n), np.zeros(n, bool)
     found, wide = [], np.zeros(n, bool)
@@ -563,7 +566,7 @@ def _regimes(conn: duckdb.DuckDBPyConnection, query: _Query) -> np.ndarray:
     """BTC-vs-altcoin regimes per bucket, from divergence (scope btc_vs_alts)."""
     regimes = np.zeros(len(query.index), np.int8)
     table = query.view.regimes_table
-    if table is None or not table_exists(conn, table):
+    if table is None or table not in query.tables:
         return regimes  # optional, like the zones
     data = _fetch_columns(
         conn,
@@ -705,7 +708,7 @@ def read_whales(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> Whal
     )
     now: list[LeaningNow] = []
     latest = None
-    if table_exists(conn, WHALE_VIEW.btc_table):
+    if WHALE_VIEW.btc_table in query.tables:
         rows = conn.execute(
             f"SELECT coin, pattern = 'whales_long_crowd_short', pattern_since, pattern_buckets, "
             f"whale_zscore, crowd_zscore, ts FROM {WHALE_VIEW.btc_table} "

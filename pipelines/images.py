@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -176,21 +176,46 @@ def render_and_record(warehouse: Path, images_root: Path, plan: Plan) -> list[Re
 
 
 def _render_all(copy: Path, jobs: list[tuple[RenderRequest, Path]]) -> list[RenderResult]:
-    """Drawing is CPU-bound Python (about half a second an image), so many images are drawn by
-    one process per core, each reading the same snapshot; a few are drawn here, where starting
-    processes would cost more than it saves."""
+    """Drawing is CPU-bound Python (about a third of a second an image), so many images are
+    drawn by one process per core, each reading the same snapshot; a few are drawn here, where
+    starting processes would cost more than it saves.
+
+    This process is one of the drawers: the helpers take the jobs from the front while it takes
+    them from the back, so the second or so a helper spends starting is spent drawing here."""
     workers = min(os.cpu_count() or 1, len(jobs) // _IMAGES_PER_WORKER)
-    if workers < 2:
-        with open_snapshot(copy) as snapshot:
+    with open_snapshot(copy) as snapshot:
+        if workers < 2:
             return [render_heatmap(snapshot, request, out) for request, out in jobs]
-    spawn = multiprocessing.get_context("spawn")  # no forked Dagster or DuckDB state
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=spawn,
-        initializer=_start_drawing,
-        initargs=(copy, os.getpid()),
-    ) as pool:
-        return list(pool.map(_draw, jobs))
+        spawn = multiprocessing.get_context("spawn")  # no forked Dagster or DuckDB state
+        with ProcessPoolExecutor(
+            max_workers=workers - 1,
+            mp_context=spawn,
+            initializer=_start_drawing,
+            initargs=(copy, os.getpid()),
+        ) as pool:
+            futures = [pool.submit(_draw, job) for job in jobs]
+            try:
+                drawn = _draw_from_the_back(snapshot, jobs, futures)
+                return [drawn[i] if i in drawn else f.result() for i, f in enumerate(futures)]
+            finally:
+                for future in futures:
+                    future.cancel()  # after a failure: no helper starts another image
+
+
+def _draw_from_the_back(
+    snapshot: duckdb.DuckDBPyConnection,
+    jobs: list[tuple[RenderRequest, Path]],
+    futures: list[Future[RenderResult]],
+) -> dict[int, RenderResult]:
+    """Draw here each job no helper has taken yet, the last first, until one has: the pool
+    hands the jobs out in order, so every job before it is taken too."""
+    drawn: dict[int, RenderResult] = {}
+    for i in reversed(range(len(jobs))):
+        if not futures[i].cancel():
+            break
+        request, out = jobs[i]
+        drawn[i] = render_heatmap(snapshot, request, out)
+    return drawn
 
 
 # A spawned process takes about a second to import what drawing needs: worth it from here on.

@@ -400,10 +400,9 @@ def render_heatmap(
     if out.suffix.lower() != ".png":
         raise ValueError(f"output file must end in .png, got {out}")
     rendered = build_figure(conn, request)
-    try:
-        width, height = save_png(rendered, out)
-    finally:
-        rendered.figure.clear()  # drop artists now; long-running processes render many images
+    # Not figure.clear() afterwards: it clears every axes as if for reuse (16 ms an image) to free
+    # what the garbage collector frees anyway (102 images in one process: peak memory within 4 %).
+    width, height = save_png(rendered, out)
     grid = rendered.grid
     data_end = grid.data_end.tz_localize(UTC).to_pydatetime() if grid.data_end is not None else None
     return RenderResult(

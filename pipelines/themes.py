@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Final
 
 # numpy only: whoever asks for themes has it loaded already (the CLI through pandas). The colour
@@ -271,6 +272,8 @@ def _base_cmap(spec: _Spec) -> Colormap:
     return cmap.reversed() if spec.reversed else cmap
 
 
+# Built once per process and name: every image and every RenderRequest asks (a few ms each).
+@lru_cache(maxsize=32)
 def _make_theme(name: str, spec: _Spec) -> Theme:
     from matplotlib.colors import to_hex
 
