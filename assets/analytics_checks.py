@@ -247,7 +247,9 @@ def divergence_patterns_valid(settings: PipelineSettings) -> AssetCheckResult:
 @asset_check(
     asset=AssetKey("whale_crowd_now"),
     description="Exactly divergence's whale_crowd rows of each exchange and period's latest "
-    "bucket whose whales lean against their crowd (same pattern and run), one per coin.",
+    "bucket whose whales lean against their crowd (same pattern and run), one per coin; an "
+    "exchange and period whose latest bucket is over two days older than divergence's newest "
+    "has none.",
 )
 def whale_crowd_now_matches_divergence(settings: PipelineSettings) -> AssetCheckResult:
     return _violations(
@@ -255,7 +257,8 @@ def whale_crowd_now_matches_divergence(settings: PipelineSettings) -> AssetCheck
         "whale_crowd_now",
         """
         WITH whale_crowd AS (
-            SELECT * FROM divergence WHERE scope = 'whale_crowd'
+            SELECT * FROM divergence
+            WHERE scope = 'whale_crowd' AND ts >= (SELECT max(ts) FROM divergence) - INTERVAL 2 DAY
         ),
         against_now AS (
             SELECT w.*

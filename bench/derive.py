@@ -14,6 +14,7 @@ measure the simulator.
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
@@ -150,11 +151,12 @@ def add_hour(path: Path) -> None:
                 log_changes(conn, table, frame)
 
 
-def rebuild_in_child(path: Path) -> float:
+def rebuild_in_child(path: Path, memory: str | None = None) -> float:
     """`lsr rebuild`'s work in a fresh process; return its seconds (its peak memory is the
-    process's own, read by the caller)."""
+    process's own, read by the caller). `memory` overrides DuckDB's limit (LSR_DUCKDB_MEMORY)."""
     command = [sys.executable, "-m", "bench.derive", "rebuild", str(path)]
-    out = subprocess.run(command, check=True, capture_output=True, text=True)
+    environment = {**os.environ, **({"LSR_DUCKDB_MEMORY": memory} if memory else {})}
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=environment)
     return float(out.stdout.strip())
 
 
@@ -172,7 +174,9 @@ def run(folder: Path) -> DeriveFigures:
     for years in YEARS:
         path = folder / f"{years}y.duckdb"
         figures.build_seconds[years] = build(path, 365 * years)
-        figures.rebuild_seconds[years] = rebuild_in_child(path)
+        # The 1-year rebuild is the one measured, at the pipeline's memory limit; the longer
+        # warehouses only need their derived tables, so they get room not to spill.
+        figures.rebuild_seconds[years] = rebuild_in_child(path, None if years == 1 else "8GB")
         if years == 1:  # the first child: the children's peak is this rebuild's
             rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             figures.full_rebuild_peak_rss_mb = rss / 1024
@@ -202,7 +206,8 @@ def report(figures: DeriveFigures) -> str:
         lines.append(
             f"  {years} y: {figures.ls_rows[years]:>11,} ls_ratio rows (built in "
             f"{figures.build_seconds[years]:.0f} s); full rebuild "
-            f"{figures.rebuild_seconds[years]:6.1f} s; one new hour refreshed in "
+            f"{figures.rebuild_seconds[years]:6.1f} s{'' if years == 1 else ' (8GB limit)'}; "
+            f"one new hour refreshed in "
             f"{figures.incremental_seconds[years]:.2f} s"
         )
     lines.append(f"  full rebuild of 1 year: peak memory {figures.full_rebuild_peak_rss_mb:.0f} MB")

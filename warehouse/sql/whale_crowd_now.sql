@@ -7,7 +7,9 @@
 -- "Now" is the latest bucket of any whale_crowd row of that exchange and period, not each coin's
 -- own last row: a coin whose latest reading is older (delisted, or its feed stopped) is not
 -- listed, because its state now is unknown. A coin with only one of the two kinds in that bucket
--- has no pattern and is not listed either.
+-- has no pattern and is not listed either. For the same reason an exchange and period whose
+-- latest bucket is more than two days older than the newest row of divergence (a feed that
+-- stopped) has no "now"; it also keeps this refresh to the last days of divergence, not all of it.
 --
 -- A table, not a view: the Parquet exports and the run summary find tables through
 -- duckdb_tables(), which lists no views. It is small, and rebuilt right after divergence in
@@ -17,6 +19,7 @@ WITH whale_crowd AS (
     SELECT *
     FROM divergence
     WHERE scope = 'whale_crowd'
+      AND ts >= (SELECT max(ts) FROM divergence) - INTERVAL 2 DAY
 ),
 latest AS (
     SELECT exchange, period, max(ts) AS ts
