@@ -110,6 +110,14 @@ _NO_EXTENSION_DOWNLOADS: dict[str, str | bool | int | float | list[str]] = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
 }
+# DuckDB turns an ASOF join whose left side it *estimates* at under 64 rows into a nested loop.
+# heatmap_matrix's full rebuild filters that side by a condition the estimate cannot see through,
+# so on three years of data it was estimated tiny, looped over millions of rows and never ended.
+_PLANNER = {"asof_loop_join_threshold": 0}
+
+
+def _connection_config() -> dict[str, str | bool | int | float | list[str]]:
+    return {**_NO_EXTENSION_DOWNLOADS, **_PLANNER, **duckdb_resources()}
 
 
 def check_warehouse_file(path: Path, *, writable: bool = True) -> None:
@@ -199,8 +207,7 @@ def _open_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     delay = 0.05
     while True:
         try:
-            config = {**_NO_EXTENSION_DOWNLOADS, **duckdb_resources()}
-            return duckdb.connect(str(path), read_only=read_only, config=config)
+            return duckdb.connect(str(path), read_only=read_only, config=_connection_config())
         except duckdb.IOException as error:
             if "lock" not in str(error).lower():
                 raise WarehouseUnusable(f"cannot open warehouse {path}: {error}") from error
@@ -238,8 +245,7 @@ def snapshot_file(path: Path | None = None) -> Iterator[Path]:
 
 def open_snapshot(copy: Path) -> duckdb.DuckDBPyConnection:
     """Read-only, so that several processes can read one copy at once."""
-    config = {**_NO_EXTENSION_DOWNLOADS, **duckdb_resources()}
-    snapshot = duckdb.connect(str(copy), read_only=True, config=config)
+    snapshot = duckdb.connect(str(copy), read_only=True, config=_connection_config())
     snapshot.execute("SET TimeZone='UTC'")
     return snapshot
 
