@@ -16,6 +16,11 @@ WITH recomputed AS (  -- per period, from the earliest bucket any exchange chang
     FROM refresh_window
     GROUP BY period
 ),
+closes AS (  -- a filter in the join's ON clause would not reach the scan: all of klines was read
+    SELECT exchange, instrument, period, ts, close
+    FROM klines
+    WHERE ts >= (SELECT min(since) FROM recomputed)
+),
 oi AS (
     SELECT
         o.exchange,
@@ -24,12 +29,11 @@ oi AS (
         o.ts,
         coalesce(o.open_interest_value, o.open_interest * k.close) AS oi_usd
     FROM open_interest AS o
-    LEFT JOIN klines AS k
+    LEFT JOIN closes AS k
         ON k.exchange = o.exchange
        AND k.instrument = o.instrument
        AND k.period = o.period
        AND k.ts = o.ts
-       AND k.ts >= (SELECT min(since) FROM recomputed)
     WHERE o.ts >= (SELECT min(since) FROM recomputed)
 ),
 cells AS (
