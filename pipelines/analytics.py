@@ -235,7 +235,7 @@ def refresh_table(
         else:
             since = window["since"].min().to_pydatetime()
             _recompute(conn, table, bound, window)
-        _record(conn, table, latest, fingerprint, full=full, window=window)
+        _record(conn, table, latest, fingerprint, full=full, window=window, since=since)
         rows = int(one_row(conn, f"SELECT count(*) FROM {table}")[0])
     return RefreshResult(table, rows, full, since)
 
@@ -400,8 +400,10 @@ def _record(
     *,
     full: bool,
     window: pd.DataFrame | None,
+    since: datetime | None,
 ) -> None:
-    """Note what the table has taken in and, for what reads it, which of its buckets changed."""
+    """Note what the table has taken in, from which bucket on it last recomputed rows (what its
+    checks examine) and, for what reads it, which of its buckets changed."""
     if full:
         window = pd.DataFrame(
             {"exchange": [EVERYTHING], "period": [EVERYTHING], "since": [BEGINNING]}
@@ -420,12 +422,21 @@ def _record(
     _execute(
         conn,
         """
-        INSERT INTO derived_state AS s VALUES ($table, $consumed, $fingerprint, now(), now())
+        INSERT INTO derived_state AS s
+        VALUES ($table, $consumed, $fingerprint, now(), now(), coalesce($since, $beginning))
         ON CONFLICT DO UPDATE SET consumed_id = excluded.consumed_id,
             fingerprint = excluded.fingerprint, refreshed_at = excluded.refreshed_at,
-            rebuilt_at = CASE WHEN $full THEN excluded.rebuilt_at ELSE s.rebuilt_at END
+            rebuilt_at = CASE WHEN $full THEN excluded.rebuilt_at ELSE s.rebuilt_at END,
+            recomputed_since = coalesce($since, s.recomputed_since)
         """,
-        {"table": table, "consumed": consumed, "fingerprint": fingerprint, "full": full},
+        {
+            "table": table,
+            "consumed": consumed,
+            "fingerprint": fingerprint,
+            "full": full,
+            "since": since,
+            "beginning": BEGINNING,
+        },
     )
 
 

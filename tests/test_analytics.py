@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import AssetCheckResult, DagsterInstance, materialize
+from dagster import AssetCheckResult, DagsterInstance, build_asset_check_context, materialize
 
 from assets.analytics import DERIVED_ASSETS
 from assets.analytics_checks import ANALYTICS_CHECKS
@@ -1358,7 +1358,7 @@ def _run_checks(path: Path) -> dict[str, bool]:
     settings = PipelineSettings(warehouse=str(path))
     results = {}
     for check in ANALYTICS_CHECKS:
-        result = check(settings=settings)  # type: ignore[call-arg]
+        result = check(build_asset_check_context(), settings=settings)  # type: ignore[call-arg]
         assert isinstance(result, AssetCheckResult)
         (key,) = check.check_keys
         results[key.name] = result.passed

@@ -169,6 +169,8 @@ CREATE TABLE IF NOT EXISTS derived_state (
     consumed_id  BIGINT    NOT NULL,
     fingerprint  VARCHAR   NOT NULL,
     rebuilt_at   TIMESTAMP NOT NULL,
-    refreshed_at TIMESTAMP NOT NULL
+    refreshed_at TIMESTAMP NOT NULL,
+    recomputed_since TIMESTAMP NOT NULL
 );
 COMMENT ON TABLE derived_state IS 'Per derived table: the last derived_changes row it has taken in, and a fingerprint of its SQL, settings and universe (a different one rebuilds it in full).';
+COMMENT ON COLUMN derived_state.recomputed_since IS 'The earliest bucket the last refresh that recomputed anything wrote (1970-01-01 after a full rebuild): the rows the table''s asset checks examine';
