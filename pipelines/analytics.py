@@ -236,6 +236,7 @@ def refresh_table(
             since = window["since"].min().to_pydatetime()
             _recompute(conn, table, bound, window)
         _record(conn, table, latest, fingerprint, full=full, window=window, since=since)
+        _prune_changes(conn)
         rows = int(one_row(conn, f"SELECT count(*) FROM {table}")[0])
     return RefreshResult(table, rows, full, since)
 
@@ -450,25 +451,22 @@ def refresh_all(
 ) -> dict[str, int]:
     """Bring the derived tables up to date in dependency order (each in its own transaction);
     `full` rebuilds them from all history."""
-    counts = {
+    return {
         table: refresh(conn, table, universe, settings, full=full)
         for table in tables or DERIVED_TABLES
     }
-    prune_changes(conn)
-    return counts
 
 
-def prune_changes(conn: duckdb.DuckDBPyConnection) -> int:
-    """Drop the change notes every derived table has taken in."""
-    with transaction(conn):
-        taken = one_row(
-            conn,
-            "SELECT min(consumed_id), count(*) FROM derived_state WHERE list_contains(?, model)",
-            [list(DERIVED_TABLES)],
-        )
-        if not taken or taken[1] < len(DERIVED_TABLES):
-            return 0
-        return int(one_row(conn, "DELETE FROM derived_changes WHERE id <= ?", [taken[0]])[0])
+def _prune_changes(conn: duckdb.DuckDBPyConnection) -> None:
+    """Drop the change notes every derived table has taken in (within the caller's transaction:
+    each refresh does it, so the log stays about one note per table and write)."""
+    taken = one_row(
+        conn,
+        "SELECT min(consumed_id), count(*) FROM derived_state WHERE list_contains(?, model)",
+        [list(DERIVED_TABLES)],
+    )
+    if taken and taken[1] == len(DERIVED_TABLES):
+        _execute(conn, "DELETE FROM derived_changes WHERE id <= ?", [taken[0]])
 
 
 def expected_coverage(universe: Universe, periods: tuple[str, ...]) -> pd.DataFrame:
