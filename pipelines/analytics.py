@@ -269,9 +269,7 @@ def _window(conn: duckdb.DuckDBPyConnection, table: str, consumed: int) -> pd.Da
         {"consumed": consumed, "reads": sorted(model.reads)},
     ).df()
     if rule == "whole" and not pending.empty:
-        return pd.DataFrame(
-            {"exchange": [EVERYTHING], "period": [EVERYTHING], "since": [BEGINNING]}
-        )
+        return _everything()
     if pending.empty or EVERYTHING in set(pending["exchange"]) or rule == "series":
         return pending
     if rule == "days":
@@ -279,6 +277,11 @@ def _window(conn: duckdb.DuckDBPyConnection, table: str, consumed: int) -> pd.Da
         return _spread(first.reset_index(), "period", list(PERIOD_MS))
     first = pending.groupby("period")["since"].min()  # rule "exchanges"
     return _spread(first.reset_index(), "exchange", list(CONNECTORS))
+
+
+def _everything() -> pd.DataFrame:
+    """The note of a full rebuild: every exchange and period, from the first bucket on."""
+    return pd.DataFrame({"exchange": [EVERYTHING], "period": [EVERYTHING], "since": [BEGINNING]})
 
 
 def _spread(frame: pd.DataFrame, column: str, values: list[str]) -> pd.DataFrame:
@@ -321,7 +324,7 @@ def _recompute(
     window: pd.DataFrame,
 ) -> None:
     """Delete the table's rows in the window and insert them recomputed. The model's SQL reads
-    only what the window needs (refresh_window, $earliest); the rows it returns outside the
+    only what the window needs (refresh_window); the rows it returns outside the
     window (the look-back its windows needed) are dropped here."""
     create = re.compile(rf"CREATE OR REPLACE TABLE {table} AS\s", re.IGNORECASE)
     empty = conn.execute(f"SELECT * FROM {table} LIMIT 0")
@@ -406,9 +409,7 @@ def _record(
     """Note what the table has taken in, from which bucket on it last recomputed rows (what its
     checks examine) and, for what reads it, which of its buckets changed."""
     if full:
-        window = pd.DataFrame(
-            {"exchange": [EVERYTHING], "period": [EVERYTHING], "since": [BEGINNING]}
-        )
+        window = _everything()
     if window is not None and not window.empty:
         conn.register("_changed", window)
         try:
