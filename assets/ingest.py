@@ -5,7 +5,6 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -38,24 +37,26 @@ from pipelines.ingest import (
     PartitionFetch,
     Planner,
     Task,
+    asset_of,
     fetch_partition,
     series_key,
 )
+from pipelines.landing import LandedFile, Manifest
+from pipelines.loader import load_waiting, record_stored
 from pipelines.partitions import DAY_X_EXCHANGE, partition_key
 from pipelines.resources import ExchangeAccess, PipelineSettings
 from pipelines.universe import Universe
 from pipelines.warehouse import (
     OriginConflict,
+    PreparedPartition,
     WarehouseLocked,
     WarehouseUnusable,
     WriteSummary,
     complete_days,
     connect,
     day_rows,
-    keep_pending,
-    land_raw,
     prepare_partition,
-    store_pending,
+    summarize,
     write_prepared,
 )
 
@@ -124,30 +125,23 @@ async def ingest_exchange_day(  # type: ignore[no-untyped-def]  # Dagster reads 
             periods=periods,
             client=exchanges.client(RateLimitLedger(settings.rate_limit_dir())),
             progress=step,
-            planner=_planner(context, settings, exchange, day),
+            # A worker cannot see the warehouse, so it fetches its own day, not the stretch
+            # of incomplete days around it.
+            planner=None if settings.fetches_only() else _planner(context, settings, exchange, day),
         )
     except ExchangeError as error:  # the instrument list itself could not be fetched
         raise Failure(
             description=f"{exchange} {day}: nothing fetched: {error}",
             allow_retries=isinstance(error, RetryableError),
         ) from error
-    landing = settings.landing_dir()
-    landed = land_raw(fetched.responses, exchange, day, landing)
+    zone = settings.landing_zone()
+    landed = zone.land(fetched, Manifest.of(fetched, periods, universe))
     prepared = prepare_partition(fetched, universe)  # validation before the file is opened
-    try:
-        with connect(settings.warehouse_file()) as conn:
-            earlier = store_pending(conn, landing, universe)
-            summary = write_prepared(conn, prepared)
-            stored: Counter[str] = Counter()
-            for dataset, n in day_rows(conn, exchange, day).items():
-                stored[_asset_of(dataset)] += n
-    except OriginConflict as error:  # no retry can fix it; say why in one line
-        raise Failure(description=f"{exchange} {day}: {error}", allow_retries=False) from error
-    except (WarehouseLocked, WarehouseUnusable, duckdb.IOException) as error:
-        # A reader held the file, or it could not be written (a full disk): keep the data.
-        raise _kept_for_later(fetched, landing, error) from error
-    record_stored(context.instance, earlier)
-    for result in _results(fetched, summary, stored, str(landed) if landed else None):
+    if settings.fetches_only():
+        summary, stored = summarize(prepared), _fetched_rows(fetched)
+    else:
+        summary, stored = _store(context, settings, fetched, prepared, landed)
+    for result in _results(fetched, summary, stored, f"{zone.root}/{landed.path}"):
         yield result
     for event in _other_days(fetched):
         context.log_event(event)
@@ -221,7 +215,7 @@ def _other_days(fetched: PartitionFetch) -> Iterator[AssetMaterialization]:
     rows: Counter[tuple[date, str]] = Counter()
     failed: set[date] = set()
     for outcome in fetched.outcomes:
-        asset = _asset_of(outcome.task.dataset)
+        asset = asset_of(outcome.task.dataset)
         for d, n in outcome.rows_by_day:
             rows[(d, asset)] += n
         if asset == "ls_ratio":
@@ -244,46 +238,43 @@ def _other_days(fetched: PartitionFetch) -> Iterator[AssetMaterialization]:
         )
 
 
-def _kept_for_later(fetched: PartitionFetch, landing: Path, error: Exception) -> Failure:
-    where = f"{fetched.exchange} {fetched.day}: {error}"
+def _store(
+    context: AssetExecutionContext,
+    settings: PipelineSettings,
+    fetched: PartitionFetch,
+    prepared: PreparedPartition,
+    landed: LandedFile,
+) -> tuple[WriteSummary, Counter[str]]:
+    """Write the fetch (and any earlier fetch of this exchange left waiting) in this run."""
+    where = f"{fetched.exchange} {fetched.day}"
+    zone = settings.landing_zone()
     try:
-        kept = keep_pending(fetched, landing)
-    except OSError as keep_error:  # the disk is full for the landing zone too
-        return Failure(description=f"{where}; keeping the fetched data failed too: {keep_error}")
-    return Failure(
-        description=f"{where}; the fetched data waits in {kept} and is stored by the next "
-        "ingestion run or `lsr reload`",
-        allow_retries=False,
-    )
+        with connect(settings.warehouse_file()) as conn:
+            earlier = load_waiting(conn, zone, exchange=fetched.exchange, before=landed.name)
+            summary = write_prepared(conn, prepared, landed=landed.path)
+            stored: Counter[str] = Counter()
+            for dataset, n in day_rows(conn, fetched.exchange, fetched.day).items():
+                stored[asset_of(dataset)] += n
+    except OriginConflict as error:  # no retry can fix it; say why in one line
+        raise Failure(description=f"{where}: {error}", allow_retries=False) from error
+    except (WarehouseLocked, WarehouseUnusable, duckdb.IOException) as error:
+        # A reader held the file, or it could not be written (a full disk): nothing is lost.
+        raise Failure(
+            description=f"{where}: {error}; the fetch waits in the landing zone "
+            f"({zone.root}/{landed.path}) and is stored by the next ingestion run of "
+            f"{fetched.exchange}, the `load_landed` job or `lsr reload`",
+            allow_retries=False,
+        ) from error
+    record_stored(context.instance, earlier)
+    return summary, stored
 
 
-def record_stored(
-    instance: DagsterInstance, stored: list[tuple[PartitionFetch, WriteSummary]]
-) -> None:
-    """Tell Dagster about partitions stored outside their own run (fetches that waited for a
-    busy warehouse), so the partition grid shows them materialized."""
-    for fetched, summary in stored:
-        key = str(partition_key(fetched.day, fetched.exchange))
-        failed = {_asset_of(o.task.dataset) for o in fetched.failures}
-        for asset, rows in _rows_by_asset(summary).items():
-            if asset in failed:
-                continue
-            instance.report_runless_asset_event(
-                AssetMaterialization(
-                    asset_key=asset,
-                    partition=key,
-                    metadata={"dagster/row_count": rows, "stored_from": "pending fetch"},
-                )
-            )
-
-
-def _asset_of(dataset: str) -> str:
-    """The asset a fetched dataset lands in: klines, open_interest, or ls_ratio (a metric)."""
-    return dataset if dataset in (KLINES, OPEN_INTEREST) else "ls_ratio"
-
-
-def _rows_by_asset(summary: WriteSummary) -> dict[str, int]:
-    return {"ls_ratio": summary.ls_rows, KLINES: summary.kline_rows, OPEN_INTEREST: summary.oi_rows}
+def _fetched_rows(fetched: PartitionFetch) -> Counter[str]:
+    """The rows a worker fetched for its own day, per asset (it stores none itself)."""
+    rows: Counter[str] = Counter()
+    for outcome in fetched.outcomes:
+        rows[asset_of(outcome.task.dataset)] += dict(outcome.rows_by_day).get(fetched.day, 0)
+    return rows
 
 
 def _preflight(settings: PipelineSettings) -> tuple[Universe, tuple[str, ...]]:
@@ -300,7 +291,7 @@ def _results(
 ) -> Iterator[object]:
     """The partition's own materializations: the rows its day holds (this run may have fetched
     nothing for it, an earlier run of the same backfill having filled it)."""
-    rows = {asset: stored[asset] for asset in _rows_by_asset(summary)}
+    rows = {asset: stored[asset] for asset in summary.by_table()}
     # What the whole fetch did is said once, on ls_ratio: every event is stored in the
     # instance for good, and the hourly poll writes 144 ingestion runs a day.
     run_wide: dict[str, Any] = {
@@ -311,7 +302,7 @@ def _results(
         "rows_outside_window_dropped": fetched.out_of_window_rows,
     }
     for asset in rows:
-        outcomes = [o for o in fetched.outcomes if _asset_of(o.task.dataset) == asset]
+        outcomes = [o for o in fetched.outcomes if asset_of(o.task.dataset) == asset]
         status = Counter(o.status for o in outcomes)
         if status["failed"]:
             # Not materialized: the step fails after this, so Dagster marks this asset's

@@ -88,8 +88,11 @@ def _parser() -> argparse.ArgumentParser:
 
     reload = sub.add_parser(
         "reload",
-        help="store fetches that waited in the landing zone while the warehouse was busy",
+        help="store landed fetches the warehouse has not taken; with --exchange and --day, "
+        "normalise that day again from its landed responses (after a parser fix), no request",
     )
+    reload.add_argument("--exchange", choices=EXCHANGES)
+    reload.add_argument("--day", type=date.fromisoformat, help="UTC day, YYYY-MM-DD")
     reload.set_defaults(handler=_reload)
 
     rebuild = sub.add_parser(
@@ -285,27 +288,38 @@ def _output_path(root: Path, out: Path) -> Path:
 
 
 def _reload(args: argparse.Namespace) -> int:
-    from assets.ingest import record_stored
+    from pipelines.loader import load_waiting, record_stored, reload_day
     from pipelines.resources import PipelineSettings
     from pipelines.runner import instance
-    from pipelines.universe import load_universe
-    from pipelines.warehouse import connect, store_pending
+    from pipelines.warehouse import connect
 
-    landing = PipelineSettings().landing_dir()
+    if (args.exchange is None) != (args.day is None):
+        raise ValueError("give --exchange and --day together (or neither: every waiting file)")
+    zone = PipelineSettings().landing_zone()
     with connect() as conn:
-        stored = store_pending(conn, landing, load_universe())
+        if args.exchange:
+            loads = reload_day(conn, zone, args.exchange, args.day)
+        else:
+            loads = load_waiting(conn, zone)
     with instance() as dagster_instance:
-        record_stored(dagster_instance, stored)
-    for fetched, summary in stored:
-        print(
-            f"stored {fetched.exchange} {fetched.day}: {summary.ls_rows} ls_ratio, "
-            f"{summary.kline_rows} klines, {summary.oi_rows} open_interest rows"
+        record_stored(dagster_instance, loads)
+    for load in loads:
+        if load.summary is not None:
+            s = load.summary
+            print(
+                f"stored {load.landed.path}: {s.ls_rows} ls_ratio, {s.kline_rows} klines, "
+                f"{s.oi_rows} open_interest rows"
+            )
+        else:
+            print(f"not loaded {load.landed.path}: {load.problem}")
+    if not loads:
+        what = (
+            f"no landed fetch of {args.exchange} {args.day}" if args.exchange else "nothing waits"
         )
-    if not stored:
-        print(f"nothing waits in {landing / 'pending'}")
+        print(f"{what} in {zone.root}")
     else:
         print("derived tables and images follow with the next run (or `refresh_outputs`)")
-    return 0
+    return 1 if any(load.problem for load in loads) else 0
 
 
 def _rebuild(args: argparse.Namespace) -> int:

@@ -9,10 +9,10 @@ from assets.analytics_checks import ANALYTICS_CHECKS
 from assets.checks import CHECKS
 from assets.images import heatmap_image_on_request, heatmap_images
 from assets.ingest import ingest_exchange_day
-from pipelines.jobs import check_warehouse_job, ingest_job, rebuild_job, refresh_job
+from pipelines.jobs import check_warehouse_job, ingest_job, load_landed, rebuild_job, refresh_job
 from pipelines.resources import ExchangeAccess, PipelineSettings
 from pipelines.schedules import hourly_poll
-from pipelines.sensors import refresh_after_ingestion
+from pipelines.sensors import load_after_landing, refresh_after_ingestion
 
 ASSETS = [
     ingest_exchange_day,
@@ -26,9 +26,9 @@ ASSETS = [
 defs = Definitions(
     assets=ASSETS,
     asset_checks=[*CHECKS, *ANALYTICS_CHECKS],
-    jobs=[ingest_job, refresh_job, rebuild_job, check_warehouse_job],
+    jobs=[ingest_job, load_landed, refresh_job, rebuild_job, check_warehouse_job],
     schedules=[hourly_poll],
-    sensors=[refresh_after_ingestion],
+    sensors=[refresh_after_ingestion, load_after_landing],
     # The exchanges' own hosts unless LSR_<EXCHANGE>_BASE_URL moves them (`make dev` against
     # `lsr simulate`, the end-to-end test); `lsr demo` passes the simulator's to its runs.
     resources={"settings": PipelineSettings(), "exchanges": ExchangeAccess()},

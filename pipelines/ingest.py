@@ -98,6 +98,10 @@ class PartitionFetch:
     rejected_files: dict[tuple[str, str], str] = field(default_factory=dict)
     # Every day this fetch covered: the partition's own and the incomplete days around it.
     days: list[date] = field(default_factory=list)
+    # What the fetch was asked to do, and its clock: replaying the landed responses under
+    # them gives the same rows (pipelines/landing.py).
+    plan: FetchPlan | None = None
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def covered_days(self) -> list[date]:
@@ -114,6 +118,12 @@ class PartitionFetch:
     @property
     def unavailable(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.status == "unavailable"]
+
+
+def asset_of(dataset: str) -> str:
+    """The Dagster asset (and table) a fetched dataset lands in: klines, open_interest, or
+    ls_ratio (every metric kind)."""
+    return dataset if dataset in (KLINES, OPEN_INTEREST) else "ls_ratio"
 
 
 def day_window(day: date, now: datetime) -> Window | None:
@@ -222,6 +232,8 @@ async def fetch_partition(
             banned=str(runner.banned) if runner.banned else None,
             rejected_files=runner.rejected_files,
             days=chosen.days,
+            plan=chosen,
+            now=now,
         )
 
 

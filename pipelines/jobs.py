@@ -1,10 +1,21 @@
 """Jobs: fetching is partitioned by day x exchange; refreshing derived tables and images is not."""
 
-from __future__ import annotations
 
-from dagster import AssetCheckKey, AssetKey, AssetSelection, define_asset_job
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    AssetSelection,
+    Failure,
+    OpExecutionContext,
+    define_asset_job,
+    job,
+    op,
+)
 
 from pipelines.analytics import DERIVED_TABLES
+from pipelines.loader import load_waiting, record_stored
+from pipelines.resources import PipelineSettings
+from pipelines.warehouse import connect
 
 INGEST = AssetSelection.groups("ingest")
 # The on-request image renders what its run config asks for: launched by hand, never refreshed.
@@ -39,3 +50,34 @@ check_warehouse_job = define_asset_job(
     description="Run every asset check against the warehouse as it is, without fetching or "
     "recomputing anything (after a manual repair, say).",
 )
+
+
+@op(
+    pool="duckdb",
+    description="Store every fetch waiting in the landing zone, oldest first, each file in one "
+    "transaction that notes it in `landed_files`.",
+)
+def load_landed_fetches(context: OpExecutionContext, settings: PipelineSettings) -> None:
+    zone = settings.landing_zone()
+    with connect(settings.warehouse_file()) as conn:
+        loads = load_waiting(conn, zone)
+    record_stored(context.instance, loads)
+    stored = [load for load in loads if load.summary is not None]
+    rows = sum(load.summary.ls_rows for load in stored if load.summary is not None)
+    context.log.info(f"{len(stored)} landed fetches stored from {zone.root} ({rows} L/S rows)")
+    refused = [load for load in loads if load.problem is not None]
+    if refused:  # noted in landed_files, so they are reported once, not at every load
+        listing = "\n".join(f"- {load.landed.path}: {load.problem}" for load in refused[:20])
+        raise Failure(
+            description=f"{len(refused)} landed files could not be loaded (the rest were):"
+            f"\n{listing}",
+            allow_retries=False,
+        )
+
+
+@job(
+    description="The one writer when fetch workers only land (LSR_FETCH_ONLY): normalise every "
+    "landed fetch not yet in the warehouse into it (as `lsr reload` does)."
+)
+def load_landed() -> None:
+    load_landed_fetches()

@@ -19,6 +19,7 @@ from pipelines.config import (
 )
 from pipelines.exchanges import EXCHANGES, binance_archive
 from pipelines.http import HttpClient, RateLimitLedger
+from pipelines.landing import LandingZone
 from pipelines.universe import Universe, load_universe
 from pipelines.warehouse import check_warehouse_file
 
@@ -101,6 +102,17 @@ class PipelineSettings(ConfigurableResource):
         description="How many days back each period is fetched, e.g. '1h=30,4h=120' (periods "
         "not named: as far as the exchange serves them); empty = LSR_DEPTH or full reach",
     )
+    landing: str = Field(
+        default="",
+        description="Landing zone for raw responses: a folder or an fsspec URL (s3://..., "
+        "gs://...) that every fetch worker and the loader reach; empty = LSR_LANDING or "
+        "`landing/` beside the warehouse",
+    )
+    fetch_only: bool = Field(
+        default=False,
+        description="Fetch workers on other hosts: land raw responses only and leave storing "
+        "them to the `load_landed` job (one writer); false = LSR_FETCH_ONLY or store in the run",
+    )
 
     def warehouse_file(self) -> Path:
         return Path(self.warehouse) if self.warehouse else warehouse_path()
@@ -113,9 +125,22 @@ class PipelineSettings(ConfigurableResource):
         """The PNGs and their gallery page, beside the warehouse."""
         return self.warehouse_file().parent / "images"
 
-    def landing_dir(self) -> Path:
-        """Every raw response, append-only, beside the warehouse."""
-        return self.warehouse_file().parent / "landing"
+    def landing_root(self) -> str:
+        """Every raw response, append-only: beside the warehouse unless set."""
+        return (
+            self.landing
+            or os.environ.get("LSR_LANDING", "")
+            or str(self.warehouse_file().parent / "landing")
+        )
+
+    def landing_zone(self) -> LandingZone:
+        return LandingZone(self.landing_root())
+
+    def fetches_only(self) -> bool:
+        """True on a fetch worker: its runs land what they fetch and never open the warehouse."""
+        if self.fetch_only:
+            return True
+        return os.environ.get("LSR_FETCH_ONLY", "").lower() in ("1", "true", "yes")
 
     def exports_dir(self) -> Path:
         """The Parquet copies of the derived tables, beside the warehouse."""
@@ -124,7 +149,8 @@ class PipelineSettings(ConfigurableResource):
     def run_inputs(self) -> tuple[Universe, tuple[str, ...]]:
         """What a run needs, checked before its first request (each mistake in one line): the
         warehouse path can hold our file, the universe file reads, the periods are known."""
-        check_warehouse_file(self.warehouse_file())
+        if not self.fetches_only():  # a worker never opens the warehouse (it may not see it)
+            check_warehouse_file(self.warehouse_file())
         self.depth_days()
         return load_universe(), self.period_list()
 

@@ -1,4 +1,5 @@
-"""Derived tables, exports and images follow ingestion without a manual run.
+"""Derived tables, exports and images follow ingestion without a manual run; landed fetches
+follow fetch workers into the warehouse.
 
 A sensor, not declarative automation: the eager condition on an unpartitioned asset below a
 day x exchange grid waits for every upstream partition to exist (most never will: an exchange
@@ -27,7 +28,8 @@ from dagster import (
 
 from pipelines.analytics import INGESTED_TABLES
 from pipelines.exchanges import EXCHANGES
-from pipelines.jobs import refresh_job
+from pipelines.jobs import load_landed, refresh_job
+from pipelines.resources import PipelineSettings
 
 INGESTED = [AssetKey(table) for table in INGESTED_TABLES]
 # Every run of a day x exchange partition carries its exchange in this tag (Dagster sets it).
@@ -96,3 +98,30 @@ def refresh_after_ingestion(context: SensorEvaluationContext) -> RunRequest | Sk
         )
     context.update_cursor(str(newest))
     return RunRequest(run_key=f"ingestion-{newest}")
+
+
+def unfinished_loads(instance: DagsterInstance) -> int:
+    return instance.get_runs_count(RunsFilter(job_name=load_landed.name, statuses=UNFINISHED))
+
+
+@sensor(
+    job=load_landed,
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="When ingestion runs only land their fetches (LSR_FETCH_ONLY, fetch workers on "
+    "other hosts), starts `load_landed` after new files arrive in the landing zone: the one "
+    "writer of the warehouse.",
+)
+def load_after_landing(context: SensorEvaluationContext) -> RunRequest | SkipReason:
+    settings = PipelineSettings()
+    if not settings.fetches_only():
+        return SkipReason("ingestion runs store their own fetches (LSR_FETCH_ONLY is not set)")
+    # The cursor is the newest file name answered: names begin with their landing time.
+    landed = settings.landing_zone().files()
+    newest = landed[-1].name if landed else ""
+    if newest <= (context.cursor or ""):
+        return SkipReason("nothing landed since the last load was requested")
+    if unfinished_loads(context.instance):
+        return SkipReason("a load is queued or running; the next tick follows it up")
+    context.update_cursor(newest)
+    return RunRequest(run_key=f"landed-{newest}")

@@ -1,4 +1,4 @@
-"""The DuckDB warehouse: connecting (one writer at a time), DDL, idempotent upserts, landing zone.
+"""The DuckDB warehouse: connecting (one writer at a time), DDL, idempotent upserts.
 
 Nothing here opens the database at import time. Writers open the file only for the write
 transaction and close it at once, so fetches never hold the lock.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import re
 import shutil
 import time
@@ -24,13 +23,10 @@ from typing import Any
 
 import duckdb
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from pipelines.config import WAREHOUSE_DIR, warehouse_path
 from pipelines.exchanges.base import LS_COLUMNS, SOURCE, with_source
-from pipelines.http import RawResponse
 from pipelines.ingest import Outcome, PartitionFetch
 from pipelines.processes import process_alive
 from pipelines.universe import Universe
@@ -427,74 +423,6 @@ def log_changes(conn: duckdb.DuckDBPyConnection, table: str, written: pd.DataFra
     ).fetchall()
 
 
-def land_raw(responses: list[RawResponse], exchange: str, day: date, root: Path) -> Path | None:
-    """Append the run's raw responses as one new Parquet file (never rewriting an old one)."""
-    if not responses:
-        return None
-    folder = root / f"exchange={_safe(exchange)}" / f"date={day.isoformat()}"
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    path = folder / f"{stamp}-{uuid.uuid4().hex[:12]}.parquet"
-    table = pa.Table.from_pylist([r.__dict__ for r in responses])
-    # Written aside, then renamed: a kill mid-write leaves a stray .tmp, never a torn file
-    # under a name that readers of the landing zone would scan.
-    temporary = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, temporary, compression="zstd")
-    os.replace(temporary, path)
-    return path
-
-
-def _safe(name: str) -> str:
-    if not name.isalnum():
-        raise ValueError(f"refusing a path component built from {name!r}")
-    return name
-
-
-def keep_pending(fetched: PartitionFetch, landing_root: Path) -> Path:
-    """Keep a fetch the warehouse could not take (busy past the wait) for a later write.
-
-    Pickled whole, next to the raw responses: `store_pending` (the next ingestion run, or
-    `lsr reload`) writes it exactly as `write_partition` would have."""
-    folder = landing_root / "pending"
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    path = folder / f"{stamp}-{_safe(fetched.exchange)}-{fetched.day.isoformat()}.pickle"
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(pickle.dumps(fetched))
-    os.replace(temporary, path)
-    return path
-
-
-def store_pending(
-    conn: duckdb.DuckDBPyConnection, landing_root: Path, universe: Universe
-) -> list[tuple[PartitionFetch, WriteSummary]]:
-    """Write every fetch left waiting, oldest first (so a newer fetch of the same buckets,
-    written after, wins), each in its own transaction, deleting each file once committed.
-
-    A batch that cannot be written for a reason waiting will not cure (another origin, a file
-    from an incompatible version) is moved to `pending/unloadable/` with the reason beside it,
-    so it never blocks the fetches behind it."""
-    stored = []
-    for path in sorted((landing_root / "pending").glob("*.pickle")):
-        try:
-            fetched = pickle.loads(path.read_bytes())  # our own file, written above
-            stored.append((fetched, write_partition(conn, fetched, universe)))
-        except (WarehouseLocked, duckdb.IOException, OSError):
-            raise  # the file or the disk: the batch waits for the next write
-        except Exception as error:  # any other reason is the batch's own
-            _set_aside(path, error)
-            continue
-        path.unlink()
-    return stored
-
-
-def _set_aside(path: Path, error: Exception) -> None:
-    aside = path.parent / "unloadable"
-    aside.mkdir(exist_ok=True)
-    path.replace(aside / path.name)
-    (aside / f"{path.name}.reason.txt").write_text(f"{type(error).__name__}: {error}\n")
-
-
 @dataclass(frozen=True)
 class WriteSummary:
     ls_rows: int
@@ -502,6 +430,10 @@ class WriteSummary:
     kline_rows: int
     oi_rows: int
     rejected_reasons: dict[str, int]
+
+    def by_table(self) -> dict[str, int]:
+        """Rows stored per ingested table (and Dagster asset)."""
+        return {"ls_ratio": self.ls_rows, "klines": self.kline_rows, "open_interest": self.oi_rows}
 
 
 @dataclass(frozen=True)
@@ -532,8 +464,12 @@ def prepare_partition(fetched: PartitionFetch, universe: Universe) -> PreparedPa
     )
 
 
-def write_prepared(conn: duckdb.DuckDBPyConnection, prepared: PreparedPartition) -> WriteSummary:
-    """Store one prepared partition in a single transaction."""
+def write_prepared(
+    conn: duckdb.DuckDBPyConnection, prepared: PreparedPartition, landed: str | None = None
+) -> WriteSummary:
+    """Store one prepared partition in a single transaction; with `landed` (the landing-zone
+    file it came from), note that file loaded in the same transaction, so a crash never
+    leaves it loaded twice or not at all."""
     with transaction(conn):
         claim_origin(conn, simulated=prepared.simulated)
         ls_rows = upsert(conn, "ls_ratio", prepared.ls, LS_KEY, keep_stored_when=REST_WINS)
@@ -549,9 +485,46 @@ def write_prepared(conn: duckdb.DuckDBPyConnection, prepared: PreparedPartition)
         _insert(
             conn, prepared.log, "INSERT OR REPLACE INTO partition_log BY NAME SELECT * FROM _rows"
         )
+        summary = _summary(prepared, ls_rows, kline_rows, oi_rows)
+        if landed is not None:
+            note_landed(conn, landed, "loaded", ls_rows=summary.ls_rows)
+    return summary
+
+
+def summarize(prepared: PreparedPartition) -> WriteSummary:
+    """What writing the partition would store, without writing it (a fetch-only worker)."""
+    return _summary(prepared, len(prepared.ls), len(prepared.klines), len(prepared.open_interest))
+
+
+def _summary(
+    prepared: PreparedPartition, ls_rows: int, kline_rows: int, oi_rows: int
+) -> WriteSummary:
     rejections = prepared.rejections
     reasons = {str(k): int(v) for k, v in rejections["reason"].value_counts().items()}
     return WriteSummary(ls_rows, len(rejections), kline_rows, oi_rows, reasons)
+
+
+def note_landed(
+    conn: duckdb.DuckDBPyConnection,
+    path: str,
+    status: str,
+    *,
+    ls_rows: int | None = None,
+    detail: str | None = None,
+) -> None:
+    """Record what became of a landed file (`loaded`, or `unloadable` and why)."""
+    conn.execute(
+        """
+        INSERT OR REPLACE INTO landed_files (path, status, detail, ls_rows, noted_at)
+        VALUES ($path, $status, $detail, $ls_rows, now()::TIMESTAMP)
+        """,
+        {"path": path, "status": status, "detail": detail, "ls_rows": ls_rows},
+    )
+
+
+def noted_landed(conn: duckdb.DuckDBPyConnection) -> set[str]:
+    """The landed files the warehouse has taken (or set aside as unloadable)."""
+    return {str(path) for (path,) in conn.execute("SELECT path FROM landed_files").fetchall()}
 
 
 def write_partition(
@@ -625,8 +598,7 @@ def _rejections(
             "reason": reason,
             "raw": raw,
         }
-        # getattr: a fetch pickled by an earlier version while it waited has no such field.
-        for (instrument, reason), raw in getattr(fetched, "rejected_files", {}).items()
+        for (instrument, reason), raw in fetched.rejected_files.items()
     ]
     frame = pd.DataFrame(
         rows,

@@ -79,7 +79,7 @@ def test_a_misspelt_exchange_in_base_urls_is_refused_not_ignored() -> None:
 
 def test_the_folders_beside_the_warehouse_have_one_home(tmp_path: Path) -> None:
     settings = PipelineSettings(warehouse=str(tmp_path / "w" / "lsr.duckdb"))
-    folders = (settings.images_dir(), settings.landing_dir(), settings.exports_dir())
+    folders = (settings.images_dir(), Path(settings.landing_root()), settings.exports_dir())
     assert [f.relative_to(tmp_path / "w").as_posix() for f in folders] == [
         "images",
         "landing",

@@ -6,14 +6,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from pipelines.exchanges import bybit
 from pipelines.exchanges.base import Window, empty_ls_frame
-from pipelines.http import RawResponse
 from pipelines.ingest import Outcome, PartitionFetch, Task
 from pipelines.universe import Listing, load_universe
-from pipelines.warehouse import connect, keep_pending, land_raw, store_pending, write_partition
+from pipelines.warehouse import connect, write_partition
 from tests.conftest import load_payload
 
 DAY = date(2026, 9, 15)
@@ -99,52 +97,3 @@ def test_empty_partition_writes_nothing_and_fails_nothing(warehouse_file) -> Non
     with connect(warehouse_file) as conn:
         summary = write_partition(conn, _fetch(empty_ls_frame()), load_universe())
     assert summary.ls_rows == 0 and _table(warehouse_file).empty
-
-
-def test_raw_responses_land_append_only_as_parquet(tmp_path: Path) -> None:
-    response = RawResponse(
-        "bybit",
-        "/v5/market/account-ratio",
-        "{}",
-        "ETHUSDT",
-        200,
-        '{"retCode":0}',
-        datetime(2026, 9, 15),
-        False,
-    )
-    first = land_raw([response], "bybit", DAY, tmp_path)
-    second = land_raw([response], "bybit", DAY, tmp_path)
-    assert first and second and first != second and first.exists()
-    assert first.parent == tmp_path / "exchange=bybit" / "date=2026-09-15"
-    assert pq.read_table(first).to_pylist()[0]["body"] == '{"retCode":0}'
-
-
-def test_landing_refuses_path_components_built_from_odd_names(tmp_path: Path) -> None:
-    response = RawResponse("x", "/", "{}", None, 200, "{}", datetime(2026, 9, 15), False)
-    try:
-        land_raw([response], "../evil", DAY, tmp_path)
-    except ValueError as error:
-        assert "refusing" in str(error)
-    else:  # pragma: no cover - the assertion is the point
-        raise AssertionError("a path outside the landing zone was accepted")
-
-
-def test_pending_fetches_are_stored_oldest_first_and_a_bad_one_is_set_aside(
-    warehouse_file: Path,
-) -> None:
-    landing = warehouse_file.parent / "landing"
-    rows = _live_rows()
-    newest = rows.tail(1).assign(long_share=0.7, short_share=0.3, ratio=0.7 / 0.3)
-    keep_pending(_fetch(rows), landing)  # the older fetch
-    keep_pending(_fetch(newest), landing)  # a later fetch of the same newest bucket
-    unreadable = landing / "pending" / "20000101T000000000000-bybit-2026-09-15.pickle"
-    unreadable.write_bytes(b"not a pickle")  # sorts first
-
-    with connect(warehouse_file) as conn:
-        stored = store_pending(conn, landing, load_universe())
-    assert [summary.ls_rows for _, summary in stored] == [3, 1]
-    assert _table(warehouse_file).sort_values("ts")["long_share"].iloc[-1] == 0.7
-    assert not list((landing / "pending").glob("*.pickle"))
-    aside = landing / "pending" / "unloadable"
-    assert (aside / unreadable.name).exists()
-    assert "UnpicklingError" in (aside / f"{unreadable.name}.reason.txt").read_text()

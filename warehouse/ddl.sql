@@ -119,6 +119,16 @@ COMMENT ON COLUMN partition_log.window_start IS 'Start of the part of the day as
 COMMENT ON COLUMN partition_log.window_end IS 'End (exclusive) of the part of the day asked of the exchange: the fetch time for today';
 COMMENT ON TABLE partition_log IS 'What the last fetch of each exchange/day/dataset/coin/period found: ok, empty, unavailable (out of the exchange''s reach), failed (see detail).';
 
+CREATE TABLE IF NOT EXISTS landed_files (
+    path     VARCHAR PRIMARY KEY,
+    status   VARCHAR NOT NULL,
+    detail   VARCHAR,
+    ls_rows  BIGINT,
+    noted_at TIMESTAMP NOT NULL
+);
+COMMENT ON TABLE landed_files IS 'Each landing-zone file the loader has taken: loaded (its rows stored, in the same transaction), or unloadable (detail says why; the file stays in the zone). Files not listed here wait for the loader.';
+COMMENT ON COLUMN landed_files.path IS 'Relative to the landing root: exchange=<x>/date=<partition day>/<stamp>-<first day>-<last day>-<id>.fetch.parquet';
+
 CREATE TABLE IF NOT EXISTS heatmap_images (
     path         VARCHAR PRIMARY KEY,
     exchange     VARCHAR NOT NULL,
