@@ -1,5 +1,5 @@
-"""`python -m bench [ingest|history|render|derive|faults|readers]`: the figures closing notes
-report."""
+"""`python -m bench [ingest|history|render|derive|faults|readers|workers]`: the figures closing
+notes report."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import resource
 import sys
 from pathlib import Path
 
-from bench import derive, history, ingest, reliability, render
+from bench import derive, history, ingest, reliability, render, workers
 
 HISTORY_SCALE = 0.05
 DERIVE_FOLDER = Path(".bench")  # git-ignored; the generated warehouses are rebuilt every run
@@ -17,7 +17,7 @@ DERIVE_FOLDER = Path(".bench")  # git-ignored; the generated warehouses are rebu
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
-    every = ["ingest", "history", "render", "derive", "faults", "readers"]
+    every = ["ingest", "history", "render", "derive", "faults", "readers", "workers"]
     # Checked by hand: argparse tests an empty or list default against `choices` as one value.
     parser.add_argument("what", nargs="*", help=f"any of {', '.join(every)} (default: all)")
     parser.add_argument("--days", type=int, default=1, help="day partitions per exchange")
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     if "readers" in args.what:
         figures = reliability.readers(args.days)
         print(reliability.readers_report(figures, args.days), flush=True)
+    if "workers" in args.what:
+        print(workers.report(workers.run()), flush=True)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory of this process: {peak_mb:.0f} MB")
     return 0

@@ -1,6 +1,5 @@
 """Jobs: fetching is partitioned by day x exchange; refreshing derived tables and images is not."""
 
-
 from dagster import (
     AssetCheckKey,
     AssetKey,
