@@ -203,6 +203,11 @@ def _run(args: argparse.Namespace, *, simulator: Mapping[str, str] | None = None
     else:
         access = ExchangeAccess.at_simulator(simulator, DEMO_RATE_LIMIT_SCALE)
         settings = PipelineSettings(depth=os.environ.get("LSR_DEPTH") or DEMO_DEPTH)
+    if settings.fetches_only():
+        raise ValueError(
+            "LSR_FETCH_ONLY is for Dagster run workers that only land their fetches; `lsr "
+            "run` and `lsr demo` fetch and store in one process: unset it here"
+        )
     settings.run_inputs()  # everything checked before the first request, each in one line
     # A run with no host moved writes real data; behind a moved host (a proxy, `lsr simulate`)
     # only the answers can tell, and the first write decides.

@@ -197,3 +197,13 @@ def test_rebuild_recomputes_from_all_history_what_a_refresh_cannot_see(
             "SELECT count(DISTINCT (exchange, metric, period, coin, ts)) FROM ls_ratio"
         ).fetchall()[0][0]
     assert before < after == coins_and_buckets
+
+
+def test_run_refuses_fetch_only_mode_before_any_request(
+    warehouse_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """LSR_FETCH_ONLY belongs to Dagster run workers; `lsr run` would fetch and store nothing."""
+    monkeypatch.setenv("LSR_FETCH_ONLY", "1")
+    assert main(["run", "--days", "1"]) == 1
+    assert "LSR_FETCH_ONLY is for Dagster run workers" in capsys.readouterr().err
+    assert not warehouse_file.exists()
