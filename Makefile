@@ -47,7 +47,7 @@ bench: install  ## benchmarks against the simulator; figures printed, never asse
 	$(BIN)/python -m bench
 
 lock:  ## re-resolve requirements.lock from pyproject.toml
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra k8s --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf warehouse/*.duckdb warehouse/*.wal warehouse/*.lock warehouse/landing warehouse/images warehouse/exports warehouse/.rate-limits
