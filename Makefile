@@ -6,9 +6,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
-export DAGSTER_HOME := $(CURDIR)/dagster_home
+# The Dagster instance: SQLite files in dagster_home/, or Postgres when LSR_DAGSTER_POSTGRES_URL
+# is set (dagster_home/postgres/dagster.yaml is deploy/postgres/dagster.yaml).
+export DAGSTER_HOME := $(CURDIR)/dagster_home$(if $(LSR_DAGSTER_POSTGRES_URL),/postgres)
+# SQLAlchemy 2.1 opens a plain postgresql:// URL with psycopg 3, which dagster-postgres's SQL
+# does not run on: the URL names the psycopg2 driver dagster-postgres installs.
+ifneq ($(filter-out postgresql+psycopg2://%,$(LSR_DAGSTER_POSTGRES_URL)),)
+$(error LSR_DAGSTER_POSTGRES_URL must begin with postgresql+psycopg2:// (user:password@host:port/database))
+endif
 
-.PHONY: install run demo test lint format dev bench lock clean
+.PHONY: install run demo test lint format dev bench lock clean postgres-server
 
 install: $(STAMP)
 
@@ -27,8 +34,16 @@ run: install  ## fetch the last 7 days from the six exchanges, derive, render
 demo: install  ## the same against the built-in exchange simulator (no internet)
 	$(BIN)/lsr demo
 
-test: install lint  ## lint, type-check, then the test suite (network blocked but loopback)
+test: install lint postgres-server  ## lint, type-check, then the test suite (network blocked but loopback)
 	$(BIN)/python -m pytest
+
+# The tests start their own PostgreSQL server (tests/postgres.py) from Debian's binaries.
+postgres-server:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  sudo=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  echo "installing Debian's postgresql package (server binaries for the tests)"; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 lint: install
 	$(BIN)/ruff check .

@@ -24,6 +24,7 @@ from dagster import AssetKey, AssetsDefinition, DagsterInstance, materialize
 from tqdm import tqdm
 
 from assets.ingest import SINCE_TAG, ingest_exchange_day
+from pipelines.config import REPO_ROOT
 from pipelines.partitions import partition_key
 from pipelines.processes import die_with_parent
 from pipelines.recovery import release_dead_runs
@@ -61,8 +62,23 @@ def days_back(days: int, today: date | None = None) -> date:
     return (today or datetime.now(UTC).date()) - timedelta(days=days)
 
 
+POSTGRES_HOME = REPO_ROOT / "dagster_home" / "postgres"
+POSTGRES_SCHEME = "postgresql+psycopg2://"
+
+
 def instance() -> DagsterInstance:
-    return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+    """The instance under DAGSTER_HOME (what `make` sets); without it, the Postgres one when
+    LSR_DAGSTER_POSTGRES_URL is set, else a throwaway one (the runs are not kept)."""
+    if os.environ.get("DAGSTER_HOME"):
+        return DagsterInstance.get()
+    url = os.environ.get("LSR_DAGSTER_POSTGRES_URL")
+    if url:
+        if not url.startswith(POSTGRES_SCHEME):
+            # SQLAlchemy 2.1 opens postgresql:// with psycopg 3, which dagster-postgres's SQL
+            # does not run on; the driver it installs is psycopg2.
+            raise ValueError(f"LSR_DAGSTER_POSTGRES_URL must begin with {POSTGRES_SCHEME}")
+        return DagsterInstance.from_config(str(POSTGRES_HOME))
+    return DagsterInstance.ephemeral()
 
 
 def run_pipeline(

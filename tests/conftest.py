@@ -12,6 +12,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import vcr
 
+from tests.postgres import PostgresServer, running_server
+
 HERE = Path(__file__).parent
 PAYLOADS = HERE / "payloads"
 CASSETTES = HERE / "cassettes"
@@ -91,3 +93,10 @@ def warehouse_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "lsr.duckdb"
     monkeypatch.setenv("LSR_WAREHOUSE", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session, started on first use (tests/postgres.py)."""
+    with running_server() as server:
+        yield server
