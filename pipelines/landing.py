@@ -40,6 +40,7 @@ from pipelines.universe import Universe
 MANIFEST_KEY = b"lsr.fetch"
 MANIFEST_VERSION = 1
 SUFFIX = ".fetch.parquet"
+STAMP = "%Y%m%dT%H%M%S%f"  # a file's name begins with its landing time (UTC)
 _NAME = re.compile(
     r"^(?P<stamp>\d{8}T\d{6}\d{6})-(?P<first>\d{4}-\d{2}-\d{2})-(?P<last>\d{4}-\d{2}-\d{2})"
     r"-(?P<id>[0-9a-f]{12})" + re.escape(SUFFIX) + "$"
@@ -162,6 +163,10 @@ class LandedFile:
     def name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
 
+    @property
+    def landed_at(self) -> datetime:
+        return datetime.strptime(self.name[:21], STAMP).replace(tzinfo=UTC)
+
     def covers(self, day: date) -> bool:
         return self.first <= day <= self.last
 
@@ -179,7 +184,7 @@ class LandingZone:
 
     def land(self, fetched: PartitionFetch, manifest: Manifest) -> LandedFile:
         """Write the fetch's responses, with its manifest, as one new file."""
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        stamp = datetime.now(UTC).strftime(STAMP)
         days = fetched.covered_days
         name = f"{stamp}-{days[0]}-{days[-1]}-{uuid.uuid4().hex[:12]}{SUFFIX}"
         relative = f"exchange={_safe(fetched.exchange)}/date={fetched.day.isoformat()}/{name}"

@@ -90,6 +90,9 @@ def refresh_after_ingestion(context: SensorEvaluationContext) -> RunRequest | Sk
         return SkipReason("no ingestion since the last refresh was requested")
     if unfinished_refresh(instance):
         return SkipReason("a refresh is queued or running; the next tick follows it up")
+    waiting = landed_not_loaded(instance, PipelineSettings())
+    if waiting:
+        return SkipReason(f"waiting for load_landed to store {waiting} landed fetches")
     ingesting = unfinished_ingestion(instance)
     waited = oldest_unanswered_age(instance, answered)
     if ingesting and waited < MAX_WAIT.total_seconds():
@@ -98,6 +101,21 @@ def refresh_after_ingestion(context: SensorEvaluationContext) -> RunRequest | Sk
         )
     context.update_cursor(str(newest))
     return RunRequest(run_key=f"ingestion-{newest}")
+
+
+def landed_not_loaded(instance: DagsterInstance, settings: PipelineSettings) -> int:
+    """On fetch workers (LSR_FETCH_ONLY), the landed files no load run has been started after
+    (0 otherwise): a refresh before the loader has stored them would miss their rows."""
+    if not settings.fetches_only():
+        return 0
+    landed = settings.landing_zone().files()
+    if unfinished_loads(instance):
+        return len(landed) or 1
+    last = instance.get_run_records(
+        RunsFilter(job_name=load_landed.name, statuses=[DagsterRunStatus.SUCCESS]), limit=1
+    )
+    loaded_from = last[0].start_time if last and last[0].start_time else 0.0
+    return sum(1 for f in landed if f.landed_at.timestamp() >= loaded_from)
 
 
 def unfinished_loads(instance: DagsterInstance) -> int:

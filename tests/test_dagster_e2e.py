@@ -5,6 +5,10 @@ launches them (asset backfills: one run per day x exchange partition, queued by 
 the instance's run limits). The test then reads runs, partitions and checks back through
 GraphQL, waits for the refresh sensor to bring the derived tables and images up to date, and
 asks the simulator whether any exchange saw a request over its limit.
+
+It walks twice: on the embedded instance (SQLite, each ingestion run stores its own fetch), and
+scaled out (Postgres instance, LSR_FETCH_ONLY: ingestion runs only land, the
+`load_after_landing` sensor starts `load_landed`, the one writer, before the refresh).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import duckdb
 import pytest
 
 from pipelines.exchanges import EXCHANGES
+from pipelines.landing import LandingZone
 from pipelines.simulator import SimulatorProcess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +73,7 @@ class Dagster:
     warehouse: Path
     simulator: SimulatorProcess
     log: Path
+    landing: Path | None = None  # scaled out: the zone the workers land in
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
@@ -93,13 +99,26 @@ def _ready(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dagster]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres, scaled out"])
+def dagster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Dagster]:
     root = tmp_path_factory.mktemp("e2e")
     home = root / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     warehouse = root / "warehouse" / "lsr.duckdb"
+    landing: Path | None = None
+    if request.param == "sqlite":
+        shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+        storage: dict[str, str] = {}
+    else:
+        shutil.copy(REPO / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
+        landing = root / "shared-landing"
+        storage = {
+            "LSR_DAGSTER_POSTGRES_URL": request.getfixturevalue("postgres_server").new_database(),
+            "LSR_FETCH_ONLY": "1",
+            "LSR_LANDING": str(landing),
+        }
     port, gallery_port = _free_port(), _free_port()
     with SimulatorProcess(rate_limit_scale=SCALE) as simulator:
         env = {
@@ -110,6 +129,7 @@ def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dagster]:
             "LSR_RATE_LIMIT_SCALE": str(SCALE),
             "LSR_PERIODS": "1h",
             **simulator.environment,
+            **storage,
         }
         log = root / "dagster-dev.log"
         bin_dir = Path(sys.executable).parent
@@ -141,7 +161,7 @@ def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dagster]:
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_for("the Dagster webserver", lambda: _ready(url), timeout=180)
-            running = Dagster(url, process, warehouse, simulator, log)
+            running = Dagster(url, process, warehouse, simulator, log, landing)
             _stop_hourly_poll(running)
             yield running
         finally:
@@ -280,8 +300,12 @@ def walk(dagster: Dagster) -> Walk:
         return statuses if all(s != "REQUESTED" for s in statuses.values()) else None
 
     backfills = _wait_for("both backfills to finish", finished)
+    if dagster.landing is not None:
+        _wait_for("the loader to store every landed fetch", lambda: _all_loaded(dagster))
     ingested_at = max(
-        float(r["endTime"]) for r in _runs(dagster) if "dagster/backfill" in r["tags"]
+        float(r["endTime"])
+        for r in _runs(dagster)
+        if "dagster/backfill" in r["tags"] or r["jobName"] == "load_landed"
     )
 
     def refreshed() -> dict[str, Any] | None:
@@ -296,6 +320,18 @@ def walk(dagster: Dagster) -> Walk:
 
     refresh = _wait_for("the sensor's refresh after the backfills", refreshed)
     return Walk(backfills, _runs(dagster), refresh)
+
+
+def _all_loaded(dagster: Dagster) -> bool:
+    """Every landed file noted loaded in the warehouse (None while the loader holds it)."""
+    assert dagster.landing is not None
+    landed = {f.path for f in LandingZone(str(dagster.landing)).files()}
+    try:
+        with duckdb.connect(str(dagster.warehouse), read_only=True) as conn:
+            rows = conn.execute("SELECT path FROM landed_files WHERE status = 'loaded'").fetchall()
+    except (duckdb.IOException, duckdb.CatalogException):  # held by the loader; not made yet
+        return False
+    return bool(landed) and landed == {path for (path,) in rows}
 
 
 def test_every_backfill_run_succeeds_and_the_backfills_say_so(walk: Walk) -> None:
@@ -374,3 +410,15 @@ def test_the_image_preview_shows_inline_and_links_the_gallery(dagster: Dagster, 
         assert response.read()[:8] == b"\x89PNG\r\n\x1a\n"
     with urllib.request.urlopen(entries["gallery"]["url"], timeout=30) as response:
         assert b"<img" in response.read()
+
+
+def test_scaled_out_the_loader_stored_what_the_workers_landed(dagster: Dagster, walk: Walk) -> None:
+    if dagster.landing is None:
+        pytest.skip("the embedded walk stores in each ingestion run")
+    loads = [r for r in walk.runs if r["jobName"] == "load_landed"]
+    assert loads and {r["tags"].get("dagster/sensor_name") for r in loads} == {"load_after_landing"}
+    with duckdb.connect(str(dagster.warehouse), read_only=True) as conn:
+        per_exchange = dict(
+            conn.execute("SELECT exchange, count(*) FROM ls_ratio GROUP BY ALL").fetchall()
+        )
+    assert set(per_exchange) == set(EXCHANGES) and min(per_exchange.values()) > 0

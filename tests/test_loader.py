@@ -21,7 +21,7 @@ from pipelines.landing import LandedFile, LandingZone, Manifest, replay
 from pipelines.loader import load_waiting
 from pipelines.partitions import partition_key
 from pipelines.resources import ExchangeAccess, PipelineSettings
-from pipelines.sensors import load_after_landing
+from pipelines.sensors import load_after_landing, refresh_after_ingestion
 from pipelines.simulator import SimulatorThread
 from pipelines.universe import load_universe
 from pipelines.warehouse import connect
@@ -134,9 +134,12 @@ def test_fetch_workers_land_only_and_the_loader_stores_what_one_process_stores(
     assert _tick(instance, tick.cursor).skip_message == (
         "nothing landed since the last load was requested"
     )
+    refresh = _refresh_tick(instance)  # the refresh must not run before the loader has stored
+    assert refresh.skip_message == "waiting for load_landed to store 2 landed fetches"
     load = defs.resolve_job_def("load_landed")
     for _ in range(2):  # the second run finds nothing waiting
         assert load.execute_in_process(instance=instance, run_config=QUIET).success
+    assert len(_refresh_tick(instance).run_requests) == 1
     with duckdb.connect(str(central), read_only=True) as conn:
         stored = conn.execute(LS_SQL, {"day": YESTERDAY}).df()
         noted = conn.execute("SELECT status, count(*) FROM landed_files GROUP BY ALL").fetchall()
@@ -147,6 +150,11 @@ def test_fetch_workers_land_only_and_the_loader_stores_what_one_process_stores(
     assert noted == [("loaded", 2)]
     done = instance.get_materialized_partitions(AssetKey("ls_ratio"))
     assert {str(partition_key(YESTERDAY, x)) for x in ("okx", "gate")} <= done
+
+
+def _refresh_tick(instance: DagsterInstance) -> Any:
+    context = build_sensor_context(instance=instance, definitions=defs)
+    return refresh_after_ingestion.evaluate_tick(context)
 
 
 def _tick(instance: DagsterInstance, cursor: str | None) -> Any:
