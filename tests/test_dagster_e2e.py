@@ -301,7 +301,10 @@ def walk(dagster: Dagster) -> Walk:
 
     backfills = _wait_for("both backfills to finish", finished)
     if dagster.landing is not None:
-        _wait_for("the loader to store every landed fetch", lambda: _all_loaded(dagster))
+        _wait_for(
+            "the loader to store every landed fetch",
+            lambda: _all_loaded(dagster) and not _loading(dagster),
+        )
     ingested_at = max(
         float(r["endTime"])
         for r in _runs(dagster)
@@ -320,6 +323,11 @@ def walk(dagster: Dagster) -> Walk:
 
     refresh = _wait_for("the sensor's refresh after the backfills", refreshed)
     return Walk(backfills, _runs(dagster), refresh)
+
+
+def _loading(dagster: Dagster) -> bool:
+    ended = ("SUCCESS", "FAILURE", "CANCELED")
+    return any(r["jobName"] == "load_landed" and r["status"] not in ended for r in _runs(dagster))
 
 
 def _all_loaded(dagster: Dagster) -> bool:
