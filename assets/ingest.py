@@ -117,6 +117,7 @@ async def ingest_exchange_day(  # type: ignore[no-untyped-def]  # Dagster reads 
     exchange, day = keys["exchange"], date.fromisoformat(keys["date"])
     step = _ProgressLog(context, f"{exchange} {day}")
     universe, periods = _preflight(settings)
+    fetch_only = settings.fetches_only()
     try:
         fetched = await fetch_partition(
             exchange,
@@ -127,7 +128,7 @@ async def ingest_exchange_day(  # type: ignore[no-untyped-def]  # Dagster reads 
             progress=step,
             # A worker cannot see the warehouse, so it fetches its own day, not the stretch
             # of incomplete days around it.
-            planner=None if settings.fetches_only() else _planner(context, settings, exchange, day),
+            planner=None if fetch_only else _planner(context, settings, exchange, day),
         )
     except ExchangeError as error:  # the instrument list itself could not be fetched
         raise Failure(
@@ -135,9 +136,9 @@ async def ingest_exchange_day(  # type: ignore[no-untyped-def]  # Dagster reads 
             allow_retries=isinstance(error, RetryableError),
         ) from error
     zone = settings.landing_zone()
-    landed = zone.land(fetched, Manifest.of(fetched, periods, universe))
+    landed = zone.land(fetched, Manifest.of(fetched, periods, universe, reported=fetch_only))
     prepared = prepare_partition(fetched, universe)  # validation before the file is opened
-    if settings.fetches_only():
+    if fetch_only:
         summary, stored = summarize(prepared), _fetched_rows(fetched)
     else:
         summary, stored = _store(context, settings, fetched, prepared, landed)

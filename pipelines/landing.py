@@ -63,6 +63,9 @@ class Manifest:
     plan: FetchPlan
     periods: tuple[str, ...]
     universe: Universe
+    # The fetch's run told Dagster its partition was materialized (a fetch-only worker's run);
+    # otherwise the loader does, when it stores the file (a run that met a busy warehouse).
+    reported: bool = False
 
     def to_json(self) -> str:
         return json.dumps(
@@ -72,6 +75,7 @@ class Manifest:
                 "day": self.day.isoformat(),
                 "now": self.now.isoformat(),
                 "periods": list(self.periods),
+                "reported": self.reported,
                 "plan": {
                     "day": self.plan.day.isoformat(),
                     "first": self.plan.first.isoformat(),
@@ -103,6 +107,7 @@ class Manifest:
             day=date.fromisoformat(raw["day"]),
             now=datetime.fromisoformat(raw["now"]),
             periods=tuple(raw["periods"]),
+            reported=bool(raw.get("reported", False)),
             plan=FetchPlan(
                 day=date.fromisoformat(plan["day"]),
                 first=date.fromisoformat(plan["first"]),
@@ -120,9 +125,18 @@ class Manifest:
         )
 
     @classmethod
-    def of(cls, fetched: PartitionFetch, periods: tuple[str, ...], universe: Universe) -> Manifest:
+    def of(
+        cls,
+        fetched: PartitionFetch,
+        periods: tuple[str, ...],
+        universe: Universe,
+        *,
+        reported: bool = False,
+    ) -> Manifest:
         assert fetched.plan is not None, "a fetch made by fetch_partition carries its plan"
-        return cls(fetched.exchange, fetched.day, fetched.now, fetched.plan, periods, universe)
+        return cls(
+            fetched.exchange, fetched.day, fetched.now, fetched.plan, periods, universe, reported
+        )
 
 
 @dataclass(frozen=True)

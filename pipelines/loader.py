@@ -41,6 +41,7 @@ class Loaded:
     fetched: PartitionFetch | None = None
     summary: WriteSummary | None = None
     problem: str | None = None
+    reported: bool = False  # its fetch's run already told Dagster (manifest.reported)
 
 
 def waiting(
@@ -98,7 +99,7 @@ def load_file(
         log.warning("%s: not loaded: %s", landed.path, problem)
         note_landed(conn, landed.path, "unloadable", detail=problem[:2000])
         return Loaded(landed, problem=problem)
-    return Loaded(landed, fetched, summary)
+    return Loaded(landed, fetched, summary, reported=manifest.reported)
 
 
 def reload_day(
@@ -133,10 +134,12 @@ def restricted_to(prepared: PreparedPartition, day: date) -> PreparedPartition:
 
 
 def record_stored(instance: DagsterInstance, loads: list[Loaded]) -> None:
-    """Tell Dagster about partitions stored outside their own run (by the loader, or by a
-    later run after the warehouse was busy), so the partition grid shows them materialized."""
+    """Tell Dagster about partitions stored outside their own run (a run that met a busy
+    warehouse), so the partition grid shows them materialized. A fetch-only run has reported
+    its partition itself, with its asset checks: a later event from the loader would leave
+    those checks behind the latest materialization."""
     for load in loads:
-        if load.fetched is None or load.summary is None:
+        if load.fetched is None or load.summary is None or load.reported:
             continue
         key = str(partition_key(load.fetched.day, load.fetched.exchange))
         failed = {asset_of(o.task.dataset) for o in load.fetched.failures}

@@ -53,6 +53,13 @@ def block_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
 
 
+@pytest.fixture(autouse=True)
+def no_deployment_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's shell may export the scaled-out settings; a test sets what it needs."""
+    for name in ("LSR_DAGSTER_POSTGRES_URL", "LSR_FETCH_ONLY", "LSR_LANDING"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def _identifying(request: Any) -> dict[str, str]:
     query = dict(parse_qsl(urlsplit(request.uri).query))
     return {k: v for k, v in query.items() if k in IDENTIFYING}
