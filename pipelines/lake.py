@@ -212,10 +212,10 @@ class _Lease:
         self.close()
 
 
-def dataset(root: Path, table: str) -> ds.Dataset:
+def dataset(root: Path | str, table: str) -> ds.Dataset:
     """The table's files as one pyarrow dataset, partition columns typed (pyarrow alone would
     read `date` as a string)."""
-    folder = root / _allowed(table)
+    folder = Path(root) / _allowed(table)
     first = next(folder.rglob(PART_FILE), None)
     keys = {part.split("=", 1)[0] for part in first.relative_to(folder).parts[:-1]} if first else ()
     fields = [field for field in PARTITION_SCHEMA if field.name in keys]

@@ -101,6 +101,11 @@ class PipelineSettings(ConfigurableResource):
         description="How many days back each period is fetched, e.g. '1h=30,4h=120' (periods "
         "not named: as far as the exchange serves them); empty = LSR_DEPTH or full reach",
     )
+    lake: str = Field(
+        default="",
+        description="Folder of the Parquet lake (pipelines/lake.py); empty = LSR_LAKE or "
+        "<warehouse dir>/lake",
+    )
 
     def warehouse_file(self) -> Path:
         return Path(self.warehouse) if self.warehouse else warehouse_path()
@@ -117,9 +122,16 @@ class PipelineSettings(ConfigurableResource):
         """Every raw response, append-only, beside the warehouse."""
         return self.warehouse_file().parent / "landing"
 
-    def exports_dir(self) -> Path:
-        """The Parquet copies of the derived tables, beside the warehouse."""
-        return self.warehouse_file().parent / "exports"
+    def lake_dir(self) -> Path:
+        """The Parquet lake readers scan without the warehouse's lock: `lake`, else LSR_LAKE,
+        else beside the warehouse. A local (or mounted) folder: files are replaced by rename."""
+        chosen = self.lake or os.environ.get("LSR_LAKE", "")
+        if "://" in chosen:
+            raise ValueError(
+                f"lake {chosen}: give a local folder (mount a bucket to write it there); "
+                "partitions are replaced by an atomic rename"
+            )
+        return Path(chosen) if chosen else self.warehouse_file().parent / "lake"
 
     def run_inputs(self) -> tuple[Universe, tuple[str, ...]]:
         """What a run needs, checked before its first request (each mistake in one line): the

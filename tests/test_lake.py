@@ -25,12 +25,23 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from dagster import DagsterInstance, materialize
 
+from assets.analytics import parquet_lake
 from pipelines import lake
 from pipelines.analytics import DERIVED_TABLES, refresh_all
 from pipelines.lake import LAKE_TABLES, PART_FILE, Layout, TableResult, refresh_lake
+from pipelines.resources import PipelineSettings
 from pipelines.warehouse import connect
-from tests.test_analytics import SETTINGS, START, UNIVERSE, Inputs, make_inputs
+from tests.test_analytics import (
+    QUIET,
+    SETTINGS,
+    START,
+    UNIVERSE,
+    Inputs,
+    build_warehouse,
+    make_inputs,
+)
 from tests.test_incremental import CUT, Rows, between, corrected, late, rows_where, same_rows, write
 
 TABLES_WITH_ROWS = [t for t in LAKE_TABLES if t not in ("coverage", "coverage_gaps")]
@@ -440,3 +451,22 @@ def test_unknown_tables_are_refused(tmp_path: Path) -> None:
 def test_every_derived_table_and_the_stored_ones_are_in_the_lake() -> None:
     assert set(DERIVED_TABLES) | {"ls_ratio", "klines", "open_interest"} <= set(LAKE_TABLES)
     assert os.sep not in "".join(LAKE_TABLES)
+
+
+def test_the_parquet_lake_asset_writes_beside_the_warehouse(tmp_path: Path) -> None:
+    path = tmp_path / "lsr.duckdb"
+    build_warehouse(path, make_inputs(seed=13))
+    settings = PipelineSettings(warehouse=str(path))
+    first = materialize(
+        [parquet_lake],
+        resources={"settings": settings},
+        instance=DagsterInstance.ephemeral(),
+        run_config=QUIET,
+    )
+    assert first.success
+    folder = tmp_path / "lake"
+    tables = sorted(p.name for p in folder.iterdir())
+    assert tables == sorted(TABLES_WITH_ROWS)  # coverage was never computed here
+    (done,) = first.asset_materializations_for_node("parquet_lake")
+    assert done.metadata["full"].value is True
+    assert done.metadata["partitions_written"].value == len(list(folder.rglob(PART_FILE)))
