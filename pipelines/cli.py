@@ -227,6 +227,7 @@ def _run(args: argparse.Namespace, *, simulator: Mapping[str, str] | None = None
 
 
 def _print_report(report: RunReport) -> int:
+    from pipelines.resources import PipelineSettings
     from pipelines.summary import describe_warehouse
 
     if report.released_runs:
@@ -239,7 +240,7 @@ def _print_report(report: RunReport) -> int:
         print(f"partition {key} failed: {error.splitlines()[0]}", file=sys.stderr)
     if report.outputs_error:
         print(f"derived tables / images failed: {report.outputs_error}", file=sys.stderr)
-    print(describe_warehouse(warehouse_path()))
+    print(describe_warehouse(warehouse_path(), PipelineSettings().lake_dir()))
     ok = not report.partitions_failed and report.outputs_ok
     return 0 if ok else 1
 
