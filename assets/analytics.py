@@ -23,7 +23,7 @@ from pipelines.analytics import (
     refresh_coverage,
     refresh_table,
 )
-from pipelines.export import export_tables
+from pipelines.lake import refresh_lake
 from pipelines.resources import PipelineSettings
 from pipelines.universe import load_universe
 from pipelines.warehouse import connect, one_row
@@ -161,26 +161,47 @@ def coverage(context: AssetExecutionContext, settings: PipelineSettings) -> Mate
     )
 
 
+class LakeConfig(Config):
+    """How the lake is refreshed (run config)."""
+
+    full: bool = Field(
+        default=False,
+        description="Rewrite every partition of every table instead of only those whose rows "
+        "changed since the last refresh (what `lsr export --full` asks); removes stray files",
+    )
+
+
 @asset(
-    deps=[AssetKey("coverage"), *(AssetKey(n) for n in DERIVED_TABLES)],
+    deps=[*INGESTED, AssetKey("coverage"), *(AssetKey(n) for n in DERIVED_TABLES)],
     group_name="analytics",
     pool="duckdb",
-    description="Every derived table (and coverage) written to <warehouse dir>/exports/"
-    "<table>.parquet with pyarrow (zstd, column comments as field metadata, timestamps UTC), "
-    "each file replaced atomically, for tools that do not speak DuckDB (pipelines/export.py).",
+    description="The Parquet lake: ls_ratio, klines, open_interest, every derived table and "
+    "coverage as Hive-partitioned files, <lake>/<table>/exchange=<x>/date=<YYYY-MM-DD>/"
+    "part-0.parquet (zstd, timestamps UTC, column comments as field metadata), which DuckDB, "
+    "Polars or Spark scan without the warehouse's lock. Only partitions whose rows changed "
+    "are rewritten, each replaced atomically (pipelines/lake.py).",
 )
-def parquet_exports(
-    context: AssetExecutionContext, settings: PipelineSettings
+def parquet_lake(
+    context: AssetExecutionContext, settings: PipelineSettings, config: LakeConfig
 ) -> MaterializeResult:
-    folder = settings.exports_dir()
-    with connect(settings.warehouse_file()) as conn:
-        written = export_tables(conn, folder)
-    sizes = {path.stem: path.stat().st_size for path in written}
-    context.log.info(f"exported {len(written)} tables to {folder}")
+    root = settings.lake_dir()
+    results = refresh_lake(settings.warehouse_file(), root, full=config.full)
+    written = sum(r.written for r in results)
+    context.log.info(
+        f"lake {root}: {written} partitions written, "
+        f"{sum(r.removed for r in results)} removed, of {len(results)} tables"
+    )
     return MaterializeResult(
         metadata={
-            "folder": MetadataValue.path(str(folder)),
-            "files": len(written),
-            "bytes": MetadataValue.json(sizes),
+            "root": MetadataValue.path(str(root)),
+            "tables": len(results),
+            "full": any(r.full for r in results),
+            "partitions_written": written,
+            "partitions_removed": sum(r.removed for r in results),
+            "rows_written": sum(r.rows_written for r in results),
+            "seconds": round(sum(r.seconds for r in results), 3),
+            "written_per_table": MetadataValue.json(
+                {r.table: r.written for r in results if r.written}
+            ),
         }
     )

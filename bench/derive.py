@@ -5,7 +5,9 @@ universe coin on the six exchanges (every kind each publishes).
   own;
 - the incremental refresh after one new hour is written the way ingestion writes it, on
   warehouses holding 1, 3 and 5 years (it should cost the hour, not the years);
-- rendering every default image from the one-year warehouse.
+- rendering every default image from the one-year warehouse;
+- the Parquet lake of the one-year warehouse: written in full, then refreshed after the new hour
+  (the partitions of the hour's day only).
 
 The years are generated in DuckDB SQL (random-walk-like shares, prices and open interest) in
 time order, as a warehouse fills hour after hour: fetching years through the simulator would
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +32,7 @@ import pandas as pd
 from bench import render
 from pipelines.analytics import DERIVED_TABLES, refresh_all, refresh_table
 from pipelines.exchanges import CONNECTORS
+from pipelines.lake import PART_FILE, refresh_lake
 from pipelines.universe import load_universe
 from pipelines.warehouse import LS_KEY, PRICE_KEY, connect, log_changes, transaction, upsert
 
@@ -48,6 +52,7 @@ class DeriveFigures:
     incremental_tables: dict[str, float] = field(default_factory=dict)  # 5 years, per table
     render_all_defaults_seconds: float = 0.0
     images: int = 0
+    lake: LakeFigures | None = None  # of the 1-year warehouse
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -57,6 +62,26 @@ class DeriveFigures:
                 str(y): round(s, 3) for y, s in self.incremental_seconds.items()
             },
             "render_all_defaults_seconds": round(self.render_all_defaults_seconds, 2),
+            **(self.lake.as_json() if self.lake else {}),
+        }
+
+
+@dataclass
+class LakeFigures:
+    full_seconds: float = 0.0
+    files: int = 0
+    megabytes: float = 0.0
+    rows: int = 0
+    incremental_seconds: float = 0.0
+    incremental_partitions: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "lake_full_seconds": round(self.full_seconds, 2),
+            "lake_files": self.files,
+            "lake_megabytes": round(self.megabytes),
+            "lake_incremental_seconds": round(self.incremental_seconds, 3),
+            "lake_incremental_partitions": self.incremental_partitions,
         }
 
 
@@ -168,6 +193,28 @@ def rebuild(path: Path) -> float:
         return time.perf_counter() - start
 
 
+def write_lake(path: Path, root: Path) -> LakeFigures:
+    """The warehouse's whole lake written anew; its size."""
+    shutil.rmtree(root, ignore_errors=True)
+    start = time.perf_counter()
+    results = refresh_lake(path, root, full=True)
+    files = list(root.rglob(PART_FILE))
+    return LakeFigures(
+        full_seconds=time.perf_counter() - start,
+        files=len(files),
+        megabytes=sum(f.stat().st_size for f in files) / 1e6,
+        rows=sum(r.rows_written for r in results),
+    )
+
+
+def refresh_lake_after(path: Path, root: Path, figures: LakeFigures) -> None:
+    """The lake's refresh once the derived tables have taken in a new hour."""
+    start = time.perf_counter()
+    results = refresh_lake(path, root)
+    figures.incremental_seconds = time.perf_counter() - start
+    figures.incremental_partitions = sum(r.written for r in results)
+
+
 def run(folder: Path) -> DeriveFigures:
     folder.mkdir(parents=True, exist_ok=True)
     figures = DeriveFigures()
@@ -180,6 +227,7 @@ def run(folder: Path) -> DeriveFigures:
         if years == 1:  # the first child: the children's peak is this rebuild's
             rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             figures.full_rebuild_peak_rss_mb = rss / 1024
+            figures.lake = write_lake(path, folder / "lake")
         add_hour(path)
         with connect(path) as conn:
             figures.ls_rows[years] = int(
@@ -191,6 +239,8 @@ def run(folder: Path) -> DeriveFigures:
                 refresh_table(conn, table, load_universe())
                 figures.incremental_tables[table] = time.perf_counter() - begun
             figures.incremental_seconds[years] = time.perf_counter() - start
+        if figures.lake and years == 1:
+            refresh_lake_after(path, folder / "lake", figures.lake)
         if years == 1:
             drawn = render.run(path)
             figures.render_all_defaults_seconds, figures.images = drawn.seconds, drawn.images
@@ -220,6 +270,14 @@ def report(figures: DeriveFigures) -> str:
         f"  rendering all {figures.images} default images of the 1-year warehouse: "
         f"{figures.render_all_defaults_seconds:.1f} s"
     )
+    if figures.lake:
+        lake = figures.lake
+        lines.append(
+            f"  Parquet lake of the 1-year warehouse: written in full in {lake.full_seconds:.1f} s "
+            f"({lake.rows:,} rows, {lake.files:,} files, {lake.megabytes:,.0f} MB); after the "
+            f"new hour {lake.incremental_seconds:.2f} s ({lake.incremental_partitions} "
+            "partitions rewritten)"
+        )
     return "\n".join(lines)
 
 

@@ -236,7 +236,7 @@ def refresh_table(
             since = window["since"].min().to_pydatetime()
             _recompute(conn, table, bound, window)
         _record(conn, table, latest, fingerprint, full=full, window=window, since=since)
-        _prune_changes(conn)
+        prune_changes(conn)
         rows = int(one_row(conn, f"SELECT count(*) FROM {table}")[0])
     return RefreshResult(table, rows, full, since)
 
@@ -458,13 +458,19 @@ def refresh_all(
     }
 
 
-def _prune_changes(conn: duckdb.DuckDBPyConnection) -> None:
-    """Drop the change notes every derived table has taken in (within the caller's transaction:
-    each refresh does it, so the log stays about one note per table and write)."""
+def prune_changes(conn: duckdb.DuckDBPyConnection) -> None:
+    """Drop the change notes every reader has taken in: each derived table and, once the lake
+    has written a table, the lake's tables (pipelines/lake.py). Within the caller's
+    transaction: each refresh does it, so the log stays about one note per table and write."""
     taken = one_row(
         conn,
-        "SELECT min(consumed_id), count(*) FROM derived_state WHERE list_contains(?, model)",
-        [list(DERIVED_TABLES)],
+        """
+        SELECT least(min(consumed_id), (SELECT min(consumed_id) FROM lake_tables
+                                        WHERE list_contains(?, table_name))),
+               count(*)
+        FROM derived_state WHERE list_contains(?, model)
+        """,
+        [[*INGESTED_TABLES, *DERIVED_TABLES], list(DERIVED_TABLES)],
     )
     if taken and taken[1] == len(DERIVED_TABLES):
         _execute(conn, "DELETE FROM derived_changes WHERE id <= ?", [taken[0]])

@@ -97,9 +97,20 @@ def _parser() -> argparse.ArgumentParser:
 
     rebuild = sub.add_parser(
         "rebuild",
-        help="recompute every derived table from all history, then the exports and images",
+        help="recompute every derived table from all history, then the lake and images",
     )
     rebuild.set_defaults(handler=_rebuild)
+
+    export = sub.add_parser(
+        "export",
+        help="bring the Parquet lake up to date (the partitions whose rows changed)",
+    )
+    export.add_argument(
+        "--full",
+        action="store_true",
+        help="rewrite every partition of every table and remove stray files",
+    )
+    export.set_defaults(handler=_export)
 
     sql = sub.add_parser(
         "sql", help="run a read-only SQL query on the warehouse and print the result"
@@ -224,6 +235,7 @@ def _run(args: argparse.Namespace, *, simulator: Mapping[str, str] | None = None
 
 
 def _print_report(report: RunReport) -> int:
+    from pipelines.resources import PipelineSettings
     from pipelines.summary import describe_warehouse
 
     if report.released_runs:
@@ -236,7 +248,7 @@ def _print_report(report: RunReport) -> int:
         print(f"partition {key} failed: {error.splitlines()[0]}", file=sys.stderr)
     if report.outputs_error:
         print(f"derived tables / images failed: {report.outputs_error}", file=sys.stderr)
-    print(describe_warehouse(warehouse_path()))
+    print(describe_warehouse(warehouse_path(), PipelineSettings().lake_dir()))
     ok = not report.partitions_failed and report.outputs_ok
     return 0 if ok else 1
 
@@ -338,7 +350,27 @@ def _rebuild(args: argparse.Namespace) -> int:
     print(f"rebuilding the derived tables of {path} from all history ...", flush=True)
     for table, done in rebuild_outputs(PipelineSettings()).items():
         print(f"  {table}: {done}")
-    print("coverage, the Parquet exports and the images followed")
+    print("coverage, the Parquet lake and the images followed")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    """The lake follows every refresh by itself; this catches it up by hand (after rows were
+    loaded outside ingestion: --full)."""
+    from pipelines.resources import PipelineSettings
+    from pipelines.runner import export_lake
+
+    path = warehouse_path()
+    if not path.exists():
+        raise FileNotFoundError(f"no warehouse at {path} yet: run `lsr run` or `lsr demo` first")
+    settings = PipelineSettings()
+    root = settings.lake_dir()  # a refused setting in one line, before Dagster starts
+    done = export_lake(settings, full=args.full)
+    print(
+        f"{root}: {done['partitions_written']} partitions written "
+        f"({done['rows_written']:,} rows), {done['partitions_removed']} removed, "
+        f"{done['tables']} tables, {done['seconds']:.1f} s"
+    )
     return 0
 
 

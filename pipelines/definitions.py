@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
 
-from assets.analytics import DERIVED_ASSETS, coverage, parquet_exports
+from assets.analytics import DERIVED_ASSETS, coverage, parquet_lake
 from assets.analytics_checks import ANALYTICS_CHECKS
 from assets.checks import CHECKS
 from assets.images import heatmap_image_on_request, heatmap_images
@@ -18,7 +18,7 @@ ASSETS = [
     ingest_exchange_day,
     coverage,
     *DERIVED_ASSETS,  # one per SQL model in warehouse/sql (pipelines/analytics.py)
-    parquet_exports,
+    parquet_lake,
     heatmap_images,
     heatmap_image_on_request,
 ]

@@ -36,7 +36,7 @@ rebuild_job = define_asset_job(
     "rebuild_derived",
     selection=DOWNSTREAM,
     config={"ops": {table: {"config": {"rebuild": True}} for table in DERIVED_TABLES}},
-    description="Recompute every derived table from all history, then coverage, the exports "
+    description="Recompute every derived table from all history, then coverage, the lake "
     "and the images (as `lsr rebuild`): after restoring a backup or loading rows without going "
     "through ingestion. A new SQL file, other settings or universe rebuild a table by "
     "themselves.",

@@ -113,6 +113,11 @@ class PipelineSettings(ConfigurableResource):
         description="Fetch workers on other hosts: land raw responses only and leave storing "
         "them to the `load_landed` job (one writer); false = LSR_FETCH_ONLY or store in the run",
     )
+    lake: str = Field(
+        default="",
+        description="Folder of the Parquet lake (pipelines/lake.py); empty = LSR_LAKE or "
+        "<warehouse dir>/lake",
+    )
 
     def warehouse_file(self) -> Path:
         return Path(self.warehouse) if self.warehouse else warehouse_path()
@@ -142,16 +147,25 @@ class PipelineSettings(ConfigurableResource):
             return True
         return os.environ.get("LSR_FETCH_ONLY", "").lower() in ("1", "true", "yes")
 
-    def exports_dir(self) -> Path:
-        """The Parquet copies of the derived tables, beside the warehouse."""
-        return self.warehouse_file().parent / "exports"
+    def lake_dir(self) -> Path:
+        """The Parquet lake readers scan without the warehouse's lock: `lake`, else LSR_LAKE,
+        else beside the warehouse. A local (or mounted) folder: files are replaced by rename."""
+        chosen = self.lake or os.environ.get("LSR_LAKE", "")
+        if "://" in chosen:
+            raise ValueError(
+                f"lake {chosen}: give a local folder (mount a bucket to write it there); "
+                "partitions are replaced by an atomic rename"
+            )
+        return Path(chosen) if chosen else self.warehouse_file().parent / "lake"
 
     def run_inputs(self) -> tuple[Universe, tuple[str, ...]]:
         """What a run needs, checked before its first request (each mistake in one line): the
-        warehouse path can hold our file, the universe file reads, the periods are known."""
+        warehouse path can hold our file, the universe file reads, the periods are known, the
+        lake is a folder."""
         if not self.fetches_only():  # a worker never opens the warehouse (it may not see it)
             check_warehouse_file(self.warehouse_file())
         self.depth_days()
+        self.lake_dir()
         return load_universe(), self.period_list()
 
     def depth_days(self) -> dict[str, int | None]:

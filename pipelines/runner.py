@@ -37,15 +37,15 @@ QUIET = {"loggers": {"console": {"config": {"log_level": LOG_LEVEL}}}}
 
 
 def output_assets() -> list[AssetsDefinition]:
-    """Coverage, the derived tables, the exports and the images: what follows ingestion.
+    """Coverage, the derived tables, the Parquet lake and the images: what follows ingestion.
 
     Imported here, not at the top: each ingestion worker process imports this module, and
     drawing (matplotlib) and the analytics would add seconds to every worker's start.
     """
-    from assets.analytics import DERIVED_ASSETS, coverage, parquet_exports
+    from assets.analytics import DERIVED_ASSETS, coverage, parquet_lake
     from assets.images import heatmap_images
 
-    return [coverage, *DERIVED_ASSETS, parquet_exports, heatmap_images]
+    return [coverage, *DERIVED_ASSETS, parquet_lake, heatmap_images]
 
 
 @dataclass
@@ -152,7 +152,7 @@ def run_pipeline(
 
 
 def rebuild_outputs(settings: PipelineSettings) -> dict[str, str]:
-    """Recompute every derived table from all history, then coverage, the exports and the
+    """Recompute every derived table from all history, then coverage, the lake and the
     images, as one Dagster run (the rebuild_derived job's work): derived table -> rows. Raises
     with the root cause if a step fails."""
     from pipelines.analytics import DERIVED_TABLES
@@ -175,6 +175,27 @@ def rebuild_outputs(settings: PipelineSettings) -> dict[str, str]:
             metadata = materialization.metadata
             rows[table] = f"{metadata['rows'].value:,} rows in {metadata['seconds'].value:.1f} s"
     return rows
+
+
+def export_lake(settings: PipelineSettings, *, full: bool = False) -> dict[str, object]:
+    """Bring the Parquet lake up to date (every partition with `full`) as one Dagster run of
+    the parquet_lake asset: its materialization's metadata. Raises with the root cause if it
+    fails."""
+    from assets.analytics import parquet_lake
+
+    logging.getLogger("dagster").setLevel(LOG_LEVEL)
+    with instance() as dagster_instance:
+        result = materialize(
+            [parquet_lake],
+            resources={"settings": settings},
+            instance=dagster_instance,
+            run_config={**QUIET, "ops": {"parquet_lake": {"config": {"full": full}}}},
+            raise_on_error=False,
+        )
+    if not result.success:
+        raise RuntimeError(f"lake refresh failed: {_first_error(result)}")
+    (materialization,) = result.asset_materializations_for_node("parquet_lake")
+    return {key: value.value for key, value in materialization.metadata.items()}
 
 
 def _prepare_instance() -> list[str]:

@@ -1,5 +1,5 @@
-"""Derived tables, exports and images follow ingestion without a manual run; landed fetches
-follow fetch workers into the warehouse.
+"""Derived tables, the Parquet lake and images follow ingestion without a manual run; landed
+fetches follow fetch workers into the warehouse.
 
 A sensor, not declarative automation: the eager condition on an unpartitioned asset below a
 day x exchange grid waits for every upstream partition to exist (most never will: an exchange
@@ -79,7 +79,7 @@ def unfinished_refresh(instance: DagsterInstance) -> int:
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     description="After new ingestion, refreshes coverage, the derived tables, the Parquet "
-    "exports and the images in one run: once the ingestion runs in flight have finished, or "
+    "lake and the images in one run: once the ingestion runs in flight have finished, or "
     f"after {MAX_WAIT.seconds // 60} minutes of continuous ingestion.",
 )
 def refresh_after_ingestion(context: SensorEvaluationContext) -> RunRequest | SkipReason:

@@ -31,8 +31,9 @@ def ensure_warehouse_kind(path: Path, *, simulated: bool | None) -> None:
             claim_origin(conn, simulated=simulated)
 
 
-def describe_warehouse(path: Path) -> str:
-    """Row counts per table and where the images are: the last thing a run prints."""
+def describe_warehouse(path: Path, lake: Path | None = None) -> str:
+    """Row counts per table, where the images and the Parquet lake are: the last thing a run
+    prints."""
     lines = [f"\nWarehouse: {path}"]
     with connect(path) as conn:
         present = {r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
@@ -51,6 +52,8 @@ def describe_warehouse(path: Path) -> str:
     lines.append(f"Images ({len(images)}):")
     lines += [f"  {p}" for (p,) in images]
     lines.append(f'Query it: {_lsr()} sql "SELECT * FROM alt_average ORDER BY ts DESC LIMIT 5"')
+    if lake is not None and lake.is_dir():
+        lines.append(f"Or without the warehouse's lock, from Parquet: {lake}/<table>/...")
     return "\n".join(lines)
 
 

@@ -245,3 +245,48 @@ def test_refresh_recomputes_what_an_ingestion_run_changed_and_rebuild_starts_ove
     assert all(c.passed for c in _checks(rebuilt).values())
     for table, rows in _derived(copy_of).items():
         same_rows(incremental[table], rows, table)
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under root (relative path) -> its inode and modification time."""
+    return {
+        path.relative_to(root).as_posix(): (path.stat().st_ino, path.stat().st_mtime_ns)
+        for path in root.rglob("*")
+        if path.is_file()
+    }
+
+
+def test_the_refresh_run_keeps_the_lake_and_rewrites_what_ingestion_changed(
+    copy_of: Path,
+) -> None:
+    """The lake as the daemon keeps it: the sensor's refresh_outputs run writes it beside the
+    warehouse; after today's Binance ingestion the next one replaces Binance's file of today in
+    the stored tables and no other stored table's file."""
+    first = _run("refresh_outputs")
+    assert first.success
+    lake = copy_of.parent / "lake"
+    (written,) = first.asset_materializations_for_node("parquet_lake")
+    assert written.metadata["full"].value is True
+    before = _files(lake)
+    assert f"ls_ratio/exchange=gate/date={TODAY}/part-0.parquet" in before
+    assert "coverage/part-0.parquet" in before and "coverage_gaps/part-0.parquet" in before
+
+    with duckdb.connect(str(copy_of)) as conn:
+        conn.execute("DELETE FROM ls_ratio WHERE exchange = 'binance' AND ts >= ?", [TODAY])
+    assert _run("ingest", str(partition_key(TODAY, "binance"))).success
+    refreshed = _run("refresh_outputs")
+    assert refreshed.success
+    (written,) = refreshed.asset_materializations_for_node("parquet_lake")
+    assert written.metadata["full"].value is False
+    after = _files(lake)
+    changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+    today = f"exchange=binance/date={TODAY}/part-0.parquet"
+    stored = {p for p in changed if p.split("/")[0] in ("ls_ratio", "klines", "open_interest")}
+    assert f"ls_ratio/{today}" in stored
+    assert {p.split("/", 1)[1] for p in stored} == {today}
+    with duckdb.connect(str(copy_of), read_only=True) as conn:
+        expected = conn.execute("SELECT count(*) FROM ls_ratio").fetchall()[0][0]
+    glob = f"{lake}/ls_ratio/**/*.parquet"
+    query = f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true)"
+    with duckdb.connect() as reader:
+        assert reader.sql(query).fetchall()[0][0] == expected

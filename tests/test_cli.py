@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -207,3 +208,37 @@ def test_run_refuses_fetch_only_mode_before_any_request(
     assert main(["run", "--days", "1"]) == 1
     assert "LSR_FETCH_ONLY is for Dagster run workers" in capsys.readouterr().err
     assert not warehouse_file.exists()
+
+
+def test_export_keeps_the_lake_and_full_catches_rows_loaded_by_hand(
+    warehouse_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["export"]) == 1
+    assert "run `lsr run` or `lsr demo` first" in capsys.readouterr().err
+    inputs = make_inputs()
+    early = inputs.ls["ts"] < inputs.ls["ts"].max() - pd.Timedelta(days=2)
+    load(warehouse_file, Inputs(inputs.ls[early], inputs.klines, inputs.oi, inputs.instruments))
+    lake = warehouse_file.parent / "lake"
+
+    def export(*args: str) -> int:
+        """Partitions the command says it wrote."""
+        assert main(["export", *args]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"{lake}: "), out
+        return int(out.split(": ", 1)[1].split()[0])
+
+    def lake_rows() -> int:
+        glob = f"{lake}/ls_ratio/**/*.parquet"
+        query = f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true)"
+        with duckdb.connect() as reader:
+            return int(reader.sql(query).fetchall()[0][0])
+
+    first = export()  # the lake's first refresh writes everything
+    assert first == len(list(lake.rglob("*.parquet"))) > 0
+    with connect(warehouse_file) as conn:  # the last two days by hand: no change note
+        conn.register("late", inputs.ls[~early])
+        conn.execute("INSERT INTO ls_ratio BY NAME SELECT * FROM late")
+    assert export() == 0
+    assert lake_rows() == early.sum()
+    assert export("--full") == len(list(lake.rglob("*.parquet"))) > first
+    assert lake_rows() == len(inputs.ls)

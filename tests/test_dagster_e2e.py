@@ -408,6 +408,23 @@ def test_the_sensor_refreshed_tables_and_images_after_ingestion(
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_sensor_refresh_keeps_the_parquet_lake(dagster: Dagster, walk: Walk) -> None:
+    lake = _asset(dagster, "parquet_lake")["assetMaterializations"]
+    assert lake and lake[0]["runId"] == walk.refresh["runId"]
+    root = dagster.warehouse.parent / "lake"
+    glob = f"{root}/ls_ratio/**/*.parquet"
+    with duckdb.connect() as reader:
+        read = reader.sql(
+            f"SELECT exchange, count(*) FROM read_parquet('{glob}', hive_partitioning = true) "
+            "GROUP BY exchange"
+        ).fetchall()
+    with duckdb.connect(str(dagster.warehouse), read_only=True) as conn:
+        stored = conn.execute(
+            "SELECT exchange, count(*) FROM ls_ratio GROUP BY exchange"
+        ).fetchall()
+    assert dict(read) == dict(stored) and set(dict(read)) == set(EXCHANGES)
+
+
 def test_the_image_preview_shows_inline_and_links_the_gallery(dagster: Dagster, walk: Walk) -> None:
     latest = _asset(dagster, "heatmap_images")["assetMaterializations"][0]
     entries = {e["label"]: e for e in latest["metadataEntries"]}

@@ -79,9 +79,21 @@ def test_a_misspelt_exchange_in_base_urls_is_refused_not_ignored() -> None:
 
 def test_the_folders_beside_the_warehouse_have_one_home(tmp_path: Path) -> None:
     settings = PipelineSettings(warehouse=str(tmp_path / "w" / "lsr.duckdb"))
-    folders = (settings.images_dir(), Path(settings.landing_root()), settings.exports_dir())
+    folders = (settings.images_dir(), Path(settings.landing_root()), settings.lake_dir())
     assert [f.relative_to(tmp_path / "w").as_posix() for f in folders] == [
         "images",
         "landing",
-        "exports",
+        "lake",
     ]
+
+
+def test_the_lake_goes_where_it_is_told_and_only_to_a_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LSR_LAKE", str(tmp_path / "shared"))
+    settings = PipelineSettings(warehouse=str(tmp_path / "w" / "lsr.duckdb"))
+    assert settings.lake_dir() == tmp_path / "shared"
+    assert PipelineSettings(lake=str(tmp_path / "mine")).lake_dir() == tmp_path / "mine"
+    monkeypatch.setenv("LSR_LAKE", "s3://bucket/lake")
+    with pytest.raises(ValueError, match="give a local folder"):
+        settings.run_inputs()  # before a run's first request

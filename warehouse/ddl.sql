@@ -184,3 +184,28 @@ CREATE TABLE IF NOT EXISTS derived_state (
 );
 COMMENT ON TABLE derived_state IS 'Per derived table: the last derived_changes row it has taken in, and a fingerprint of its SQL, settings and universe (a different one rebuilds it in full).';
 COMMENT ON COLUMN derived_state.recomputed_since IS 'The earliest bucket the last refresh that recomputed anything wrote (1970-01-01 after a full rebuild): the rows the table''s asset checks examine';
+
+-- The Parquet lake (pipelines/lake.py): what each table's files hold, so that a refresh rewrites
+-- only the partitions whose rows changed. The lake reads derived_changes like a derived table
+-- does; notes are pruned only once the lake's tables have taken them in too.
+CREATE TABLE IF NOT EXISTS lake_tables (
+    table_name         VARCHAR   PRIMARY KEY,
+    consumed_id        BIGINT    NOT NULL,
+    root               VARCHAR   NOT NULL,
+    schema_hash        VARCHAR   NOT NULL,
+    refreshed_at       TIMESTAMP NOT NULL,
+    written_in_full_at TIMESTAMP NOT NULL
+);
+COMMENT ON TABLE lake_tables IS 'Per table of the Parquet lake: the last derived_changes row its files have taken in, the lake root and a hash of the files'' schema (another root or schema rewrites the table in full)';
+CREATE TABLE IF NOT EXISTS lake_partitions (
+    table_name  VARCHAR   NOT NULL,
+    partition   VARCHAR   NOT NULL,
+    exchange    VARCHAR,
+    day         DATE,
+    rows        BIGINT    NOT NULL,
+    fingerprint UBIGINT   NOT NULL,
+    written_at  TIMESTAMP NOT NULL,
+    PRIMARY KEY (table_name, partition)
+);
+COMMENT ON TABLE lake_partitions IS 'One row per file of the Parquet lake: <root>/<table_name>/<partition>/part-0.parquet, with the rows and the fingerprint (bit_xor of the rows'' hashes) it was written with; a partition whose fingerprint moved is rewritten';
+COMMENT ON COLUMN lake_partitions.partition IS 'The folder below the table''s, e.g. exchange=binance/date=2026-11-30; empty for a table kept in one file';
