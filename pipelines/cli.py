@@ -212,6 +212,7 @@ def _run(args: argparse.Namespace, *, simulator: Mapping[str, str] | None = None
         access = ExchangeAccess.at_simulator(simulator, DEMO_RATE_LIMIT_SCALE)
         settings = PipelineSettings(depth=os.environ.get("LSR_DEPTH") or DEMO_DEPTH)
     settings.run_inputs()  # everything checked before the first request, each in one line
+    settings.lake_dir()  # not by ingestion runs: a lake setting must never cost fetched data
     # A run with no host moved writes real data; behind a moved host (a proxy, `lsr simulate`)
     # only the answers can tell, and the first write decides.
     expected = True if simulated else None if access.hosts() else False
