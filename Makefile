@@ -65,4 +65,4 @@ lock:  ## re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --extra dev --extra k8s --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf warehouse/*.duckdb warehouse/*.wal warehouse/*.lock warehouse/landing warehouse/images warehouse/exports warehouse/.rate-limits
+	rm -rf warehouse/*.duckdb warehouse/*.wal warehouse/*.lock warehouse/landing warehouse/images warehouse/lake warehouse/.rate-limits

@@ -220,6 +220,7 @@ def _run(args: argparse.Namespace, *, simulator: Mapping[str, str] | None = None
             "run` and `lsr demo` fetch and store in one process: unset it here"
         )
     settings.run_inputs()  # everything checked before the first request, each in one line
+    settings.lake_dir()  # not by ingestion runs: a lake setting must never cost fetched data
     # A run with no host moved writes real data; behind a moved host (a proxy, `lsr simulate`)
     # only the answers can tell, and the first write decides.
     expected = True if simulated else None if access.hosts() else False

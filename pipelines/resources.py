@@ -160,12 +160,10 @@ class PipelineSettings(ConfigurableResource):
 
     def run_inputs(self) -> tuple[Universe, tuple[str, ...]]:
         """What a run needs, checked before its first request (each mistake in one line): the
-        warehouse path can hold our file, the universe file reads, the periods are known, the
-        lake is a folder."""
+        warehouse path can hold our file, the universe file reads, the periods are known."""
         if not self.fetches_only():  # a worker never opens the warehouse (it may not see it)
             check_warehouse_file(self.warehouse_file())
         self.depth_days()
-        self.lake_dir()
         return load_universe(), self.period_list()
 
     def depth_days(self) -> dict[str, int | None]:

@@ -242,3 +242,22 @@ def test_export_keeps_the_lake_and_full_catches_rows_loaded_by_hand(
     assert lake_rows() == early.sum()
     assert export("--full") == len(list(lake.rglob("*.parquet"))) > first
     assert lake_rows() == len(inputs.ls)
+
+
+def test_the_closing_summary_says_where_the_lake_is(warehouse_file: Path) -> None:
+    from pipelines.summary import describe_warehouse
+
+    load(warehouse_file, make_inputs())
+    lake = warehouse_file.parent / "lake"
+    assert "Parquet" not in describe_warehouse(warehouse_file, lake)  # not written yet
+    lake.mkdir()
+    assert f"from Parquet: {lake}/<table>/" in describe_warehouse(warehouse_file, lake)
+
+
+def test_run_refuses_a_lake_that_is_no_folder_before_fetching(
+    warehouse_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LSR_LAKE", "s3://bucket/lake")
+    assert main(["run", "--days", "0"]) == 1
+    assert "give a local folder" in capsys.readouterr().err
+    assert not warehouse_file.exists()
