@@ -70,8 +70,9 @@ def unfinished_ingestion(instance: DagsterInstance) -> int:
     return instance.get_runs_count(RunsFilter(tags=tags, statuses=UNFINISHED))
 
 
-def unfinished_refresh(instance: DagsterInstance) -> int:
-    return instance.get_runs_count(RunsFilter(job_name=refresh_job.name, statuses=UNFINISHED))
+def unfinished_runs(instance: DagsterInstance, job_name: str) -> int:
+    """Runs of one job queued or in flight: a sensor never stacks a second behind them."""
+    return instance.get_runs_count(RunsFilter(job_name=job_name, statuses=UNFINISHED))
 
 
 @sensor(
@@ -88,7 +89,7 @@ def refresh_after_ingestion(context: SensorEvaluationContext) -> RunRequest | Sk
     newest = newest_ingestion(instance)
     if newest <= answered:
         return SkipReason("no ingestion since the last refresh was requested")
-    if unfinished_refresh(instance):
+    if unfinished_runs(instance, refresh_job.name):
         return SkipReason("a refresh is queued or running; the next tick follows it up")
     waiting = landed_not_loaded(instance, PipelineSettings())
     if waiting:
@@ -109,17 +110,13 @@ def landed_not_loaded(instance: DagsterInstance, settings: PipelineSettings) -> 
     if not settings.fetches_only():
         return 0
     landed = settings.landing_zone().files()
-    if unfinished_loads(instance):
+    if unfinished_runs(instance, load_landed.name):
         return len(landed) or 1
     last = instance.get_run_records(
         RunsFilter(job_name=load_landed.name, statuses=[DagsterRunStatus.SUCCESS]), limit=1
     )
     loaded_from = last[0].start_time if last and last[0].start_time else 0.0
     return sum(1 for f in landed if f.landed_at.timestamp() >= loaded_from)
-
-
-def unfinished_loads(instance: DagsterInstance) -> int:
-    return instance.get_runs_count(RunsFilter(job_name=load_landed.name, statuses=UNFINISHED))
 
 
 @sensor(
@@ -139,7 +136,7 @@ def load_after_landing(context: SensorEvaluationContext) -> RunRequest | SkipRea
     newest = landed[-1].name if landed else ""
     if newest <= (context.cursor or ""):
         return SkipReason("nothing landed since the last load was requested")
-    if unfinished_loads(context.instance):
+    if unfinished_runs(context.instance, load_landed.name):
         return SkipReason("a load is queued or running; the next tick follows it up")
     context.update_cursor(newest)
     return RunRequest(run_key=f"landed-{newest}")
