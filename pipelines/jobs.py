@@ -61,8 +61,8 @@ def load_landed_fetches(context: OpExecutionContext, settings: PipelineSettings)
     with connect(settings.warehouse_file()) as conn:
         loads = load_waiting(conn, zone)
     record_stored(context.instance, loads)
-    stored = [load for load in loads if load.summary is not None]
-    rows = sum(load.summary.ls_rows for load in stored if load.summary is not None)
+    stored = [load.summary for load in loads if load.summary is not None]
+    rows = sum(summary.ls_rows for summary in stored)
     context.log.info(f"{len(stored)} landed fetches stored from {zone.root} ({rows} L/S rows)")
     refused = [load for load in loads if load.problem is not None]
     if refused:  # noted in landed_files, so they are reported once, not at every load
