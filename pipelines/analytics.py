@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import cache
@@ -221,23 +221,46 @@ def refresh_table(
     bound = [(statement, parameters(statement, universe, settings)) for statement in code]
     fingerprint = _fingerprint(bound)
     with transaction(conn):
+        # What a rebuild killed part-way left aside: nothing reads it, and a rebuild starts over.
+        _execute(conn, f"DROP TABLE IF EXISTS {_aside(table)}")
         latest = int(one_row(conn, "SELECT coalesce(max(id), 0) FROM derived_changes")[0])
         state = one_row(
             conn, "SELECT consumed_id, fingerprint FROM derived_state WHERE model = ?", [table]
         )
         stale = not state or state[1] != fingerprint or not table_exists(conn, table)
         window = None if full or stale else _window(conn, table, int(state[0]))
-        if window is not None and window.empty:
-            since = None
-        elif window is None or EVERYTHING in set(window["exchange"]):
-            full, since = True, BEGINNING
-            _rebuild(conn, table, bound)
-        else:
-            since = window["since"].min().to_pydatetime()
-            _recompute(conn, table, bound, window)
-        _record(conn, table, latest, fingerprint, full=full, window=window, since=since)
-        prune_changes(conn)
-        rows = int(one_row(conn, f"SELECT count(*) FROM {table}")[0])
+        rebuild = window is None or EVERYTHING in set(window["exchange"])
+        if not rebuild:
+            assert window is not None
+            since = None if window.empty else window["since"].min().to_pydatetime()
+            if since is not None:
+                _recompute(conn, table, bound, window)
+            return _finish(conn, table, (latest, fingerprint), window=window, since=since)
+    try:
+        _rebuild(conn, table, bound)
+    except BaseException:
+        with suppress(duckdb.Error):  # the error that stopped the rebuild is the one to see
+            _execute(conn, f"DROP TABLE IF EXISTS {_aside(table)}")
+        raise
+    with transaction(conn):
+        _swap_in(conn, table, bound)
+        return _finish(conn, table, (latest, fingerprint), window=None, since=BEGINNING)
+
+
+def _finish(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    taken_in: tuple[int, str],
+    *,
+    window: pd.DataFrame | None,
+    since: datetime | None,
+) -> RefreshResult:
+    """Record what the refresh took in (the last change note and the fingerprint) and report."""
+    consumed, fingerprint = taken_in
+    full = window is None
+    _record(conn, table, consumed, fingerprint, full=full, window=window, since=since)
+    prune_changes(conn)
+    rows = int(one_row(conn, f"SELECT count(*) FROM {table}")[0])
     return RefreshResult(table, rows, full, since)
 
 
@@ -289,17 +312,49 @@ def _spread(frame: pd.DataFrame, column: str, values: list[str]) -> pd.DataFrame
     return frame.merge(pd.DataFrame({column: values}), how="cross")[["exchange", "period", "since"]]
 
 
+def _aside(table: str) -> str:
+    """Where a full rebuild builds the table, out of the readers' way until it is complete."""
+    return f"{table}__rebuild"
+
+
 def _rebuild(
     conn: duckdb.DuckDBPyConnection, table: str, bound: list[tuple[str, dict[str, object]]]
 ) -> None:
-    """Recompute the table from all history, one slice of it at a time: the first slice creates
-    it (with its comments), the others are inserted as a refresh would insert them."""
+    """Compute the table from all history into its aside table, one slice of history per
+    transaction: the first slice creates it, the others are inserted as a refresh inserts
+    them. Committing each slice lets DuckDB write the rows out and free the memory they held
+    (in one transaction a year's heatmap spills past the memory limit and takes twice as long),
+    and readers keep the old table, whole, until _swap_in."""
+    aside = _aside(table)
+    renamed = [(_renamed(s, table, aside), p) for s, p in bound if not _is_comment(s)]
     first, *rest = _slices(table)
-    with _refresh_window(conn, first):
-        for statement, params in bound:
+    with transaction(conn), _refresh_window(conn, first):
+        for statement, params in renamed:
             _execute(conn, statement, params)
     for window in rest:
-        _recompute(conn, table, bound, window)
+        with transaction(conn):
+            _recompute(conn, aside, renamed, window, rebuilding=True)
+
+
+def _swap_in(
+    conn: duckdb.DuckDBPyConnection, table: str, bound: list[tuple[str, dict[str, object]]]
+) -> None:
+    """Replace the table by its completed rebuild, with its comments (in the caller's
+    transaction: readers see the old table or the new one, never neither)."""
+    _execute(conn, f"DROP TABLE IF EXISTS {table}")
+    _execute(conn, f"ALTER TABLE {_aside(table)} RENAME TO {table}")
+    for statement, params in bound:
+        if _is_comment(statement):
+            _execute(conn, statement, params)
+
+
+def _is_comment(statement: str) -> bool:
+    return statement.upper().startswith("COMMENT ON")
+
+
+def _renamed(statement: str, table: str, name: str) -> str:
+    """The statement writing and reading `name` where it wrote and read `table`."""
+    return re.sub(rf"\b{table}\b", name, statement)
 
 
 def _slices(table: str) -> list[pd.DataFrame]:
@@ -322,10 +377,14 @@ def _recompute(
     table: str,
     bound: list[tuple[str, dict[str, object]]],
     window: pd.DataFrame,
+    *,
+    rebuilding: bool = False,
 ) -> None:
     """Delete the table's rows in the window and insert them recomputed. The model's SQL reads
     only what the window needs (refresh_window); the rows it returns outside the
-    window (the look-back its windows needed) are dropped here."""
+    window (the look-back its windows needed) are dropped here. A rebuild's slices do not
+    overlap: there is nothing to delete, and the table is not empty within the transaction
+    (see _serial_if_empty), so the insert runs on every thread."""
     create = re.compile(rf"CREATE OR REPLACE TABLE {table} AS\s", re.IGNORECASE)
     empty = conn.execute(f"SELECT * FROM {table} LIMIT 0")
     columns = {d[0] for d in empty.description or []}
@@ -338,17 +397,19 @@ def _recompute(
     match = " AND ".join(f"w.{c} = t.{c}" for c in ("exchange", "period") if c in columns)
     with _refresh_window(conn, window):
         for statement, params in bound:
-            if statement.upper().startswith("COMMENT ON"):
+            if _is_comment(statement):
                 continue
             found = create.match(statement)
             if not found:
                 _execute(conn, statement, params)
                 continue
-            _execute(
-                conn,
-                f"DELETE FROM {table} AS t USING {scope} AS w WHERE {match} AND t.ts >= w.since",
-            )
-            with _serial_if_empty(conn, table):
+            if not rebuilding:
+                _execute(
+                    conn,
+                    f"DELETE FROM {table} AS t USING {scope} AS w "
+                    f"WHERE {match} AND t.ts >= w.since",
+                )
+            with nullcontext() if rebuilding else _serial_if_empty(conn, table):
                 _execute(
                     conn,
                     f"INSERT INTO {table} SELECT t.* FROM ({statement[found.end() :]}) AS t "
@@ -363,9 +424,10 @@ def _serial_if_empty(conn: duckdb.DuckDBPyConnection, table: str) -> Iterator[No
 
     DuckDB 2.0.0 loses a parallel insert of more than a row group (~122,880 rows) into a table
     that is empty within the transaction (created by it, or emptied): the rows are invisible
-    and gone at commit. A full rebuild whose first slice has no rows (an exchange or period
-    without data) hits it. Inserts into a table that holds rows are not affected, and
-    tests/test_incremental.py rebuilds a table whose first slice is empty to keep it so.
+    and gone at commit. A refresh whose window covers every row (a young warehouse) empties
+    the table. Inserts into a table that holds rows are not affected, nor are those into a
+    table created empty by an earlier, committed transaction: a rebuild's later slices
+    (tests/test_incremental.py rebuilds a table whose first slice is empty to keep it so).
     """
     if one_row(conn, f"SELECT count(ts) FROM (SELECT ts FROM {table} LIMIT 1)")[0]:
         yield

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from bench import derive
+from pipelines import analytics
 from pipelines.analytics import DERIVED_TABLES, refresh_all, refresh_table
 from pipelines.universe import load_universe
 from pipelines.warehouse import LS_KEY, PRICE_KEY, connect, log_changes, transaction, upsert
@@ -171,3 +172,37 @@ def test_a_full_rebuild_keeps_every_row_when_its_first_slice_is_empty(tmp_path: 
         stored = conn.sql("SELECT count(coin) FROM cross_exchange WHERE period = '1h'")
         assert stored.fetchall()[0][0] > 122_880
     assert table(path, "cross_exchange").shape[0] == expected
+
+
+def test_a_rebuild_that_fails_part_way_leaves_the_table_and_its_state_as_they_were(
+    arrived: tuple[Path, list[dict[str, bool]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild commits one slice of history at a time, aside: readers meanwhile, and after
+    a failure, see the table of the last refresh, and the next refresh starts over."""
+    path, _ = arrived
+    copy = tmp_path / "x.duckdb"
+    shutil.copyfile(path, copy)
+    before, state = table(copy, "heatmap_matrix"), table(copy, "derived_state")
+    slices = 0
+    recompute = analytics._recompute
+
+    def fail_on_the_third_slice(*args: object, **kwargs: object) -> None:
+        nonlocal slices
+        slices += 1
+        if slices == 2:
+            raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+        recompute(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(analytics, "_recompute", fail_on_the_third_slice)
+    with connect(copy) as conn, pytest.raises(duckdb.OutOfMemoryException):
+        refresh_table(conn, "heatmap_matrix", UNIVERSE, SETTINGS, full=True)
+    assert slices == 2  # two slices had been committed
+    same_rows(table(copy, "heatmap_matrix"), before, "heatmap_matrix")
+    pd.testing.assert_frame_equal(table(copy, "derived_state"), state)
+    with duckdb.connect(str(copy), read_only=True) as conn:
+        assert conn.sql("SHOW TABLES").df()["name"].str.endswith("__rebuild").sum() == 0
+
+    monkeypatch.undo()
+    with connect(copy) as conn:
+        assert refresh_table(conn, "heatmap_matrix", UNIVERSE, SETTINGS, full=True).full
+    same_rows(table(copy, "heatmap_matrix"), before, "heatmap_matrix")
