@@ -21,13 +21,13 @@ closes AS (  -- a filter in the join's ON clause would not reach the scan: all o
     FROM klines
     WHERE ts >= (SELECT min(since) FROM recomputed)
 ),
-oi AS (
-    SELECT
-        o.exchange,
-        o.instrument,
-        o.period,
-        o.ts,
-        coalesce(o.open_interest_value, o.open_interest * k.close) AS oi_usd
+oi AS (  -- most exchanges publish the value: only the others' rows are joined to klines
+    SELECT exchange, instrument, period, ts, open_interest_value AS oi_usd
+    FROM open_interest
+    WHERE ts >= (SELECT min(since) FROM recomputed)
+      AND open_interest_value IS NOT NULL
+    UNION ALL
+    SELECT o.exchange, o.instrument, o.period, o.ts, o.open_interest * k.close AS oi_usd
     FROM open_interest AS o
     LEFT JOIN closes AS k
         ON k.exchange = o.exchange
@@ -35,6 +35,7 @@ oi AS (
        AND k.period = o.period
        AND k.ts = o.ts
     WHERE o.ts >= (SELECT min(since) FROM recomputed)
+      AND o.open_interest_value IS NULL
 ),
 cells AS (
     SELECT
