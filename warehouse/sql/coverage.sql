@@ -4,18 +4,18 @@
 -- period's length in seconds) is registered by the caller from the universe file and the
 -- connectors' metric lists.
 CREATE OR REPLACE TABLE coverage_gaps AS
-WITH buckets AS (
-    -- per coin, not per instrument: a coin held under two instruments has a bucket if either has
-    SELECT DISTINCT exchange, coin, metric, period, ts FROM ls_ratio
-),
-lengths AS (
+WITH lengths AS (
     SELECT DISTINCT period, to_seconds(bucket_seconds) AS bucket FROM expected_coverage
 ),
+-- Per coin, not per instrument: a coin held under two instruments has a bucket if either has.
+-- Where both have it, one of the two rows is followed by the other (next_ts = ts, no hole), so
+-- the rows need no DISTINCT first (which cost as much again as the window: 14 s against 8 s
+-- over a generated year).
 steps AS (
     SELECT b.exchange, b.coin, b.metric, b.period, b.ts, l.bucket,
            lead(b.ts) OVER (PARTITION BY b.exchange, b.coin, b.metric, b.period ORDER BY b.ts)
                AS next_ts
-    FROM buckets AS b
+    FROM ls_ratio AS b
     JOIN lengths AS l USING (period)
 ),
 holes AS (
