@@ -229,9 +229,7 @@ def refresh_table(
         )
         stale = not state or state[1] != fingerprint or not table_exists(conn, table)
         window = None if full or stale else _window(conn, table, int(state[0]))
-        rebuild = window is None or EVERYTHING in set(window["exchange"])
-        if not rebuild:
-            assert window is not None
+        if window is not None and EVERYTHING not in set(window["exchange"]):
             since = None if window.empty else window["since"].min().to_pydatetime()
             if since is not None:
                 _recompute(conn, table, bound, window)

@@ -183,20 +183,20 @@ def test_a_rebuild_that_fails_part_way_leaves_the_table_and_its_state_as_they_we
     copy = tmp_path / "x.duckdb"
     shutil.copyfile(path, copy)
     before, state = table(copy, "heatmap_matrix"), table(copy, "derived_state")
-    slices = 0
+    recomputed = 0  # the slices after the first (which creates the table)
     recompute = analytics._recompute
 
     def fail_on_the_third_slice(*args: object, **kwargs: object) -> None:
-        nonlocal slices
-        slices += 1
-        if slices == 2:
+        nonlocal recomputed
+        recomputed += 1
+        if recomputed == 2:
             raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
         recompute(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(analytics, "_recompute", fail_on_the_third_slice)
     with connect(copy) as conn, pytest.raises(duckdb.OutOfMemoryException):
         refresh_table(conn, "heatmap_matrix", UNIVERSE, SETTINGS, full=True)
-    assert slices == 2  # two slices had been committed
+    assert recomputed == 2  # the first two slices had been committed
     same_rows(table(copy, "heatmap_matrix"), before, "heatmap_matrix")
     pd.testing.assert_frame_equal(table(copy, "derived_state"), state)
     with duckdb.connect(str(copy), read_only=True) as conn:
