@@ -1,5 +1,6 @@
 """Rendering every default image (each exchange x period) from the warehouse, the way the
-`heatmap_images` asset does: a snapshot, one drawing process per core, the catalogue written."""
+`heatmap_images` asset does: one read of what they show, one drawing process per core, the
+catalogue written."""
 
 from __future__ import annotations
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,16 +17,9 @@ from pipelines.exchanges import CONNECTORS
 from pipelines.gallery import write_gallery
 from pipelines.image_data import CROSS, RenderRequest, image_path
 from pipelines.processes import die_with_parent
-from pipelines.render import RenderResult, render_heatmap
+from pipelines.render import ImageContent, RenderResult, read_image_data, render_image
 from pipelines.themes import DEFAULT_THEME
-from pipelines.warehouse import (
-    connect,
-    one_row,
-    open_snapshot,
-    snapshot_file,
-    table_exists,
-    transaction,
-)
+from pipelines.warehouse import connect, one_row, table_exists, transaction
 
 DEFAULT_METRIC = "global_account"
 # The candle-flow and whale-vs-crowd images of each exchange: hourly, over the default hourly range.
@@ -157,55 +151,73 @@ def is_simulated(conn: duckdb.DuckDBPyConnection, exchange: str) -> bool:
     return bool(row and row[0])
 
 
-# What to draw, chosen from the snapshot: each request with the file it goes to.
+# What to draw, chosen from the warehouse: each request with the file it goes to.
 Plan = Callable[[duckdb.DuckDBPyConnection], list[tuple[RenderRequest, Path]]]
+# A request, what it shows, and the file it goes to: all a drawing process needs.
+Job = tuple[RenderRequest, ImageContent, Path]
 
 
 def render_and_record(warehouse: Path, images_root: Path, plan: Plan) -> list[RenderResult]:
-    """Render from a read snapshot (no lock held while drawing), then list the images in
-    `heatmap_images` and rewrite the gallery in one short write."""
-    with snapshot_file(warehouse) as copy:
-        with open_snapshot(copy) as snapshot:
-            jobs = plan(snapshot)
-        results = _render_all(copy, jobs)
+    """Read what every planned image shows in one short read, draw them with no lock held, then
+    list them in `heatmap_images` and rewrite the gallery in one short write.
+
+    Reading is the cheap part (about 40 ms an image against half a second of drawing), so the
+    lock is held for about as long as one image takes to draw, whatever the warehouse's size."""
+    with contextlib.ExitStack() as drawing:
+        with connect(warehouse) as conn:
+            planned = plan(conn)
+            # Started before reading: a drawing process takes about a second to start.
+            pool = drawing.enter_context(_drawing_pool(len(planned)))
+            jobs = [(request, read_image_data(conn, request), out) for request, out in planned]
+        results = _draw_all(pool, jobs)
     with connect(warehouse) as conn, transaction(conn):
-        for (request, _), result in zip(jobs, results, strict=True):
+        for (request, _), result in zip(planned, results, strict=True):
             _record(conn, request, result)
         write_gallery(conn, images_root)
     return results
 
 
-def _render_all(copy: Path, jobs: list[tuple[RenderRequest, Path]]) -> list[RenderResult]:
-    """Drawing is CPU-bound Python (about a third of a second an image), so many images are
-    drawn by one process per core, each reading the same snapshot; a few are drawn here, where
-    starting processes would cost more than it saves.
+# A spawned process takes about a second to import what drawing needs: worth it from here on.
+_IMAGES_PER_WORKER = 4
 
-    This process is one of the drawers: the helpers take the jobs from the front while it takes
-    them from the back, so the second or so a helper spends starting is spent drawing here."""
-    workers = min(os.cpu_count() or 1, len(jobs) // _IMAGES_PER_WORKER)
-    with open_snapshot(copy) as snapshot:
-        if workers < 2:
-            return [render_heatmap(snapshot, request, out) for request, out in jobs]
-        spawn = multiprocessing.get_context("spawn")  # no forked Dagster or DuckDB state
-        with ProcessPoolExecutor(
-            max_workers=workers - 1,
-            mp_context=spawn,
-            initializer=_start_drawing,
-            initargs=(copy, os.getpid()),
-        ) as pool:
-            futures = [pool.submit(_draw, job) for job in jobs]
-            try:
-                drawn = _draw_from_the_back(snapshot, jobs, futures)
-                return [drawn[i] if i in drawn else f.result() for i, f in enumerate(futures)]
-            finally:
-                for future in futures:
-                    future.cancel()  # after a failure: no helper starts another image
+
+@contextlib.contextmanager
+def _drawing_pool(images: int) -> Iterator[ProcessPoolExecutor | None]:
+    """Drawing is CPU-bound Python (about half a second an image), so many images are drawn by
+    one process per core; a few are drawn here, where starting processes would cost more than
+    it saves. This process is one of the drawers, so the pool has one process fewer."""
+    helpers = min(os.cpu_count() or 1, images // _IMAGES_PER_WORKER) - 1
+    if helpers < 1:
+        yield None
+        return
+    spawn = multiprocessing.get_context("spawn")  # no forked Dagster or DuckDB state
+    with ProcessPoolExecutor(
+        max_workers=helpers,
+        mp_context=spawn,
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
+        for _ in range(helpers):
+            pool.submit(int)  # a process is started per task submitted: start them all now
+        yield pool
+
+
+def _draw_all(pool: ProcessPoolExecutor | None, jobs: list[Job]) -> list[RenderResult]:
+    """The helpers take the jobs from the front while this process takes them from the back,
+    so the time a helper spends starting is spent drawing here."""
+    if pool is None:
+        return [render_image(*job) for job in jobs]
+    futures = [pool.submit(render_image, *job) for job in jobs]
+    try:
+        drawn = _draw_from_the_back(jobs, futures)
+        return [drawn[i] if i in drawn else f.result() for i, f in enumerate(futures)]
+    finally:
+        for future in futures:
+            future.cancel()  # after a failure: no helper starts another image
 
 
 def _draw_from_the_back(
-    snapshot: duckdb.DuckDBPyConnection,
-    jobs: list[tuple[RenderRequest, Path]],
-    futures: list[Future[RenderResult]],
+    jobs: list[Job], futures: list[Future[RenderResult]]
 ) -> dict[int, RenderResult]:
     """Draw here each job no helper has taken yet, the last first, until one has: the pool
     hands the jobs out in order, so every job before it is taken too."""
@@ -213,26 +225,8 @@ def _draw_from_the_back(
     for i in reversed(range(len(jobs))):
         if not futures[i].cancel():
             break
-        request, out = jobs[i]
-        drawn[i] = render_heatmap(snapshot, request, out)
+        drawn[i] = render_image(*jobs[i])
     return drawn
-
-
-# A spawned process takes about a second to import what drawing needs: worth it from here on.
-_IMAGES_PER_WORKER = 4
-_worker_snapshot: duckdb.DuckDBPyConnection | None = None  # one per drawing process
-
-
-def _start_drawing(copy: Path, parent_pid: int) -> None:
-    global _worker_snapshot
-    die_with_parent(parent_pid)
-    _worker_snapshot = open_snapshot(copy)
-
-
-def _draw(job: tuple[RenderRequest, Path]) -> RenderResult:
-    assert _worker_snapshot is not None, "_start_drawing opens the snapshot first"
-    request, out = job
-    return render_heatmap(_worker_snapshot, request, out)
 
 
 def default_image(images_root: Path, request: RenderRequest) -> Path:

@@ -1,5 +1,6 @@
 """Heatmap PNGs: BTC and altcoin-average L/S over a coin x time heatmap (README, "The images"),
-and the entry point for every image (`render_heatmap`), the candle-flow kind included.
+and the entry points for every image, the candle-flow and whale kinds included: `read_image_data`
+reads what one image shows, `render_image` draws and writes it, `render_heatmap` does both.
 
 Draws what pipelines/image_data.py reads from the warehouse on the page pipelines/figure.py lays
 out; writes one PNG per (exchange, metric, period, range).
@@ -39,21 +40,29 @@ from pipelines.figure import (
 from pipelines.image_data import (
     FLOW,
     REGIMES,
+    FlowImage,
     HeatmapGrid,
+    ImageData,
     RenderRequest,
     TopData,
+    WhaleImage,
+    read_flow,
     read_image,
+    read_whales,
     view_of,
 )
-from pipelines.render_flow import build_flow_figure
-from pipelines.render_whales import build_whale_figure
+from pipelines.render_flow import draw_flow_figure
+from pipelines.render_whales import draw_whale_figure
 from pipelines.themes import Theme, get_theme
 
 __all__ = [
+    "ImageContent",
     "RenderResult",
     "RenderedFigure",
     "build_figure",
+    "read_image_data",
     "render_heatmap",
+    "render_image",
     "save_png",
 ]
 
@@ -363,14 +372,35 @@ def _top_legend(top_ax: Axes, price_ax: Axes, top: TopData, metric: str, theme: 
     return top_legend(top_ax, [*handles, *extra], theme)
 
 
+# What one image shows, read from the warehouse; plain arrays and frames, so it can be drawn in
+# another process.
+ImageContent = ImageData | FlowImage | WhaleImage
+
+
+def read_image_data(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> ImageContent:
+    """What the request's kind of image shows; NoDataError when there is nothing to draw."""
+    if request.metric == FLOW:
+        return read_flow(conn, request)
+    if request.metric == WHALES:
+        return read_whales(conn, request)
+    return read_image(conn, request)
+
+
 def build_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> RenderedFigure:
     """Query and draw one image, without saving it (tests inspect the result directly)."""
-    if request.metric == FLOW:  # the other kinds of image
-        return build_flow_figure(conn, request)
-    if request.metric == WHALES:
-        return build_whale_figure(conn, request)
+    return draw_figure(request, read_image_data(conn, request))
+
+
+def draw_figure(request: RenderRequest, content: ImageContent) -> RenderedFigure:
+    if isinstance(content, FlowImage):
+        return draw_flow_figure(request, content)
+    if isinstance(content, WhaleImage):
+        return draw_whale_figure(request, content)
+    return _draw_ratio_figure(request, content)
+
+
+def _draw_ratio_figure(request: RenderRequest, data: ImageData) -> RenderedFigure:
     theme = get_theme(request.theme)
-    data = read_image(conn, request)
     grid, top = data.grid, data.top
     page = new_page(theme)
     vmax = _vmax(grid, request.color_by)
@@ -395,11 +425,16 @@ def build_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> Ren
 def render_heatmap(
     conn: duckdb.DuckDBPyConnection, request: RenderRequest, out: Path
 ) -> RenderResult:
-    """Render one image to `out` (parents created) and describe what was written."""
+    """Read and render one image to `out` (parents created) and describe what was written."""
+    return render_image(request, read_image_data(conn, request), out)
+
+
+def render_image(request: RenderRequest, content: ImageContent, out: Path) -> RenderResult:
+    """Draw what was read for one image to `out` (parents created); describe what was written."""
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise ValueError(f"output file must end in .png, got {out}")
-    rendered = build_figure(conn, request)
+    rendered = draw_figure(request, content)
     # Not figure.clear() afterwards: it clears every axes as if for reuse (16 ms an image) to free
     # what the garbage collector frees anyway (102 images in one process: peak memory within 4 %).
     width, height = save_png(rendered, out)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from typing import Final
 
-import duckdb
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colorbar import Colorbar
@@ -30,7 +29,7 @@ from pipelines.figure import (
     title_of,
     top_legend,
 )
-from pipelines.image_data import FlowImage, FlowTop, RenderRequest, read_flow
+from pipelines.image_data import FlowImage, FlowTop, RenderRequest
 from pipelines.themes import Theme, get_theme
 
 _MIN_SHARE_VMAX: Final = 0.1  # a calm market must not look dramatic: scale >= 40 % .. 60 %
@@ -38,10 +37,9 @@ _SHARE_VMAX_PERCENTILE: Final = 98.0
 _MAX_MARKED_COLUMNS: Final = 400  # beyond this a cell is too narrow to carry a marker
 
 
-def build_flow_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> RenderedFigure:
-    """Query and draw one candle-flow image, without saving it."""
+def draw_flow_figure(request: RenderRequest, flow: FlowImage) -> RenderedFigure:
+    """Draw one candle-flow image from what `read_flow` read, without saving it."""
     theme = get_theme(request.theme)
-    flow = read_flow(conn, request)
     grid = flow.grid
     page = new_page(theme)
     vmax = _share_vmax(grid.values)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from typing import Final
 
-import duckdb
 from matplotlib.axes import Axes
 from matplotlib.colorbar import Colorbar
 
@@ -24,17 +23,16 @@ from pipelines.figure import (
     new_page,
     title_of,
 )
-from pipelines.image_data import WHALE_AGREE, LeaningNow, RenderRequest, WhaleImage, read_whales
+from pipelines.image_data import WHALE_AGREE, LeaningNow, RenderRequest, WhaleImage
 from pipelines.themes import Theme, get_theme
 
 _LIST_ROWS: Final = 8  # per column of the "now" list
 _LIST_COLUMNS: Final = 2
 
 
-def build_whale_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> RenderedFigure:
-    """Query and draw one whale-vs-crowd image, without saving it."""
+def draw_whale_figure(request: RenderRequest, whales: WhaleImage) -> RenderedFigure:
+    """Draw one whale-vs-crowd image from what `read_whales` read, without saving it."""
     theme = get_theme(request.theme)
-    whales = read_whales(conn, request)
     grid = whales.grid
     page = new_page(theme)
     heatmap = draw_heatmap(page.figure, page.heat_ax, page.cax, grid, theme, 1.0)

@@ -10,9 +10,7 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +26,6 @@ from filelock import FileLock, Timeout
 from pipelines.config import WAREHOUSE_DIR, warehouse_path
 from pipelines.exchanges.base import LS_COLUMNS, SOURCE, with_source
 from pipelines.ingest import Outcome, PartitionFetch
-from pipelines.processes import process_alive
 from pipelines.universe import Universe
 from schemas.ls_ratio import KEY as LS_KEY
 from schemas.ls_ratio import split_valid
@@ -215,43 +212,6 @@ def _open_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             delay = min(delay * 2, 2.0)
         except duckdb.Error as error:  # a corrupt or foreign file that passed the header check
             raise WarehouseUnusable(f"cannot open warehouse {path}: {error}") from error
-
-
-@contextmanager
-def snapshot_file(path: Path | None = None) -> Iterator[Path]:
-    """A private copy of the warehouse to read for as long as needed (rendering every image),
-    by as many processes as like (`open_snapshot`).
-
-    The writer's lock is held only while the file is checkpointed and copied, not while the
-    copy is read: other writers and outside readers wait for a copy, not for the drawing."""
-    path = path or warehouse_path()
-    folder = path.parent / ".snapshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    _remove_orphaned_snapshots(folder)
-    copy = folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.duckdb"
-    try:
-        with connect(path) as conn:
-            conn.execute("CHECKPOINT")  # everything in the main file, nothing left in the WAL
-            shutil.copyfile(path, copy)
-        yield copy
-    finally:
-        for leftover in (copy, copy.with_name(copy.name + ".wal")):
-            leftover.unlink(missing_ok=True)
-
-
-def open_snapshot(copy: Path) -> duckdb.DuckDBPyConnection:
-    """Read-only, so that several processes can read one copy at once."""
-    snapshot = duckdb.connect(str(copy), read_only=True, config=_connection_config())
-    snapshot.execute("SET TimeZone='UTC'")
-    return snapshot
-
-
-def _remove_orphaned_snapshots(folder: Path) -> None:
-    """Copies whose process is gone (killed while rendering) are deleted by the next one."""
-    for stale in folder.glob("*.duckdb*"):
-        pid = stale.name.split("-", 1)[0]
-        if pid.isdigit() and not process_alive(int(pid)):
-            stale.unlink(missing_ok=True)
 
 
 def one_row(
