@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import matplotlib.dates as mdates
 import numpy as np
@@ -26,7 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.colorbar import Colorbar
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, StepPatch
 
 from pipelines.image_data import HeatmapGrid
 from pipelines.themes import Theme
@@ -344,6 +344,29 @@ def shade(
             linewidth=0,
             zorder=0,
         )
+
+
+def stairs(
+    ax: Axes,
+    values: np.ndarray,
+    edges: np.ndarray,
+    *,
+    color: str,
+    fill: bool = False,
+    baseline: float = 0.0,
+    **style: Any,
+) -> StepPatch:
+    """`Axes.stairs` (vertical, one colour) at a tenth of its cost: matplotlib finds a patch's
+    extent by solving each of its segments as a Bezier curve (18 ms for one series of a year),
+    while the extent of straight steps is that of their corners."""
+    colours = {"facecolor": color, "linewidth": 0} if fill else {"edgecolor": color}
+    patch = StepPatch(values, edges, baseline=baseline, fill=fill, **(colours | style))
+    ax.add_artist(patch)  # as add_patch does, but for the extent
+    ax.update_datalim(patch.get_path().vertices)
+    patch.sticky_edges.y.append(baseline)
+    ax.update_datalim([(edges[0], baseline)])
+    ax.autoscale_view()
+    return patch
 
 
 class _NamedMonthDates(mdates.ConciseDateFormatter):

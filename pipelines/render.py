@@ -34,6 +34,7 @@ from pipelines.figure import (
     runs,
     save_png,
     shade,
+    stairs,
     title_of,
     top_legend,
 )
@@ -224,7 +225,8 @@ def _draw_bands(top_ax: Axes, edges: np.ndarray, top: TopData, theme: Theme) -> 
         if not np.isfinite(zones.upper_band).any():
             continue
         for i, band in enumerate((zones.upper_band, zones.lower_band)):
-            top_ax.stairs(
+            stairs(
+                top_ax,
                 band,
                 edges,
                 color=colour,

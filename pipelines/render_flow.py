@@ -26,6 +26,7 @@ from pipelines.figure import (
     finish_page,
     mark_history_start,
     new_page,
+    stairs,
     title_of,
     top_legend,
 )
@@ -125,7 +126,8 @@ def _draw_top(
     centres = (edges[:-1] + edges[1:]) / 2
     buy_pct = 100 * top.buy_share
     # Bars from 50 %: up in the buyers' colour, down in the sellers' (the heatmap's own ends).
-    top_ax.stairs(
+    stairs(
+        top_ax,
         np.fmax(buy_pct, 50),
         edges,
         baseline=50,
@@ -134,7 +136,8 @@ def _draw_top(
         alpha=0.75,
         label="BTC buy % of volume",
     )
-    top_ax.stairs(
+    stairs(
+        top_ax,
         np.fmin(buy_pct, 50),
         edges,
         baseline=50,
