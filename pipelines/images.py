@@ -168,8 +168,14 @@ def render_and_record(warehouse: Path, images_root: Path, plan: Plan) -> list[Re
             planned = plan(conn)
             # Started before reading: a drawing process takes about a second to start.
             pool = drawing.enter_context(_drawing_pool(len(planned)))
-            jobs = [(request, read_image_data(conn, request), out) for request, out in planned]
-        results = _draw_all(pool, jobs)
+            jobs: list[Job] = []
+            futures: list[Future[RenderResult]] = []
+            drawing.callback(_cancel, futures)  # on a failure, no helper starts another image
+            for request, out in planned:
+                jobs.append((request, read_image_data(conn, request), out))
+                if pool is not None:  # the helpers draw while this process reads on
+                    futures.append(pool.submit(render_image, *jobs[-1]))
+        results = _draw_all(jobs, futures)
     with connect(warehouse) as conn, transaction(conn):
         for (request, _), result in zip(planned, results, strict=True):
             _record(conn, request, result)
@@ -202,18 +208,18 @@ def _drawing_pool(images: int) -> Iterator[ProcessPoolExecutor | None]:
         yield pool
 
 
-def _draw_all(pool: ProcessPoolExecutor | None, jobs: list[Job]) -> list[RenderResult]:
-    """The helpers take the jobs from the front while this process takes them from the back,
-    so the time a helper spends starting is spent drawing here."""
-    if pool is None:
+def _draw_all(jobs: list[Job], futures: list[Future[RenderResult]]) -> list[RenderResult]:
+    """Every job here if there are no helpers. Else the helpers take the jobs from the front
+    while this process takes them from the back."""
+    if not futures:
         return [render_image(*job) for job in jobs]
-    futures = [pool.submit(render_image, *job) for job in jobs]
-    try:
-        drawn = _draw_from_the_back(jobs, futures)
-        return [drawn[i] if i in drawn else f.result() for i, f in enumerate(futures)]
-    finally:
-        for future in futures:
-            future.cancel()  # after a failure: no helper starts another image
+    drawn = _draw_from_the_back(jobs, futures)
+    return [drawn[i] if i in drawn else f.result() for i, f in enumerate(futures)]
+
+
+def _cancel(futures: list[Future[RenderResult]]) -> None:
+    for future in futures:
+        future.cancel()
 
 
 def _draw_from_the_back(

@@ -643,6 +643,30 @@ def test_many_images_drawn_in_several_processes_are_those_one_process_draws(
         assert out.read_bytes() == (alone / out.name).read_bytes(), out.name
 
 
+def test_a_pooled_render_with_an_image_that_cannot_be_drawn_fails_and_lists_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """One bad output path among eight images drawn by two processes (the first, which a helper
+    draws): the render raises what was wrong, and the catalogue lists none of the batch."""
+    from pipelines import images
+    from pipelines.images import render_and_record
+    from pipelines.warehouse import DDL_FILE
+
+    monkeypatch.setattr(images.os, "cpu_count", lambda: 2)
+    warehouse = tmp_path / "w.duckdb"
+    with _make_warehouse(warehouse, zones=True) as db:
+        db.execute(DDL_FILE.read_text())
+    names = ["first.jpg"] + [f"{n}.png" for n in range(7)]  # a helper takes the first
+
+    def plan(_: duckdb.DuckDBPyConnection) -> list[tuple[RenderRequest, Path]]:
+        return [(_request(range_days=7 + i % 3), tmp_path / n) for i, n in enumerate(names)]
+
+    with pytest.raises(ValueError, match=r"must end in \.png, got .*first\.jpg"):
+        render_and_record(warehouse, tmp_path, plan)
+    with duckdb.connect(str(warehouse), read_only=True) as db:
+        assert db.execute("SELECT count(*) FROM heatmap_images").fetchall() == [(0,)]
+
+
 def test_the_time_axis_names_the_month_the_window_starts_in(conn: duckdb.DuckDBPyConnection):
     """A window from 4 to 10 January: the first tick says "Jan", not a bare day number."""
     rendered = build_figure(conn, _request())
