@@ -131,3 +131,21 @@ def test_coverage_counts_the_holes_and_keeps_the_first_and_last_bucket(warehouse
     assert (btc.n_gaps, btc.missing_buckets) == (2, 28 + 28)
     assert (coverage.loc[("ETH", "1h"), ["n_gaps", "missing_buckets"]] == 0).all()
     assert coverage.loc[("BTC", "1d"), "n_gaps"] == 1
+
+
+def test_a_series_off_the_period_grid_is_still_searched_for_holes(tmp_path: Path) -> None:
+    """Five daily rows from day 0 to day 4 are as many as a whole series holds, but two of them
+    sit at noon: the 2.5 days from day 1 to the noon of day 3 are still a hole."""
+    day = pd.Timedelta(days=1)
+    path = tmp_path / "w.duckdb"
+    rows = _rows(
+        "ETH", "1d", [START, START + day / 2, START + day, START + 3.5 * day, START + 4 * day]
+    )
+    with connect(path) as conn:
+        conn.register("incoming", pd.DataFrame(rows))
+        conn.execute("INSERT INTO ls_ratio BY NAME SELECT * FROM incoming")
+        refresh_coverage(conn, UNIVERSE, ("1d",))
+    gaps = _table(path, "SELECT coin, first_missing, last_missing FROM coverage_gaps")
+    assert list(gaps.itertuples(index=False, name=None)) == [
+        ("ETH", START + 2 * day, START + 2.5 * day)
+    ]
