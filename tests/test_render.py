@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from matplotlib.colors import to_rgb
 
+from pipelines.figure import coin_labels
 from pipelines.image_data import NoDataError, RenderRequest, heatmap_grid, image_path
 from pipelines.render import RenderedFigure, build_figure, render_heatmap, save_png
 from pipelines.themes import DEFAULT_THEME, UnknownThemeError, get_theme, theme_names
@@ -322,6 +323,27 @@ def test_colour_bar_is_labelled_in_ratios_around_one(conn: duckdb.DuckDBPyConnec
     assert rendered.norm.vmin == -rendered.norm.vmax  # centred: ratio 1 is the middle colour
     ratios = [float(label) for label in labels]
     assert min(ratios) < 1 < max(ratios)
+
+
+def test_each_coin_is_named_beside_its_own_row_and_the_axis_title_clears_the_names(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path
+):
+    rendered = build_figure(conn, _request())
+    save_png(rendered, tmp_path / "p.png")
+    renderer = rendered.figure.canvas.get_renderer()
+    ax = rendered.heat_ax
+    grid_box = ax.get_window_extent(renderer)
+    names = [t for t in ax.texts if t.get_text() in rendered.grid.coins]
+    assert [t.get_text() for t in names] == coin_labels(ax) == rendered.grid.coins
+    for row, name in enumerate(names):
+        box = name.get_window_extent(renderer)
+        row_top, row_bottom = (ax.transData.transform((0, y))[1] for y in (row, row + 1))
+        assert row_bottom < (box.y0 + box.y1) / 2 < row_top  # centred in its own row
+        assert box.x1 < grid_box.x0  # left of the grid, not over it
+    title = next(t for t in ax.texts if t.get_text() == "coin")
+    assert title.get_window_extent(renderer).x1 < min(
+        n.get_window_extent(renderer).x0 for n in names
+    )
 
 
 def test_end_picks_an_earlier_window(conn: duckdb.DuckDBPyConnection):
@@ -734,7 +756,7 @@ def test_a_coin_the_exchange_does_not_list_has_a_row_marked_not_listed(tmp_path:
     assert "TON" in grid.coins and "XMR" not in grid.coins  # another exchange's gap is not here
     assert grid.coins == ["BTC", *sorted(c for c in grid.coins if c != "BTC")]
     assert np.ma.getmaskarray(grid.values)[grid.coins.index("TON")].all()
-    labels = [t.get_text() for t in rendered.heat_ax.get_yticklabels()]
+    labels = coin_labels(rendered.heat_ax)
     assert "TON (not listed)" in labels and "ETH" in labels
     rgb = _pixel(rendered, pixels, "TON", 200)
     np.testing.assert_allclose(rgb, to_rgb(get_theme("vik").background), atol=0.02)
