@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import matplotlib.dates as mdates
 import numpy as np
@@ -210,7 +210,8 @@ def draw_heatmap(
     cmap = theme.cmap.with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
     heat_ax.patch.set_facecolor(theme.no_data_color)
     heat_ax.patch.set_hatch("////")
-    heat_ax.patch.set_hatchcolor(theme.no_data_hatch_color)
+    # A patch's hatch takes its edge colour; the axes' background has no edge line to show it.
+    heat_ax.patch.set_edgecolor(theme.no_data_hatch_color)
     image = heat_ax.imshow(
         drawn,
         cmap=cmap,
@@ -228,7 +229,8 @@ def draw_heatmap(
     colorbar = fig.colorbar(image, cax=cax, extend="both")
     colorbar.ax.yaxis.label.set_color(theme.foreground)
     colorbar.ax.tick_params(colors=theme.foreground, labelcolor=theme.foreground)
-    colorbar.outline.set_edgecolor(theme.foreground)
+    # matplotlib 3.10's stubs type the outline as the Spines mapping; it is one Spine (a Patch).
+    cast(Patch, colorbar.outline).set_edgecolor(theme.foreground)
     return colorbar, norm, k
 
 
@@ -405,7 +407,7 @@ def stairs(
     patch = StepPatch(values, edges, baseline=baseline, fill=fill, **(colours | style))
     ax.add_artist(patch)  # as add_patch does, but for the extent
     ax.update_datalim(patch.get_path().vertices)
-    patch.sticky_edges.y.append(baseline)
+    cast(list[float], patch.sticky_edges.y).append(baseline)  # a list; 3.10's stubs say ArrayLike
     ax.update_datalim([(edges[0], baseline)])
     ax.autoscale_view()
     return patch
