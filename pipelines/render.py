@@ -31,6 +31,7 @@ from pipelines.figure import (
     finish_page,
     mark_history_start,
     new_page,
+    reused_page,
     runs,
     save_png,
     shade,
@@ -393,20 +394,27 @@ def build_figure(conn: duckdb.DuckDBPyConnection, request: RenderRequest) -> Ren
     return draw_figure(request, read_image_data(conn, request))
 
 
-def draw_figure(request: RenderRequest, content: ImageContent) -> RenderedFigure:
+def draw_figure(
+    request: RenderRequest, content: ImageContent, *, reuse_page: bool = False
+) -> RenderedFigure:
+    """The image, unsaved. With `reuse_page`, an L/S image is drawn on this process's page for
+    its theme (figure.reused_page), which the next such image empties: for callers that save it
+    first."""
     if isinstance(content, FlowImage):
         return draw_flow_figure(request, content)
     if isinstance(content, WhaleImage):
         return draw_whale_figure(request, content)
-    return _draw_ratio_figure(request, content)
+    return _draw_ratio_figure(request, content, reuse_page=reuse_page)
 
 
-def _draw_ratio_figure(request: RenderRequest, data: ImageData) -> RenderedFigure:
+def _draw_ratio_figure(
+    request: RenderRequest, data: ImageData, *, reuse_page: bool
+) -> RenderedFigure:
     theme = get_theme(request.theme)
     grid, top = data.grid, data.top
-    page = new_page(theme)
+    page = reused_page(theme) if reuse_page else new_page(theme)
     vmax = _vmax(grid, request.color_by)
-    heatmap = draw_heatmap(page.figure, page.heat_ax, page.cax, grid, theme, vmax)
+    heatmap = draw_heatmap(page, grid, theme, vmax)
     _style_colorbar(heatmap[0], vmax, request)
     labels = _draw_top(page.top_ax, page.right_ax, grid, top, request.metric, theme)
     owner = data.view.history_owner or EXCHANGE_NAMES.get(request.exchange, request.exchange)
@@ -436,7 +444,7 @@ def render_image(request: RenderRequest, content: ImageContent, out: Path) -> Re
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise ValueError(f"output file must end in .png, got {out}")
-    rendered = draw_figure(request, content)
+    rendered = draw_figure(request, content, reuse_page=True)
     # Not figure.clear() afterwards: it clears every axes as if for reuse (16 ms an image) to free
     # what the garbage collector frees anyway (102 images in one process: peak memory within 4 %).
     width, height = save_png(rendered, out)

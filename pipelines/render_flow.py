@@ -44,7 +44,7 @@ def draw_flow_figure(request: RenderRequest, flow: FlowImage) -> RenderedFigure:
     grid = flow.grid
     page = new_page(theme)
     vmax = _share_vmax(grid.values)
-    heatmap = draw_heatmap(page.figure, page.heat_ax, page.cax, grid, theme, vmax)
+    heatmap = draw_heatmap(page, grid, theme, vmax)
     colorbar, norm, k = heatmap
     _style_colorbar(colorbar, vmax)
     marked = k == 1 and len(grid.ts_index) <= _MAX_MARKED_COLUMNS and bool(flow.extremes.any())

@@ -35,7 +35,7 @@ def draw_whale_figure(request: RenderRequest, whales: WhaleImage) -> RenderedFig
     theme = get_theme(request.theme)
     grid = whales.grid
     page = new_page(theme)
-    heatmap = draw_heatmap(page.figure, page.heat_ax, page.cax, grid, theme, 1.0)
+    heatmap = draw_heatmap(page, grid, theme, 1.0)
     _style_colorbar(heatmap[0])
     page.right_ax.set_axis_off()
     labels = _draw_list(page.top_ax, whales, request, theme)
