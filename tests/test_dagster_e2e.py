@@ -267,6 +267,9 @@ def _launch(dagster: Dagster, days: list[Any], exchanges: list[str], title: str)
     return str(answer["backfillId"])
 
 
+RUN_ENDED = ("SUCCESS", "FAILURE", "CANCELED")
+
+
 def _runs(dagster: Dagster) -> list[dict[str, Any]]:
     runs = dagster.graphql(RUNS)["runsOrError"]["results"]
     for run in runs:
@@ -322,12 +325,20 @@ def walk(dagster: Dagster) -> Walk:
         return done[0] if done else None
 
     refresh = _wait_for("the sensor's refresh after the backfills", refreshed)
-    return Walk(backfills, _runs(dagster), refresh)
+
+    # The sensor may have queued one more refresh meanwhile (a change noted by the last load
+    # after that refresh started): the walk ends when every run it launched has ended.
+    def all_ended() -> list[dict[str, Any]] | None:
+        runs = _runs(dagster)
+        return runs if all(r["status"] in RUN_ENDED for r in runs) else None
+
+    return Walk(backfills, _wait_for("every run to end", all_ended), refresh)
 
 
 def _loading(dagster: Dagster) -> bool:
-    ended = ("SUCCESS", "FAILURE", "CANCELED")
-    return any(r["jobName"] == "load_landed" and r["status"] not in ended for r in _runs(dagster))
+    return any(
+        r["jobName"] == "load_landed" and r["status"] not in RUN_ENDED for r in _runs(dagster)
+    )
 
 
 def _all_loaded(dagster: Dagster) -> bool:
