@@ -289,22 +289,25 @@ def label_coins(heat_ax: Axes, coins: list[str], not_listed: frozenset[str], the
     size = float(np.clip(420 / max(n, 1) * 0.75, 4.5, 9))
     heat_ax.set_yticks([])
     place, va, ha = heat_ax.get_yaxis_text1_transform(COIN_LABEL_PAD_PT)
+    names = []
     for row in range(0, n, every):
         coin = coins[row]
         listed = coin not in not_listed
-        heat_ax.text(
-            0,
-            row + 0.5,
-            coin if listed else f"{coin} (not listed)",
-            transform=place,
-            va=va,
-            ha=ha,
-            fontsize=size,
-            fontstyle="normal" if listed else "italic",
-            fontweight="bold" if row == 0 and coin == "BTC" else "normal",
-            color=theme.foreground,
-            alpha=None if listed else 0.6,
-            gid=COIN_LABEL_GID,
+        names.append(
+            heat_ax.text(
+                0,
+                row + 0.5,
+                coin if listed else f"{coin} (not listed)",
+                transform=place,
+                va=va,
+                ha=ha,
+                fontsize=size,
+                fontstyle="normal" if listed else "italic",
+                fontweight="bold" if row == 0 and coin == "BTC" else "normal",
+                color=theme.foreground,
+                alpha=None if listed else 0.6,
+                gid=COIN_LABEL_GID,
+            )
         )
     if coins and coins[0] == "BTC":
         heat_ax.axhline(1, color=theme.foreground, linewidth=0.9)  # BTC apart from the alts
@@ -313,12 +316,7 @@ def label_coins(heat_ax: Axes, coins: list[str], not_listed: frozenset[str], the
         "coin",
         xy=(0, 0.5),
         xycoords=lambda renderer: Bbox.union(
-            [heat_ax.get_window_extent(renderer)]
-            + [
-                text.get_window_extent(renderer)
-                for text in heat_ax.texts
-                if text.get_gid() == COIN_LABEL_GID
-            ]
+            [heat_ax.get_window_extent(renderer)] + [t.get_window_extent(renderer) for t in names]
         ),
         xytext=(-COIN_LABEL_PAD_PT, 0),
         textcoords="offset points",

@@ -672,26 +672,27 @@ def test_an_image_drawn_on_a_reused_page_is_the_image_a_new_page_gives(
     of an image may show in the next. Very different images one after another (zones or none,
     missing prices or none at all, a history start, the watermark, z-score colours, two themes)
     each match, pixel for pixel, the image drawn on a page of its own."""
-    priceless = _make_warehouse(tmp_path / "priceless.duckdb", zones=True)
-    priceless.execute("DELETE FROM btc_price")
-    sequence = [
-        (conn, _request()),
-        (priceless, _request()),
-        (conn_no_zones, _request(range_days=9)),
-        (conn, _request(range_days=30, simulated=True)),
-        (conn, _request(color_by="zscore")),
-        (conn_no_zones, _request()),
-        (conn, _request(theme="roma", range_days=30)),
-        (conn, _request(theme="roma", simulated=True)),
-        (conn, _request()),
-    ]
-    for i, (db, request) in enumerate(sequence):
-        render_heatmap(db, request, tmp_path / "reused" / f"{i}.png")
-    for i, (db, request) in enumerate(sequence):
-        save_png(build_figure(db, request), tmp_path / "new" / f"{i}.png")
-        reused = mpimg.imread(tmp_path / "reused" / f"{i}.png")
-        np.testing.assert_array_equal(reused, mpimg.imread(tmp_path / "new" / f"{i}.png"), f"{i}")
-    priceless.close()
+    with _make_warehouse(tmp_path / "priceless.duckdb", zones=True) as priceless:
+        priceless.execute("DELETE FROM btc_price")
+        sequence = [
+            (conn, _request()),
+            (priceless, _request()),
+            (conn_no_zones, _request(range_days=9)),
+            (conn, _request(range_days=30, simulated=True)),
+            (conn, _request(color_by="zscore")),
+            (conn_no_zones, _request()),
+            (conn, _request(theme="roma", range_days=30)),
+            (conn, _request(theme="roma", simulated=True)),
+            (conn, _request()),
+        ]
+        for i, (db, request) in enumerate(sequence):
+            render_heatmap(db, request, tmp_path / "reused" / f"{i}.png")
+        for i, (db, request) in enumerate(sequence):
+            save_png(build_figure(db, request), tmp_path / "new" / f"{i}.png")
+            reused = mpimg.imread(tmp_path / "reused" / f"{i}.png")
+            np.testing.assert_array_equal(
+                reused, mpimg.imread(tmp_path / "new" / f"{i}.png"), f"{i}"
+            )
 
 
 def test_a_pooled_render_with_an_image_that_cannot_be_drawn_fails_and_lists_nothing(
