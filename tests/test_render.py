@@ -15,7 +15,9 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
+from PIL import Image
 
 from pipelines.figure import coin_labels
 from pipelines.image_data import NoDataError, RenderRequest, heatmap_grid, image_path
@@ -178,6 +180,26 @@ def test_render_writes_a_png_of_the_reported_size(conn: duckdb.DuckDBPyConnectio
     assert result.data_end == LAST.replace(tzinfo=UTC)
     assert result.theme == "vik"
     assert [p.name for p in out.parent.iterdir()] == ["1h_7d.png"]  # no temp file left behind
+
+
+def test_the_png_holds_exactly_the_drawn_pixels_its_title_and_its_dpi(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path
+):
+    """The file is written by our own PNG writer, not savefig: it must lose nothing of what
+    matplotlib drew, and still say what it is to an image viewer and at what size to print."""
+    rendered = build_figure(conn, _request(exchange="binance"))
+    out = tmp_path / "t.png"
+    save_png(rendered, out)
+    canvas = FigureCanvasAgg(rendered.figure)  # a new pixel buffer, drawn afresh
+    canvas.draw()
+    drawn = np.asarray(canvas.buffer_rgba())
+
+    with Image.open(out) as image:
+        assert image.mode == "RGBA"
+        assert np.array_equal(np.asarray(image), drawn)
+        assert image.info["Title"] == rendered.title
+        assert "Binance" in image.info["Title"]
+        assert image.info["dpi"] == pytest.approx((120, 120), abs=0.05)  # whole pixels a metre
 
 
 def test_renders_without_signal_zones_and_with_null_prices(
