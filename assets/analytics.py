@@ -24,9 +24,10 @@ from pipelines.analytics import (
     refresh_table,
 )
 from pipelines.lake import refresh_lake
+from pipelines.queries import one_row
 from pipelines.resources import PipelineSettings
 from pipelines.universe import load_universe
-from pipelines.warehouse import connect, one_row
+from pipelines.warehouse import connect
 
 INGESTED = [AssetKey(table) for table in INGESTED_TABLES]
 _DEFAULTS = AnalyticsSettings()

@@ -26,9 +26,10 @@ from pipelines.analytics import (
     top_pair_exchanges,
     whale_crowd_exchanges,
 )
+from pipelines.queries import one_row, table_exists
 from pipelines.resources import PipelineSettings
 from pipelines.universe import load_universe
-from pipelines.warehouse import connect, one_row, table_exists
+from pipelines.warehouse import connect
 
 # The job run on demand (after a manual repair, say) checks every row.
 CHECK_EVERYTHING_JOB = "check_warehouse"

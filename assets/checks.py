@@ -20,8 +20,9 @@ from dagster import (
 )
 
 from pipelines.config import PERIOD_MS
+from pipelines.queries import one_row
 from pipelines.resources import PipelineSettings
-from pipelines.warehouse import connect, one_row
+from pipelines.warehouse import connect
 from schemas.ls_ratio import RATIO_RELATIVE_TOLERANCE, SHARE_SUM_TOLERANCE
 
 COVERAGE = AssetKey("coverage")

@@ -33,8 +33,9 @@ from bench import render
 from pipelines.analytics import DERIVED_TABLES, refresh_all, refresh_table
 from pipelines.exchanges import CONNECTORS
 from pipelines.lake import PART_FILE, refresh_lake
+from pipelines.queries import transaction
 from pipelines.universe import load_universe
-from pipelines.warehouse import LS_KEY, PRICE_KEY, connect, log_changes, transaction, upsert
+from pipelines.warehouse import LS_KEY, PRICE_KEY, connect, log_changes, upsert
 
 PERIOD_HOURS = {"1h": 1, "4h": 4, "1d": 24}
 YEARS = (1, 3, 5)

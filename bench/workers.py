@@ -21,10 +21,11 @@ from pipelines.exchanges import EXCHANGES
 from pipelines.ingest import PartitionFetch, fetch_partition
 from pipelines.landing import LandingZone, Manifest
 from pipelines.loader import load_waiting
+from pipelines.queries import one_row
 from pipelines.resources import ExchangeAccess
 from pipelines.simulator import SimulatorProcess
 from pipelines.universe import load_universe
-from pipelines.warehouse import connect, one_row, write_partition
+from pipelines.warehouse import connect, write_partition
 
 WORKERS = 3
 SCALE = 0.05  # the simulator's rate-limit windows, 20x shorter (the real ones: minutes a day)

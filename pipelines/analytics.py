@@ -22,8 +22,9 @@ import pandas as pd
 
 from pipelines.config import PERIOD_MS, SQL_DIR
 from pipelines.exchanges import CONNECTORS
+from pipelines.queries import one_row, table_exists, transaction
 from pipelines.universe import Universe
-from pipelines.warehouse import DDL_FILE, one_row, table_exists, transaction
+from pipelines.warehouse import DDL_FILE
 
 # The tables ingestion writes that are Dagster assets of their own (the ingestion multi-asset).
 INGESTED_TABLES = ("ls_ratio", "klines", "open_interest")

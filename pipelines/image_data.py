@@ -14,15 +14,17 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from pipelines.config import CROSS, FLOW, WHALES
+from pipelines.queries import one_row, table_names
 from pipelines.themes import DEFAULT_THEME, get_theme
-from pipelines.warehouse import one_row, table_names
+
+if TYPE_CHECKING:
+    import duckdb
 
 PERIODS: Final = ("5m", "1h", "4h", "1d")
 # Where the cross view takes its BTC price from when that exchange has it (any other otherwise).

@@ -17,9 +17,10 @@ from pipelines.exchanges import CONNECTORS
 from pipelines.gallery import write_gallery
 from pipelines.image_data import CROSS, RenderRequest, image_path
 from pipelines.processes import die_with_parent
+from pipelines.queries import one_row, table_exists, transaction
 from pipelines.render import ImageContent, RenderResult, read_image_data, render_image
 from pipelines.themes import DEFAULT_THEME
-from pipelines.warehouse import connect, one_row, table_exists, transaction
+from pipelines.warehouse import connect
 
 DEFAULT_METRIC = "global_account"
 # The candle-flow and whale-vs-crowd images of each exchange: hourly, over the default hourly range.
@@ -197,15 +198,20 @@ def _drawing_pool(images: int) -> Iterator[ProcessPoolExecutor | None]:
         yield None
         return
     spawn = multiprocessing.get_context("spawn")  # no forked Dagster or DuckDB state
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=helpers,
         mp_context=spawn,
         initializer=die_with_parent,
         initargs=(os.getpid(),),
-    ) as pool:
+    )
+    try:
         for _ in range(helpers):
             pool.submit(int)  # a process is started per task submitted: start them all now
         yield pool
+    finally:
+        # Not waiting for the helpers to exit (a third of a second: tearing matplotlib down)
+        # while the catalogue is written; Python still waits for them when this process ends.
+        pool.shutdown(wait=False)
 
 
 def _draw_all(jobs: list[Job], futures: list[Future[RenderResult]]) -> list[RenderResult]:

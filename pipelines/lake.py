@@ -56,7 +56,8 @@ from pipelines.analytics import (
     WINDOW_RULES,
     prune_changes,
 )
-from pipelines.warehouse import connect, one_row, table_names, transaction
+from pipelines.queries import one_row, table_names, transaction
+from pipelines.warehouse import connect
 
 COVERAGE_TABLES = ("coverage", "coverage_gaps")
 # The allow-list: every table name that reaches SQL or a path below comes from here.

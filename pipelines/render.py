@@ -12,9 +12,8 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import duckdb
 import numpy as np
 import pandas as pd
 from matplotlib.artist import Artist
@@ -56,6 +55,9 @@ from pipelines.image_data import (
 from pipelines.render_flow import draw_flow_figure
 from pipelines.render_whales import draw_whale_figure
 from pipelines.themes import Theme, get_theme
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = [
     "ImageContent",

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from pipelines.analytics import DERIVED_TABLES
-from pipelines.warehouse import claim_origin, connect, one_row, transaction
+from pipelines.queries import one_row, transaction
+from pipelines.warehouse import claim_origin, connect
 
 TABLES = (
     "ls_ratio",

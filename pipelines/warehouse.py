@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pandas as pd
@@ -26,6 +25,7 @@ from filelock import FileLock, Timeout
 from pipelines.config import WAREHOUSE_DIR, warehouse_path
 from pipelines.exchanges.base import LS_COLUMNS, SOURCE, with_source
 from pipelines.ingest import Outcome, PartitionFetch
+from pipelines.queries import one_row, table_exists, transaction
 from pipelines.universe import Universe
 from schemas.ls_ratio import KEY as LS_KEY
 from schemas.ls_ratio import split_valid
@@ -214,14 +214,6 @@ def _open_with_retry(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             raise WarehouseUnusable(f"cannot open warehouse {path}: {error}") from error
 
 
-def one_row(
-    conn: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None
-) -> tuple[Any, ...]:
-    """The first row of a query, draining the result (an undrained one blocks the connection)."""
-    rows = conn.execute(sql, params or []).fetchall()
-    return tuple(rows[0]) if rows else ()
-
-
 def complete_days(
     path: Path, exchange: str, first: date, last: date
 ) -> set[tuple[str, str, str, date]]:
@@ -252,37 +244,6 @@ def day_rows(conn: duckdb.DuckDBPyConnection, exchange: str, day: date) -> dict[
         [exchange, day],
     ).fetchall()
     return {dataset: int(rows) for dataset, rows in found}
-
-
-def table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = one_row(
-        conn,
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_name = ? AND table_schema = current_schema()",
-        [name],
-    )
-    return bool(row and row[0])
-
-
-def table_names(conn: duckdb.DuckDBPyConnection) -> frozenset[str]:
-    """Every table `table_exists` would find, in one query (each such query takes a millisecond
-    or more, and an image asks about half a dozen tables)."""
-    rows = conn.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-    ).fetchall()
-    return frozenset(str(name) for (name,) in rows)
-
-
-@contextmanager
-def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """All or nothing: a killed run leaves the warehouse as it was before the write."""
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def stored_origin(conn: duckdb.DuckDBPyConnection) -> str | None:

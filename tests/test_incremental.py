@@ -22,8 +22,9 @@ import pytest
 from bench import derive
 from pipelines import analytics
 from pipelines.analytics import DERIVED_TABLES, refresh_all, refresh_table
+from pipelines.queries import transaction
 from pipelines.universe import load_universe
-from pipelines.warehouse import LS_KEY, PRICE_KEY, connect, log_changes, transaction, upsert
+from pipelines.warehouse import LS_KEY, PRICE_KEY, connect, log_changes, upsert
 from tests.test_analytics import SETTINGS, START, UNIVERSE, Inputs, make_inputs
 
 KEYS = {"ls_ratio": LS_KEY, "klines": PRICE_KEY, "open_interest": PRICE_KEY}
