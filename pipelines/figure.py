@@ -27,6 +27,7 @@ from matplotlib import rcParams
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+from matplotlib.cm import ScalarMappable
 from matplotlib.colorbar import Colorbar
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -257,10 +258,10 @@ def draw_heatmap(
     heat_ax.patch.set_hatch("////")
     # A patch's hatch takes its edge colour; the axes' background has no edge line to show it.
     heat_ax.patch.set_edgecolor(theme.no_data_hatch_color)
-    image = heat_ax.imshow(
-        drawn,
-        cmap=cmap,
-        norm=norm,
+    # Coloured cell by cell here, then scaled up as RGBA: given numbers, matplotlib would scale
+    # them up first and colour each of the ~1.3 M pixels (41 vs 13 ms an image, same pixels).
+    heat_ax.imshow(
+        cmap(norm(drawn), bytes=True),
         aspect="auto",
         interpolation="nearest",  # real cell edges; long ranges were averaged, not resampled
         origin="upper",
@@ -271,10 +272,11 @@ def draw_heatmap(
         if coin in grid.not_listed:  # blank, not the hatched "no data": nothing to miss
             heat_ax.axhspan(row, row + 1, facecolor=theme.background, linewidth=0, zorder=0.5)
     label_coins(heat_ax, grid.coins, grid.not_listed, theme)
+    colours = ScalarMappable(norm, cmap)  # what the bar shows: the image holds colours only
     if page.colorbar is not None:  # a reused page: the bar shows the new image's colours
-        page.colorbar.update_normal(image)
+        page.colorbar.update_normal(colours)
         return page.colorbar, norm, k
-    colorbar = page.colorbar = page.figure.colorbar(image, cax=page.cax, extend="both")
+    colorbar = page.colorbar = page.figure.colorbar(colours, cax=page.cax, extend="both")
     colorbar.ax.yaxis.label.set_color(theme.foreground)
     colorbar.ax.tick_params(colors=theme.foreground, labelcolor=theme.foreground)
     # matplotlib 3.10's stubs type the outline as the Spines mapping; it is one Spine (a Patch).
@@ -471,8 +473,24 @@ class _NamedMonthDates(mdates.ConciseDateFormatter):
         return labels
 
 
+class _DateTicks(mdates.AutoDateLocator):
+    """Automatic date ticks, worked out once per view: matplotlib asks a dozen times an image
+    (both panels share the ticks; drawing and placing the axis labels each ask again), and each
+    answer runs dateutil's rrule anew (9 ms an image in all)."""
+
+    def __init__(self) -> None:
+        super().__init__(tz=UTC, minticks=5, maxticks=12)
+        self._answered: tuple[tuple[float, ...], Sequence[float]] | None = None
+
+    def __call__(self) -> Sequence[float]:
+        view = tuple(self.axis.get_view_interval()) if self.axis else ()
+        if self._answered is None or self._answered[0] != view:
+            self._answered = (view, super().__call__())
+        return self._answered[1]
+
+
 def set_time_axis(heat_ax: Axes, top_ax: Axes) -> None:
-    locator = mdates.AutoDateLocator(tz=UTC, minticks=5, maxticks=12)
+    locator = _DateTicks()
     heat_ax.xaxis.set_major_locator(locator)
     heat_ax.xaxis.set_major_formatter(_NamedMonthDates(locator, tz=UTC))
     heat_ax.set_xlabel("time (UTC)")
