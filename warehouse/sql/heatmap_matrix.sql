@@ -44,6 +44,7 @@ WITH keys AS (
 SELECT
     k.*,
     dense_rank() OVER (ORDER BY k.exchange, k.metric, k.period, k.coin) AS sid,
+    dense_rank() OVER (ORDER BY k.period, k.exchange, k.metric) AS block,  -- storage order
     row_number() OVER (
         PARTITION BY k.exchange, k.metric, k.period, k.coin
         ORDER BY coalesce(i.in_universe, false) DESC, k.instrument
@@ -183,7 +184,10 @@ FROM scored AS c
 JOIN heatmap_series AS r
     ON r.sid = c.sid
    AND r.rank = c.rank
-ORDER BY c.t;
+-- Stored by period, exchange and metric, then time: an image reads one such block over a window
+-- of time, and each block's row groups then span a few days, so DuckDB skips the others (the 32
+-- default images' read took 0.75 instead of 1.15 CPU-s; a full rebuild sorts in the same time).
+ORDER BY r.block, c.t;
 
 DROP TABLE heatmap_cells;
 DROP TABLE heatmap_series;
