@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, Literal, cast
 
 import matplotlib
 import matplotlib.dates as mdates
@@ -26,12 +26,15 @@ import png
 from matplotlib import rcParams
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+from matplotlib.backend_bases import GraphicsContextBase
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.cm import ScalarMappable
 from matplotlib.colorbar import Colorbar
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Patch, StepPatch
+from matplotlib.text import Text
 from matplotlib.ticker import AutoLocator, ScalarFormatter
 from matplotlib.transforms import Bbox
 
@@ -594,6 +597,58 @@ def _text_chunk(keyword: str, text: str) -> tuple[bytes, bytes]:
     return b"tEXt", keyword.encode("latin-1") + b"\0" + text.encode("latin-1", "replace")
 
 
+class _PageRenderer(RendererAgg):
+    """Agg that keeps each text's rasterised glyphs. The images share most of their texts (coin
+    names, dates, legend entries: nine draws in ten repeat one already made), and FreeType laying
+    them out and rasterising them again was a tenth of an image. What it draws is what
+    RendererAgg.draw_text draws (matplotlib 3.10), from the kept bitmap."""
+
+    _MAX_KEPT: Final = 4096  # texts; a few kB each
+
+    def __init__(self, width: float, height: float, dpi: float) -> None:
+        super().__init__(width, height, dpi)
+        self._glyphs: dict[
+            tuple[str, FontProperties, bool], tuple[np.ndarray, float, float, float]
+        ] = {}
+
+    def draw_text(
+        self,
+        gc: GraphicsContextBase,
+        x: float,
+        y: float,
+        s: str,
+        prop: FontProperties,
+        angle: float,
+        ismath: bool | Literal["TeX"] = False,
+        mtext: Text | None = None,
+    ) -> None:
+        if ismath:
+            super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
+            return
+        bitmap, xo, yo, descent = self._rasterised(s, prop, bool(gc.get_antialiased()))
+        # As matplotlib: the glyphs are drawn unrotated, then turned with the descent.
+        xd = descent * math.sin(math.radians(angle))
+        yd = descent * math.cos(math.radians(angle))
+        self._renderer.draw_text_image(
+            bitmap, round(x + xo + xd), round(y + yo + yd) + 1, angle, gc
+        )
+
+    def _rasterised(
+        self, s: str, prop: FontProperties, antialiased: bool
+    ) -> tuple[np.ndarray, float, float, float]:
+        key = (s, prop.copy(), antialiased)  # a copy: a text may change its own properties later
+        if (kept := self._glyphs.get(key)) is None:
+            font = self._prepare_font(prop)
+            font.set_text(s, 0, flags=get_hinting_flag())
+            font.draw_glyphs_to_bitmap(antialiased=antialiased)
+            xo, yo = font.get_bitmap_offset()
+            kept = (np.array(font.get_image()), xo / 64, yo / 64, font.get_descent() / 64)
+            if len(self._glyphs) >= self._MAX_KEPT:
+                self._glyphs.clear()
+            self._glyphs[key] = kept
+        return kept
+
+
 _page_buffers: dict[tuple[float, float, float], RendererAgg] = {}  # by width, height and dpi
 
 
@@ -607,5 +662,5 @@ class _SavingCanvas(FigureCanvasAgg):
         width, height = self.figure.bbox.size
         key = (width, height, self.figure.dpi)
         if key not in _page_buffers:
-            _page_buffers[key] = RendererAgg(width, height, self.figure.dpi)
+            _page_buffers[key] = _PageRenderer(width, height, self.figure.dpi)
         return _page_buffers[key]
