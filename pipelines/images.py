@@ -162,8 +162,9 @@ def render_and_record(warehouse: Path, images_root: Path, plan: Plan) -> list[Re
     """Read what every planned image shows in one short read, draw them with no lock held, then
     list them in `heatmap_images` and rewrite the gallery in one short write.
 
-    Reading is the cheap part (about 40 ms an image against half a second of drawing), so the
-    lock is held for about as long as one image takes to draw, whatever the warehouse's size."""
+    Reading is the cheap part (about 25 ms an image against a fifth of a second of drawing), so
+    the lock is held for about as long as a few images take to draw, whatever the warehouse's
+    size."""
     with contextlib.ExitStack() as drawing:
         with connect(warehouse) as conn:
             planned = plan(conn)
@@ -190,9 +191,9 @@ _IMAGES_PER_WORKER = 4
 
 @contextlib.contextmanager
 def _drawing_pool(images: int) -> Iterator[ProcessPoolExecutor | None]:
-    """Drawing is CPU-bound Python (about half a second an image), so many images are drawn by
-    one process per core; a few are drawn here, where starting processes would cost more than
-    it saves. This process is one of the drawers, so the pool has one process fewer."""
+    """Drawing is CPU-bound Python (about a fifth of a second an image), so many images are
+    drawn by one process per core; a few are drawn here, where starting processes would cost
+    more than it saves. This process is one of the drawers, so the pool has one process fewer."""
     helpers = min(os.cpu_count() or 1, images // _IMAGES_PER_WORKER) - 1
     if helpers < 1:
         yield None
