@@ -816,3 +816,17 @@ def test_a_coin_the_exchange_does_not_list_has_a_row_marked_not_listed(tmp_path:
     assert "TON (not listed)" in labels and "ETH" in labels
     rgb = _pixel(rendered, pixels, "TON", 200)
     np.testing.assert_allclose(rgb, to_rgb(get_theme("vik").background), atol=0.02)
+    # Not a trace of the hatch in any pixel whose centre is in the row, edge pixels included (a
+    # span alone let it show as a dashed line where the row met its neighbour mid-pixel).
+    row = grid.coins.index("TON")
+    (left, top), (right, bottom) = rendered.heat_ax.transData.transform(
+        [(rendered.heat_ax.get_xlim()[0], row), (rendered.heat_ax.get_xlim()[1], row + 1)]
+    )
+    height = pixels.shape[0]
+    band = pixels[
+        math.ceil(height - top - 0.5) : math.floor(height - bottom - 0.5) + 1,
+        math.ceil(left) : math.floor(right),
+        :3,
+    ]
+    hatch = np.array(to_rgb(get_theme("vik").no_data_hatch_color))
+    assert np.linalg.norm(band - hatch, axis=-1).min() > 0.25
