@@ -23,6 +23,7 @@ import pandas as pd
 from pipelines.config import PERIOD_MS, SQL_DIR
 from pipelines.exchanges import CONNECTORS
 from pipelines.queries import one_row, table_exists, transaction
+from pipelines.trailing import with_trailing_sums
 from pipelines.universe import Universe
 from pipelines.warehouse import DDL_FILE
 
@@ -271,6 +272,71 @@ def _execute(
     return conn.execute(sql, params).fetchall()
 
 
+# The one step of a model done in Python rather than SQL (heatmap_matrix.sql says why).
+_TRAILING_SUMS = re.compile(r"PYTHON trailing_sums\((\w+), \$lookback_days\) INTO (\w+)")
+# Rows of the source a step holds in memory at once (a few series at a time, never one split).
+STEP_CHUNK_ROWS = 500_000
+
+
+def _run(conn: duckdb.DuckDBPyConnection, statement: str, params: dict[str, object]) -> None:
+    """Run one statement of a model: SQL, or a PYTHON step."""
+    if not statement.upper().startswith("PYTHON "):
+        _execute(conn, statement, params)
+        return
+    step = _TRAILING_SUMS.fullmatch(statement)
+    days = params.get("lookback_days")
+    if step is None or not isinstance(days, int):
+        raise ValueError(
+            "a model's PYTHON step reads 'PYTHON trailing_sums(<table>, $lookback_days) INTO "
+            f"<table>', not: {statement}"
+        )
+    source, target = step.groups()
+    _trailing_sums_into(conn, source, target, lookback=days * 86_400_000_000)  # as t: in µs
+
+
+def _trailing_sums_into(
+    conn: duckdb.DuckDBPyConnection, source: str, target: str, lookback: int
+) -> None:
+    """TEMP TABLE `target`: the source's rows from their series' `since` on, with the sums of
+    x over each row's trailing window (pipelines/trailing.py). The source is read a few whole
+    series at a time (sid ranges of about STEP_CHUNK_ROWS rows), so memory holds one chunk."""
+    _execute(conn, f"DROP TABLE IF EXISTS {target}")
+    for chunk, (low, high) in enumerate(_sid_ranges(conn, source)):
+        rows = conn.sql(
+            f"SELECT * FROM {source} WHERE sid BETWEEN $low AND $high ORDER BY sid, t",
+            params={"low": low, "high": high},
+        ).to_arrow_table()
+        conn.register("_chunk", with_trailing_sums(rows, lookback))
+        try:
+            if chunk == 0:
+                _execute(conn, f"CREATE TEMP TABLE {target} AS SELECT * FROM _chunk")
+            else:
+                with _serial_if_empty(conn, target):
+                    _execute(conn, f"INSERT INTO {target} SELECT * FROM _chunk")
+        finally:
+            with suppress(duckdb.Error):  # in an aborted transaction: the error above is the one
+                conn.unregister("_chunk")
+
+
+def _sid_ranges(conn: duckdb.DuckDBPyConnection, source: str) -> list[tuple[int, int]]:
+    """Consecutive sid ranges of about STEP_CHUNK_ROWS rows of `source` each (a series larger
+    than that alone)."""
+    ranges = conn.execute(
+        f"""
+        SELECT min(sid), max(sid)
+        FROM (
+            SELECT sid, sum(count(*)) OVER (ORDER BY sid) AS upto
+            FROM {source}
+            GROUP BY sid
+        )
+        GROUP BY (upto - 1) // $rows
+        ORDER BY 1
+        """,
+        {"rows": STEP_CHUNK_ROWS},
+    ).fetchall()
+    return [(int(low), int(high)) for low, high in ranges] or [(0, -1)]
+
+
 def _fingerprint(bound: list[tuple[str, dict[str, object]]]) -> str:
     """The SQL and every value it is run with: what a table's rows follow from besides data."""
     text = json.dumps([[s, sorted(p.items())] for s, p in bound], default=str)
@@ -329,7 +395,7 @@ def _rebuild(
     first, *rest = _slices(table)
     with transaction(conn), _refresh_window(conn, first):
         for statement, params in renamed:
-            _execute(conn, statement, params)
+            _run(conn, statement, params)
     for window in rest:
         with transaction(conn):
             _recompute(conn, aside, renamed, window, rebuilding=True)
@@ -400,7 +466,7 @@ def _recompute(
                 continue
             found = create.match(statement)
             if not found:
-                _execute(conn, statement, params)
+                _run(conn, statement, params)
                 continue
             if not rebuilding:
                 _execute(
@@ -428,7 +494,7 @@ def _serial_if_empty(conn: duckdb.DuckDBPyConnection, table: str) -> Iterator[No
     table created empty by an earlier, committed transaction: a rebuild's later slices
     (tests/test_incremental.py rebuilds a table whose first slice is empty to keep it so).
     """
-    if one_row(conn, f"SELECT count(ts) FROM (SELECT ts FROM {table} LIMIT 1)")[0]:
+    if one_row(conn, f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)")[0]:
         yield
         return
     threads = int(one_row(conn, "SELECT current_setting('threads')")[0])

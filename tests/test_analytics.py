@@ -9,6 +9,7 @@ volume, flat and zero-volume candles and partial buckets.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +17,16 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from dagster import AssetCheckResult, DagsterInstance, build_asset_check_context, materialize
 
 from assets.analytics import DERIVED_ASSETS
 from assets.analytics_checks import ANALYTICS_CHECKS
+from pipelines import analytics
 from pipelines.analytics import DERIVED_TABLES, AnalyticsSettings, refresh, refresh_all
 from pipelines.resources import PipelineSettings
+from pipelines.trailing import with_trailing_sums
 from pipelines.universe import Universe
 from pipelines.warehouse import connect
 
@@ -801,6 +805,32 @@ def test_heatmap_matrix_matches_an_independent_recomputation(
     assert actual["zscore"].notna().sum() > 1000
     constant = actual[(actual["exchange"] == "okx") & (actual["coin"] == "ETH")]
     assert constant["zscore"].isna().all()  # no spread, no z-score (not a huge one)
+
+
+def test_heatmap_matrix_is_the_same_when_its_sums_are_worked_out_a_few_series_at_a_time(
+    built: Built, expected: dict[str, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deep history is read in chunks of whole series (analytics.STEP_CHUNK_ROWS rows); chunks
+    of ~100 rows split this warehouse at many series boundaries, none inside a series."""
+    copy = tmp_path / "chunked.duckdb"
+    shutil.copy(built.path, copy)
+    chunks: list[int] = []
+
+    def counted(rows: pa.Table, lookback: int) -> pa.Table:
+        chunks.append(rows.num_rows)
+        return with_trailing_sums(rows, lookback)
+
+    monkeypatch.setattr(analytics, "STEP_CHUNK_ROWS", 100)
+    monkeypatch.setattr(analytics, "with_trailing_sums", counted)
+    with connect(copy) as conn:
+        refresh(conn, "heatmap_matrix", UNIVERSE, SETTINGS, full=True)
+    assert len(chunks) > 20 and max(chunks) < len(expected["heatmap_matrix"]) / 10
+    assert_same_rows(
+        Built(copy, built.inputs).table("heatmap_matrix"),
+        expected["heatmap_matrix"],
+        ["exchange", "metric", "period", "coin", "ts"],
+        ["ratio", "ln_ratio", "zscore", "zscore_history", "instrument"],
+    )
 
 
 def test_one_instrument_per_coin_the_universe_one_where_two_overlap(built: Built) -> None:

@@ -1,0 +1,82 @@
+"""The trailing-window sums behind heatmap z-scores, against a direct count over each window."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pipelines import trailing
+from pipelines.trailing import with_trailing_sums
+
+
+def direct(
+    sid: np.ndarray, t: np.ndarray, x: np.ndarray, lookback: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n, s, ss = np.zeros(len(t), np.int64), np.zeros(len(t)), np.zeros(len(t))
+    for i in range(len(t)):
+        window = (sid == sid[i]) & (t >= t[i] - lookback) & (t < t[i]) & ~np.isnan(x)
+        n[i], s[i], ss[i] = window.sum(), x[window].sum(), (x[window] ** 2).sum()
+    return n, s, ss
+
+
+def gappy_series(rng: np.random.Generator) -> pa.Table:
+    """A few series with holes, values missing, and every other series refreshed from t = 500
+    (its earlier rows are look-back only)."""
+    sids = np.unique(rng.integers(0, 20, rng.integers(1, 8)))
+    lengths = rng.integers(1, 40, len(sids))
+    sid = np.repeat(sids, lengths)
+    t = np.concatenate(
+        [np.sort(rng.choice(200, m, replace=False)) * 10 + rng.integers(0, 5) for m in lengths]
+    ).astype(np.int64)
+    x = rng.normal(size=len(t))
+    x[rng.random(len(t)) < 0.2] = np.nan
+    since = np.where(sid % 2 == 1, 500, 0)
+    return pa.table({"sid": sid, "t": t, "since": since, "x": pa.array(x, from_pandas=True)})
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("series_at_once", ["all", "three"])
+def test_sums_over_each_window_match_a_direct_count(
+    seed: int, series_at_once: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(seed)
+    rows = gappy_series(rng)
+    lookback = int(rng.integers(5, 400))
+    if series_at_once == "three":  # keys of only three series fit: the search goes in groups
+        monkeypatch.setattr(trailing, "_KEY_LIMIT", 3 * (2000 + lookback + 1))
+    out = with_trailing_sums(rows, lookback)
+
+    sid, t = rows["sid"].to_numpy(), rows["t"].to_numpy()
+    x = rows["x"].to_numpy(zero_copy_only=False)
+    kept = t >= rows["since"].to_numpy()
+    n, s, ss = direct(sid, t, x, lookback)
+    assert out["t"].to_pylist() == t[kept].tolist()
+    assert out["n"].to_pylist() == n[kept].tolist()
+    np.testing.assert_allclose(out["s"].to_numpy(), s[kept], atol=1e-12)
+    np.testing.assert_allclose(out["ss"].to_numpy(), ss[kept], atol=1e-12)
+
+
+def test_a_flat_series_after_a_busy_one_has_no_spread() -> None:
+    """Sums run series by series: large values before a flat series leave it no rounding (one
+    running total over both would leave ~1e-6 in the flat one's spread, heatmap_matrix's
+    no-spread bound being 1e-12 x (n - 1))."""
+    busy = np.random.default_rng(0).normal(1e4, 1e3, 500)
+    x = np.r_[busy, np.full(50, 0.3)]
+    rows = pa.table(
+        {
+            "sid": np.r_[np.zeros(500, np.int64), np.ones(50, np.int64)],
+            "t": np.r_[np.arange(500), np.arange(50)],
+            "since": np.zeros(550, np.int64),
+            "x": x,
+        }
+    )
+    out = with_trailing_sums(rows, lookback=100).slice(500)
+    n, s, ss = (out[c].to_numpy()[2:] for c in ("n", "s", "ss"))
+    assert (np.abs(ss - s * s / n) <= 1e-12 * (n - 1)).all()
+
+
+def test_no_rows_give_no_rows() -> None:
+    int64 = pa.array([], pa.int64())
+    empty = pa.table({"sid": int64, "t": int64, "since": int64, "x": pa.array([], pa.float64())})
+    assert with_trailing_sums(empty, 10).num_rows == 0
