@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -19,11 +19,12 @@ from graphlib import TopologicalSorter
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from pipelines.config import PERIOD_MS, SQL_DIR
 from pipelines.exchanges import CONNECTORS
 from pipelines.queries import one_row, table_exists, transaction
-from pipelines.trailing import with_trailing_sums
+from pipelines.rolling import with_hull_momentum, with_trailing_sums
 from pipelines.universe import Universe
 from pipelines.warehouse import DDL_FILE
 
@@ -272,8 +273,19 @@ def _execute(
     return conn.execute(sql, params).fetchall()
 
 
-# The one step of a model done in Python rather than SQL (heatmap_matrix.sql says why).
-_TRAILING_SUMS = re.compile(r"PYTHON trailing_sums\((\w+), \$lookback_days\) INTO (\w+)")
+# A model's steps done in Python rather than SQL (pipelines/rolling.py), written in its file as
+#   PYTHON <step>(<source table>, $<setting>) INTO <temp table>;
+_PYTHON_STEP = re.compile(r"PYTHON (\w+)\((\w+), \$(\w+)\) INTO (\w+)")
+ChunkStep = Callable[[pa.Table, int], pa.Table]
+PYTHON_STEPS: dict[tuple[str, str], ChunkStep] = {  # (step, the setting it takes) -> the step
+    ("trailing_sums", "lookback_days"): lambda rows, days: with_trailing_sums(
+        rows,
+        days * 86_400_000_000,  # a day in microseconds, as t
+    ),
+    ("hull_momentum", "flow_momentum_length"): lambda rows, length: with_hull_momentum(
+        rows, length
+    ),
+}
 # Rows of the source a step holds in memory at once (a few series at a time, never one split).
 STEP_CHUNK_ROWS = 500_000
 
@@ -283,30 +295,32 @@ def _run(conn: duckdb.DuckDBPyConnection, statement: str, params: dict[str, obje
     if not statement.upper().startswith("PYTHON "):
         _execute(conn, statement, params)
         return
-    step = _TRAILING_SUMS.fullmatch(statement)
-    days = params.get("lookback_days")
-    if step is None or not isinstance(days, int):
-        raise ValueError(
-            "a model's PYTHON step reads 'PYTHON trailing_sums(<table>, $lookback_days) INTO "
-            f"<table>', not: {statement}"
-        )
-    source, target = step.groups()
-    _trailing_sums_into(conn, source, target, lookback=days * 86_400_000_000)  # as t: in µs
+    found = _PYTHON_STEP.fullmatch(statement)
+    name, source, setting, target = found.groups() if found else ("", "", "", "")
+    step = PYTHON_STEPS.get((name, setting))
+    value = params.get(setting)
+    if step is None or not isinstance(value, int):
+        known = ", ".join(f"PYTHON {n}(<table>, ${p}) INTO <table>" for n, p in PYTHON_STEPS)
+        raise ValueError(f"a model's PYTHON step is one of {known}, not: {statement}")
+    _run_step(conn, source, target, lambda rows: step(rows, value))
 
 
-def _trailing_sums_into(
-    conn: duckdb.DuckDBPyConnection, source: str, target: str, lookback: int
+def _run_step(
+    conn: duckdb.DuckDBPyConnection,
+    source: str,
+    target: str,
+    step: Callable[[pa.Table], pa.Table],
 ) -> None:
-    """TEMP TABLE `target`: the source's rows from their series' `since` on, with the sums of
-    x over each row's trailing window (pipelines/trailing.py). The source is read a few whole
-    series at a time (sid ranges of about STEP_CHUNK_ROWS rows), so memory holds one chunk."""
+    """TEMP TABLE `target`: what `step` makes of the source's rows. The source is read a few
+    whole series at a time (sid ranges of about STEP_CHUNK_ROWS rows), in order of sid then t,
+    so memory holds one chunk; DuckDB may spill the target."""
     _execute(conn, f"DROP TABLE IF EXISTS {target}")
     for chunk, (low, high) in enumerate(_sid_ranges(conn, source)):
         rows = conn.sql(
             f"SELECT * FROM {source} WHERE sid BETWEEN $low AND $high ORDER BY sid, t",
             params={"low": low, "high": high},
         ).to_arrow_table()
-        conn.register("_chunk", with_trailing_sums(rows, lookback))
+        conn.register("_chunk", step(rows))
         try:
             if chunk == 0:
                 _execute(conn, f"CREATE TEMP TABLE {target} AS SELECT * FROM _chunk")

@@ -26,7 +26,7 @@ from assets.analytics_checks import ANALYTICS_CHECKS
 from pipelines import analytics
 from pipelines.analytics import DERIVED_TABLES, AnalyticsSettings, refresh, refresh_all
 from pipelines.resources import PipelineSettings
-from pipelines.trailing import with_trailing_sums
+from pipelines.rolling import with_trailing_sums
 from pipelines.universe import Universe
 from pipelines.warehouse import connect
 

@@ -31,13 +31,7 @@
 --                sell_share >= it, else NULL.
 -- A 5m candle is fetched as the lower timeframe of the 1h and 4h flow; where it has no taker
 -- volume it has nothing finer to be estimated from, so it gets no row of its own.
-CREATE OR REPLACE TEMP MACRO weighted_average(xs, m) AS
-    CASE
-        WHEN len(xs) = m AND list_count(xs) = m
-            THEN list_sum(list_transform(xs, lambda x, i: x * i)) / (m * (m + 1) / 2)
-    END;
-
-CREATE OR REPLACE TABLE candle_flow AS
+CREATE OR REPLACE TEMP TABLE candle_shares AS
 WITH periods(period, secs) AS (
     VALUES ('5m', 300::BIGINT), ('15m', 900), ('1h', 3600), ('4h', 14400), ('1d', 86400)
 ),
@@ -176,46 +170,32 @@ estimated AS (
        AND f.target_period = c.period
        AND f.bucket = c.ts
 ),
-shares AS (
-    SELECT
-        *,
-        CASE
-            WHEN lag(bucket_number) OVER candles = bucket_number - 1
-            THEN buy_share - lag(buy_share) OVER candles
-        END AS buy_change,
-        floor($flow_momentum_length / 2)::INTEGER AS half_length,
-        round(sqrt($flow_momentum_length))::INTEGER AS root_length
+kept AS (
+    SELECT *
     FROM estimated
     WHERE method IS NOT NULL OR period <> '5m'
-    WINDOW candles AS (PARTITION BY exchange, coin, period ORDER BY bucket_number)
 ),
-hull_input AS (
-    SELECT
-        *,
-        2 * weighted_average(list(buy_change) OVER half_window, half_length)
-          - weighted_average(list(buy_change) OVER full_window, $flow_momentum_length)
-            AS hull_raw
-    FROM shares
-    WINDOW
-        half_window AS (
-            PARTITION BY exchange, coin, period ORDER BY bucket_number
-            RANGE BETWEEN floor($flow_momentum_length / 2)::INTEGER - 1 PRECEDING AND CURRENT ROW
-        ),
-        full_window AS (
-            PARTITION BY exchange, coin, period ORDER BY bucket_number
-            RANGE BETWEEN $flow_momentum_length - 1 PRECEDING AND CURRENT ROW
-        )
-),
-momentum AS (
-    SELECT
-        *,
-        weighted_average(list(hull_raw) OVER root_window, root_length) AS momentum
-    FROM hull_input
-    WINDOW root_window AS (
-        PARTITION BY exchange, coin, period ORDER BY bucket_number
-        RANGE BETWEEN round(sqrt($flow_momentum_length))::INTEGER - 1 PRECEDING AND CURRENT ROW
-    )
+series AS (  -- a small integer per (exchange, coin, period): what the momentum step sorts on
+    SELECT exchange, coin, period, row_number() OVER (ORDER BY exchange, coin, period) AS sid
+    FROM (SELECT DISTINCT exchange, coin, period FROM kept)
 )
+SELECT k.*, s.sid, k.bucket_number AS t
+FROM kept AS k
+JOIN series AS s
+    ON s.exchange = k.exchange
+   AND s.coin = k.coin
+   AND s.period = k.period;
+
+-- buy_change and momentum along each (exchange, coin, period) in bucket order, in Python
+-- (pipelines/rolling.py: a matrix product over windows of consecutive buckets), where SQL's
+-- windows built a list per row and window (a year's rebuild of this table, alternating runs:
+-- 8.1 to 9.0 s instead of 11.3 to 13.6).
+CREATE OR REPLACE TEMP VIEW candle_series AS
+SELECT sid, t, buy_share FROM candle_shares;
+
+PYTHON hull_momentum(candle_series, $flow_momentum_length) INTO candle_momentum;
+
+CREATE OR REPLACE TABLE candle_flow AS
 SELECT
     exchange,
     coin,
@@ -245,8 +225,13 @@ SELECT
     END::INTEGER AS expected_candles,
     volume,
     instrument
-FROM momentum
+FROM candle_shares
+JOIN candle_momentum USING (sid, t)
 ORDER BY ts;
+
+DROP TABLE candle_momentum;
+DROP VIEW candle_series;
+DROP TABLE candle_shares;
 
 COMMENT ON TABLE candle_flow IS 'Volume-imbalance estimate per candle (exchange, coin, period, ts) from klines: taker buy share where published (Binance), else the volume share of up candles of a finer period inside the bucket; NULL where neither exists (1h without 5m/15m candles). With the indicator on top: momentum (Hull moving average of the buy-share change) and extreme candles (one side >= 80% by default). Not stored in any order.';
 COMMENT ON COLUMN candle_flow.buy_share IS 'taker: taker_buy_volume / volume. up_candles: (up-candle volume + half the flat-candle volume) / volume of the finer candles in the bucket. NULL when not derivable';

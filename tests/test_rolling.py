@@ -1,4 +1,5 @@
-"""The trailing-window sums behind heatmap z-scores, against a direct count over each window."""
+"""The numpy steps of the models (heatmap z-scores' trailing sums, candle-flow momentum) against
+direct computations window by window."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipelines import trailing
-from pipelines.trailing import with_trailing_sums
+from pipelines import rolling
+from pipelines.rolling import with_hull_momentum, with_trailing_sums
 
 
 def direct(
@@ -44,7 +45,7 @@ def test_sums_over_each_window_match_a_direct_count(
     rows = gappy_series(rng)
     lookback = int(rng.integers(5, 400))
     if series_at_once == "three":  # keys of only three series fit: the search goes in groups
-        monkeypatch.setattr(trailing, "_KEY_LIMIT", 3 * (2000 + lookback + 1))
+        monkeypatch.setattr(rolling, "_KEY_LIMIT", 3 * (2000 + lookback + 1))
     out = with_trailing_sums(rows, lookback)
 
     sid, t = rows["sid"].to_numpy(), rows["t"].to_numpy()
@@ -80,3 +81,47 @@ def test_no_rows_give_no_rows() -> None:
     int64 = pa.array([], pa.int64())
     empty = pa.table({"sid": int64, "t": int64, "since": int64, "x": pa.array([], pa.float64())})
     assert with_trailing_sums(empty, 10).num_rows == 0
+
+
+def hull_on_a_grid(t: np.ndarray, share: np.ndarray, length: int) -> tuple[np.ndarray, ...]:
+    """One series laid on every bucket from its first to its last (a missing bucket is a NaN),
+    the change and Hull moving average computed window by window."""
+    grid = np.full(t.max() - t.min() + 1, np.nan)
+    grid[t - t.min()] = share
+    change = np.r_[np.nan, np.diff(grid)]
+
+    def wma(x: np.ndarray, m: int) -> np.ndarray:
+        out = np.full(len(x), np.nan)
+        for i in range(m - 1, len(x)):
+            out[i] = np.dot(x[i - m + 1 : i + 1], np.arange(1, m + 1)) / (m * (m + 1) / 2)
+        return out
+
+    raw = 2 * wma(change, length // 2) - wma(change, length)
+    momentum = wma(raw, int(np.floor(np.sqrt(length) + 0.5)))
+    return change[t - t.min()], momentum[t - t.min()]
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("length", [2, 4, 9, 14])
+def test_hull_momentum_matches_a_window_by_window_count(seed: int, length: int) -> None:
+    rng = np.random.default_rng(seed)
+    parts = []
+    for sid in range(4):  # series of consecutive buckets with holes and shares missing
+        t = np.flatnonzero(rng.random(rng.integers(1, 160)) > 0.04) + 500_000
+        share = rng.uniform(0.2, 0.8, len(t))
+        share[rng.random(len(t)) < 0.02] = np.nan
+        parts.append((np.full(len(t), sid), t, share))
+    sid, t, share = (np.concatenate(column) for column in zip(*parts, strict=True))
+    rows = pa.table({"sid": sid, "t": t, "buy_share": pa.array(share, from_pandas=True)})
+
+    out = with_hull_momentum(rows, length)
+
+    assert out["t"].to_pylist() == t.tolist()
+    for number, (_, series_t, series_share) in enumerate(parts):
+        change, momentum = hull_on_a_grid(series_t, series_share, length)
+        mine = sid == number
+        got_change = out["buy_change"].to_numpy(zero_copy_only=False)[mine]
+        got_momentum = out["momentum"].to_numpy(zero_copy_only=False)[mine]
+        np.testing.assert_allclose(got_change, change, rtol=1e-12, atol=1e-15, equal_nan=True)
+        np.testing.assert_allclose(got_momentum, momentum, rtol=1e-9, atol=1e-12, equal_nan=True)
+    assert out["momentum"].null_count < len(t)  # some windows are whole
