@@ -2,7 +2,9 @@
 
 Each refresh recomputes only the buckets that the changes noted in derived_changes affect (and
 reads only the look-back its windows need); a missing table, a new SQL file, other settings or
-another universe rebuild a table from all history, as `lsr rebuild` does.
+another universe rebuild a table from all history, as `lsr rebuild` does. A model's file may
+hand a step along each series to numpy (a `PYTHON` line, pipelines/rolling.py) where SQL's
+window functions would cost several times more.
 """
 
 from __future__ import annotations
@@ -276,15 +278,16 @@ def _execute(
 # A model's steps done in Python rather than SQL (pipelines/rolling.py), written in its file as
 #   PYTHON <step>(<source table>, $<setting>) INTO <temp table>;
 _PYTHON_STEP = re.compile(r"PYTHON (\w+)\((\w+), \$(\w+)\) INTO (\w+)")
-ChunkStep = Callable[[pa.Table, int], pa.Table]
-PYTHON_STEPS: dict[tuple[str, str], ChunkStep] = {  # (step, the setting it takes) -> the step
-    ("trailing_sums", "lookback_days"): lambda rows, days: with_trailing_sums(
-        rows,
-        days * 86_400_000_000,  # a day in microseconds, as t
-    ),
-    ("hull_momentum", "flow_momentum_length"): lambda rows, length: with_hull_momentum(
-        rows, length
-    ),
+
+
+def _trailing_sums(rows: pa.Table, lookback_days: int) -> pa.Table:
+    return with_trailing_sums(rows, lookback_days * 86_400_000_000)  # t is in microseconds
+
+
+PYTHON_STEPS: dict[tuple[str, str], Callable[[pa.Table, int], pa.Table]] = {
+    # (step, the setting it takes) -> what it makes of a chunk of rows
+    ("trailing_sums", "lookback_days"): _trailing_sums,
+    ("hull_momentum", "flow_momentum_length"): with_hull_momentum,
 }
 # Rows of the source a step holds in memory at once (a few series at a time, never one split).
 STEP_CHUNK_ROWS = 500_000

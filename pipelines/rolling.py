@@ -2,7 +2,7 @@
 functions cost most (DuckDB sorts for each window, then builds a segment tree per aggregate or
 a list per row): the steps a model's file names as `PYTHON <step>(<table>, $<setting>) INTO
 <table>`, run by pipelines/analytics.py. Each takes a chunk of whole series sorted by sid, then
-t, and returns it with its results added.
+t, and returns its results beside the rows (or their keys).
 
 Trailing sums (heatmap_matrix's z-scores): for each bucket t of a series, over the series'
 earlier buckets t' with t - lookback <= t' < t: n = how many hold a value, s = their sum,
@@ -23,7 +23,7 @@ import pyarrow as pa
 
 SUM_COLUMNS = ("n", "s", "ss")
 MOMENTUM_COLUMNS = ("buy_change", "momentum")
-# Keys (series number x SPAN + time within the series) stay below this, exact in an int64.
+# Search keys (series number x span + time within the series) stay below this: exact in int64.
 _KEY_LIMIT = 2**62
 
 
