@@ -16,15 +16,15 @@
 --     those leaving before the last bucket computed can matter).
 -- One running total over those enter and leave events in time order gives the last two, so
 -- only the buckets being computed are sorted, not the look-back.
--- A full rebuild takes another road to the same sums, in Python (pipelines/trailing.py): prefix
--- sums over each whole series and a binary search for where each bucket's window starts, linear
--- in the rows, where SQL's window functions build a segment tree per running sum and an ASOF
--- join sorts again (a year's rebuild of this table: 12 s instead of 21 s). The Python road would
--- cost the refresh of an hour more than the events (it reads and sorts every look-back row:
--- 1.3 s instead of 0.5). tests/test_incremental.py compares the two roads. Each series
--- (exchange, metric, period, coin) gets a small integer id first: sorting and joining on one
--- BIGINT is several times cheaper than on four VARCHARs. tests/test_analytics.py checks the
--- result against numpy on gappy series.
+-- A full rebuild takes another road to the same sums, in Python (pipelines/rolling.py):
+-- prefix sums over each whole series and a binary search for where each bucket's window
+-- starts, linear in the rows, where SQL's window functions build a segment tree per running sum
+-- and an ASOF join sorts again (a year's rebuild of this table: 11 to 13 s instead of 21 to
+-- 26). The Python road would cost the refresh of an hour more than the events (it reads and
+-- sorts every look-back row: 1.3 s instead of 0.5). tests/test_incremental.py compares the two
+-- roads. Each series (exchange, metric, period, coin) gets a small integer id first: sorting
+-- and joining on one BIGINT is several times cheaper than on four VARCHARs.
+-- tests/test_analytics.py checks the result against numpy on gappy series.
 --
 -- One coin, one row: ls_ratio is keyed by instrument, and an exchange can hold two instruments
 -- for one coin (PEPEUSDT beside 1000PEPEUSDT, or a renamed contract). Where that happens the
@@ -91,7 +91,7 @@ WHERE c.sid = shadowed.sid
   AND c.t = shadowed.t;
 
 -- Full rebuild (the window starts in 1970, nothing before it): n, s and ss of each bucket over
--- [t - L, t) from prefix sums over each whole series, in Python (pipelines/trailing.py).
+-- [t - L, t) from prefix sums over each whole series, in Python (pipelines/rolling.py).
 CREATE OR REPLACE TEMP VIEW heatmap_history AS
 SELECT * FROM heatmap_cells WHERE since = 0;
 
