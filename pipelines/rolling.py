@@ -28,10 +28,9 @@ _KEY_LIMIT = 2**62
 
 
 def with_trailing_sums(rows: pa.Table, lookback: int) -> pa.Table:
-    """`rows` (columns sid, t, since and x, sorted by sid then t, t unique in a series; x NULL
-    where there is no value) with n, s and ss over [t - lookback, t) added, keeping only the rows
-    at or after their series' `since`: the rows before it are the look-back, read for their
-    values only."""
+    """`rows` (columns sid, t and x, sorted by sid then t, t unique in a series; x NULL where
+    there is no value: whole series, as a full rebuild reads them) with n, s and ss over
+    [t - lookback, t) added."""
     sid = rows["sid"].to_numpy()
     t = rows["t"].to_numpy()
     x = rows["x"].to_numpy(zero_copy_only=False).astype(np.float64)  # NULL -> NaN
@@ -43,14 +42,10 @@ def with_trailing_sums(rows: pa.Table, lookback: int) -> pa.Table:
     # Summed series by series (not one running total over all rows, differenced): a flat series
     # must come out with no spread, not with the rounding of the rows before it.
     running = values.groupby(series, sort=False).cumsum()
-    kept = t >= rows["since"].to_numpy()
-    every = bool(kept.all())  # a full rebuild's: nothing to leave out, no copy
-    table = rows if every else rows.filter(pa.array(kept))
     for name in SUM_COLUMNS:
         before = running[name].to_numpy() - values[name].to_numpy()  # the series' values before
-        sums = before - before[lo]
-        table = table.append_column(name, pa.array(sums if every else sums[kept]))
-    return table
+        rows = rows.append_column(name, pa.array(before - before[lo]))
+    return rows
 
 
 def _window_starts(series: np.ndarray, t: np.ndarray, lookback: int) -> np.ndarray:

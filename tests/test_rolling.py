@@ -22,8 +22,7 @@ def direct(
 
 
 def gappy_series(rng: np.random.Generator) -> pa.Table:
-    """A few series with holes, values missing, and every other series refreshed from t = 500
-    (its earlier rows are look-back only)."""
+    """A few series with holes and values missing."""
     sids = np.unique(rng.integers(0, 20, rng.integers(1, 8)))
     lengths = rng.integers(1, 40, len(sids))
     sid = np.repeat(sids, lengths)
@@ -32,8 +31,7 @@ def gappy_series(rng: np.random.Generator) -> pa.Table:
     ).astype(np.int64)
     x = rng.normal(size=len(t))
     x[rng.random(len(t)) < 0.2] = np.nan
-    since = np.where(sid % 2 == 1, 500, 0)
-    return pa.table({"sid": sid, "t": t, "since": since, "x": pa.array(x, from_pandas=True)})
+    return pa.table({"sid": sid, "t": t, "x": pa.array(x, from_pandas=True)})
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -50,12 +48,11 @@ def test_sums_over_each_window_match_a_direct_count(
 
     sid, t = rows["sid"].to_numpy(), rows["t"].to_numpy()
     x = rows["x"].to_numpy(zero_copy_only=False)
-    kept = t >= rows["since"].to_numpy()
     n, s, ss = direct(sid, t, x, lookback)
-    assert out["t"].to_pylist() == t[kept].tolist()
-    assert out["n"].to_pylist() == n[kept].tolist()
-    np.testing.assert_allclose(out["s"].to_numpy(), s[kept], atol=1e-12)
-    np.testing.assert_allclose(out["ss"].to_numpy(), ss[kept], atol=1e-12)
+    assert out["t"].to_pylist() == t.tolist()
+    assert out["n"].to_pylist() == n.tolist()
+    np.testing.assert_allclose(out["s"].to_numpy(), s, atol=1e-12)
+    np.testing.assert_allclose(out["ss"].to_numpy(), ss, atol=1e-12)
 
 
 def test_a_flat_series_after_a_busy_one_has_no_spread() -> None:
@@ -68,7 +65,6 @@ def test_a_flat_series_after_a_busy_one_has_no_spread() -> None:
         {
             "sid": np.r_[np.zeros(500, np.int64), np.ones(50, np.int64)],
             "t": np.r_[np.arange(500), np.arange(50)],
-            "since": np.zeros(550, np.int64),
             "x": x,
         }
     )
@@ -79,7 +75,7 @@ def test_a_flat_series_after_a_busy_one_has_no_spread() -> None:
 
 def test_no_rows_give_no_rows() -> None:
     int64 = pa.array([], pa.int64())
-    empty = pa.table({"sid": int64, "t": int64, "since": int64, "x": pa.array([], pa.float64())})
+    empty = pa.table({"sid": int64, "t": int64, "x": pa.array([], pa.float64())})
     assert with_trailing_sums(empty, 10).num_rows == 0
 
 
