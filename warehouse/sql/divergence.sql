@@ -226,32 +226,53 @@ WITH periods AS (
 -- Gaps and islands over the rows with a pattern only (a NULL pattern ends a run anyway: with
 -- it in between, the previous patterned row is more than one period back). A row starts a run
 -- unless the series' previous patterned row is the bucket one period before, same pattern.
+-- The windows see only a number per series, the bucket and the pattern, and their result is
+-- joined back on the row's rowid: partitioned by the five text columns, with every column in
+-- tow, they cost 2.5 times the CPU (1.31 against 0.48 CPU-s for Binance's year).
+patterned AS (
+    SELECT rowid AS row_id, scope, exchange, metric, period, coin, ts, pattern
+    FROM divergence_patterned
+    WHERE pattern IS NOT NULL
+),
+series AS (
+    SELECT *, row_number() OVER () AS sid
+    FROM (SELECT DISTINCT scope, exchange, metric, period, coin FROM patterned)
+),
 stepped AS (
     SELECT
-        d.*,
+        p.row_id,
+        i.sid,
+        p.ts,
         coalesce(
-            d.pattern = lag(d.pattern) OVER series
-            AND lag(d.ts) OVER series >= d.ts - to_seconds(s.seconds),
+            p.pattern = lag(p.pattern) OVER upto
+            AND lag(p.ts) OVER upto >= p.ts - to_seconds(s.seconds),
             false
         ) AS continues,
-        row_number() OVER series AS n
-    FROM divergence_patterned AS d
+        row_number() OVER upto AS n
+    FROM patterned AS p
+    JOIN series AS i
+        ON i.scope = p.scope
+       AND i.exchange = p.exchange
+       AND i.metric = p.metric
+       AND i.period = p.period
+       AND i.coin IS NOT DISTINCT FROM p.coin
     LEFT JOIN periods AS s
-        ON s.period = d.period
-    WHERE d.pattern IS NOT NULL
-    WINDOW series AS (PARTITION BY d.scope, d.exchange, d.metric, d.period, d.coin ORDER BY d.ts)
+        ON s.period = p.period
+    WINDOW upto AS (PARTITION BY i.sid ORDER BY p.ts)
 ),
 runs AS (
     SELECT
-        * EXCLUDE (continues, n),
+        row_id,
         max(CASE WHEN NOT continues THEN ts END) OVER upto AS pattern_since,
         (n - max(CASE WHEN NOT continues THEN n END) OVER upto + 1)::INTEGER AS pattern_buckets
     FROM stepped
-    WINDOW upto AS (
-        PARTITION BY scope, exchange, metric, period, coin ORDER BY ts ROWS UNBOUNDED PRECEDING
-    )
-    UNION ALL BY NAME
-    SELECT * FROM divergence_patterned WHERE pattern IS NULL
+    WINDOW upto AS (PARTITION BY sid ORDER BY ts ROWS UNBOUNDED PRECEDING)
+),
+dated AS (
+    SELECT d.*, r.pattern_since, r.pattern_buckets
+    FROM divergence_patterned AS d
+    LEFT JOIN runs AS r
+        ON r.row_id = d.rowid
 )
 SELECT
     scope,
@@ -284,7 +305,7 @@ SELECT
     pattern,
     pattern_since,
     pattern_buckets
-FROM runs
+FROM dated
 ORDER BY ts;
 
 -- A run that reaches into the recomputed buckets from before them: the rows above counted it
