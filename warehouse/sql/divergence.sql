@@ -244,11 +244,11 @@ stepped AS (
         i.sid,
         p.ts,
         coalesce(
-            p.pattern = lag(p.pattern) OVER upto
-            AND lag(p.ts) OVER upto >= p.ts - to_seconds(s.seconds),
+            p.pattern = lag(p.pattern) OVER in_series
+            AND lag(p.ts) OVER in_series >= p.ts - to_seconds(s.seconds),
             false
         ) AS continues,
-        row_number() OVER upto AS n
+        row_number() OVER in_series AS n
     FROM patterned AS p
     JOIN series AS i
         ON i.scope = p.scope
@@ -258,7 +258,7 @@ stepped AS (
        AND i.coin IS NOT DISTINCT FROM p.coin
     LEFT JOIN periods AS s
         ON s.period = p.period
-    WINDOW upto AS (PARTITION BY i.sid ORDER BY p.ts)
+    WINDOW in_series AS (PARTITION BY i.sid ORDER BY p.ts)
 ),
 runs AS (
     SELECT
