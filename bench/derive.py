@@ -1,8 +1,8 @@
 """What keeping the derived tables current costs, on generated years of 1h/4h/1d data for every
 universe coin on the six exchanges (every kind each publishes).
 
-- a full rebuild of one year (`lsr rebuild`), in a child process so that its peak memory is its
-  own;
+- a full rebuild of one year (`lsr rebuild`), table by table, in a child process so that its
+  peak memory is its own;
 - the incremental refresh after one new hour is written the way ingestion writes it, on
   warehouses holding 1, 3 and 5 years (it should cost the hour, not the years);
 - rendering every default image from the one-year warehouse;
@@ -16,6 +16,7 @@ measure the simulator.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -30,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import render
-from pipelines.analytics import DERIVED_TABLES, refresh_all, refresh_table
+from pipelines.analytics import DERIVED_TABLES, refresh_table
 from pipelines.exchanges import CONNECTORS
 from pipelines.lake import PART_FILE, refresh_lake
 from pipelines.queries import transaction
@@ -48,6 +49,7 @@ class DeriveFigures:
     ls_rows: dict[int, int] = field(default_factory=dict)  # years -> ls_ratio rows
     build_seconds: dict[int, float] = field(default_factory=dict)
     rebuild_seconds: dict[int, float] = field(default_factory=dict)
+    rebuild_tables: dict[str, float] = field(default_factory=dict)  # 1 year, per table
     full_rebuild_peak_rss_mb: float = 0.0
     incremental_seconds: dict[int, float] = field(default_factory=dict)
     incremental_tables: dict[str, float] = field(default_factory=dict)  # 5 years, per table
@@ -59,6 +61,7 @@ class DeriveFigures:
         return {
             "full_rebuild_seconds": round(self.rebuild_seconds[1], 2),
             "full_rebuild_peak_rss_mb": round(self.full_rebuild_peak_rss_mb),
+            "full_rebuild_table_seconds": {t: round(s, 2) for t, s in self.rebuild_tables.items()},
             "incremental_seconds": {
                 str(y): round(s, 3) for y, s in self.incremental_seconds.items()
             },
@@ -177,21 +180,27 @@ def add_hour(path: Path) -> None:
                 log_changes(conn, table, frame)
 
 
-def rebuild_in_child(path: Path, memory: str | None = None) -> float:
-    """`lsr rebuild`'s work in a fresh process; return its seconds (its peak memory is the
-    process's own, read by the caller). `memory` overrides DuckDB's limit (LSR_DUCKDB_MEMORY)."""
+def rebuild_in_child(path: Path, memory: str | None = None) -> dict[str, float]:
+    """`lsr rebuild`'s work in a fresh process; return each table's seconds, in rebuild order
+    (its peak memory is the process's own, read by the caller). `memory` overrides DuckDB's
+    limit (LSR_DUCKDB_MEMORY)."""
     command = [sys.executable, "-m", "bench.derive", "rebuild", str(path)]
     environment = {**os.environ, **({"LSR_DUCKDB_MEMORY": memory} if memory else {})}
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=environment)
-    return float(out.stdout.strip())
+    seconds: dict[str, float] = json.loads(out.stdout)
+    return seconds
 
 
-def rebuild(path: Path) -> float:
-    """Rebuild every derived table of the warehouse at `path`; return the seconds it took."""
+def rebuild(path: Path) -> dict[str, float]:
+    """Rebuild every derived table of the warehouse at `path`, in dependency order, as
+    `lsr rebuild` does; return the seconds each took."""
+    seconds = {}
     with connect(path) as conn:
-        start = time.perf_counter()
-        refresh_all(conn, load_universe(), full=True)
-        return time.perf_counter() - start
+        for table in DERIVED_TABLES:
+            start = time.perf_counter()
+            refresh_table(conn, table, load_universe(), full=True)
+            seconds[table] = time.perf_counter() - start
+    return seconds
 
 
 def write_lake(path: Path, root: Path) -> LakeFigures:
@@ -224,8 +233,10 @@ def run(folder: Path) -> DeriveFigures:
         figures.build_seconds[years] = build(path, 365 * years)
         # The 1-year rebuild is the one measured, at the pipeline's memory limit; the longer
         # warehouses only need their derived tables, so they get room not to spill.
-        figures.rebuild_seconds[years] = rebuild_in_child(path, None if years == 1 else "8GB")
+        tables = rebuild_in_child(path, None if years == 1 else "8GB")
+        figures.rebuild_seconds[years] = sum(tables.values())
         if years == 1:  # the first child: the children's peak is this rebuild's
+            figures.rebuild_tables = tables
             rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             figures.full_rebuild_peak_rss_mb = rss / 1024
             figures.lake = write_lake(path, folder / "lake")
@@ -261,7 +272,11 @@ def report(figures: DeriveFigures) -> str:
             f"one new hour refreshed in "
             f"{figures.incremental_seconds[years]:.2f} s"
         )
-    lines.append(f"  full rebuild of 1 year: peak memory {figures.full_rebuild_peak_rss_mb:.0f} MB")
+    slowest = sorted(figures.rebuild_tables.items(), key=lambda item: -item[1])
+    lines.append(
+        f"  full rebuild of 1 year: peak memory {figures.full_rebuild_peak_rss_mb:.0f} MB; per "
+        "table: " + ", ".join(f"{table} {seconds:.1f} s" for table, seconds in slowest)
+    )
     slowest = sorted(figures.incremental_tables.items(), key=lambda item: -item[1])
     lines.append(
         "  one new hour on the last warehouse, per table: "
@@ -283,4 +298,4 @@ def report(figures: DeriveFigures) -> str:
 
 
 if __name__ == "__main__":  # python -m bench.derive rebuild PATH (the child above)
-    print(rebuild(Path(sys.argv[2])))
+    print(json.dumps(rebuild(Path(sys.argv[2]))))
