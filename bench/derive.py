@@ -272,15 +272,13 @@ def report(figures: DeriveFigures) -> str:
             f"one new hour refreshed in "
             f"{figures.incremental_seconds[years]:.2f} s"
         )
-    slowest = sorted(figures.rebuild_tables.items(), key=lambda item: -item[1])
     lines.append(
         f"  full rebuild of 1 year: peak memory {figures.full_rebuild_peak_rss_mb:.0f} MB; per "
-        "table: " + ", ".join(f"{table} {seconds:.1f} s" for table, seconds in slowest)
+        f"table: {_slowest_first(figures.rebuild_tables, 1)}"
     )
-    slowest = sorted(figures.incremental_tables.items(), key=lambda item: -item[1])
     lines.append(
         "  one new hour on the last warehouse, per table: "
-        + ", ".join(f"{table} {seconds:.2f} s" for table, seconds in slowest)
+        + _slowest_first(figures.incremental_tables, 2)
     )
     lines.append(
         f"  rendering all {figures.images} default images of the 1-year warehouse: "
@@ -295,6 +293,11 @@ def report(figures: DeriveFigures) -> str:
             "partitions rewritten)"
         )
     return "\n".join(lines)
+
+
+def _slowest_first(seconds: dict[str, float], decimals: int) -> str:
+    ranked = sorted(seconds.items(), key=lambda item: -item[1])
+    return ", ".join(f"{table} {spent:.{decimals}f} s" for table, spent in ranked)
 
 
 if __name__ == "__main__":  # python -m bench.derive rebuild PATH (the child above)
