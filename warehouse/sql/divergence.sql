@@ -228,7 +228,7 @@ WITH periods AS (
 -- unless the series' previous patterned row is the bucket one period before, same pattern.
 -- The windows see only a number per series, the bucket and the pattern, and their result is
 -- joined back on the row's rowid: partitioned by the five text columns, with every column in
--- tow, they cost 2.5 times the CPU (1.31 against 0.48 CPU-s for Binance's year).
+-- tow, they cost 2.7 times the CPU (1.31 against 0.48 CPU-s for Binance's year).
 patterned AS (
     SELECT rowid AS row_id, scope, exchange, metric, period, coin, ts, pattern
     FROM divergence_patterned
