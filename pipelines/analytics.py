@@ -37,7 +37,8 @@ COVERAGE_MODEL = "coverage"
 
 _CREATED_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)", re.IGNORECASE)
 _TABLE_REFERENCE = re.compile(r"\b(?:FROM|JOIN)\s+(\w+)", re.IGNORECASE)
-_TABLE_COMMENT = re.compile(r"COMMENT ON TABLE (\w+) IS '((?:[^']|'')*)'", re.IGNORECASE)
+_TABLE_COMMENT = re.compile(r"COMMENT ON (?:TABLE|VIEW) (\w+) IS '((?:[^']|'')*)'", re.IGNORECASE)
+_STORED_TABLE = re.compile(r"CREATE OR REPLACE TABLE (\w+) AS\s", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,10 @@ class DerivedTable:
 
     name: str
     reads: frozenset[str]  # warehouse tables named after FROM or JOIN (not its own CTEs)
-    description: str  # its COMMENT ON TABLE
+    description: str  # its COMMENT ON TABLE (or VIEW)
+    # The table its rows are written to: the name itself, or, for a model whose readers see a
+    # view of that name (CREATE OR REPLACE VIEW <name>), the table the view reads.
+    stored: str
 
     @property
     def upstream(self) -> list[str]:
@@ -75,8 +79,18 @@ def _model(name: str, known: set[str]) -> DerivedTable:
     comments = dict(_TABLE_COMMENT.findall(code))
     if name not in comments:
         raise ValueError(f"warehouse/sql/{name}.sql: no COMMENT ON TABLE {name} says what it holds")
+    stored = _STORED_TABLE.findall(code)
+    if len(stored) != 1 or (stored[0] != name and not _creates_view(code, name)):
+        raise ValueError(
+            f"warehouse/sql/{name}.sql: one CREATE OR REPLACE TABLE, named {name} or read by a "
+            f"CREATE OR REPLACE VIEW {name}; found tables {stored}"
+        )
     reads = {t.lower() for t in _TABLE_REFERENCE.findall(code)} & known - {name}
-    return DerivedTable(name, frozenset(reads), comments[name].replace("''", "'"))
+    return DerivedTable(name, frozenset(reads), comments[name].replace("''", "'"), stored[0])
+
+
+def _creates_view(code: str, name: str) -> bool:
+    return re.search(rf"CREATE OR REPLACE VIEW {name}\s", code, re.IGNORECASE) is not None
 
 
 TOP_KINDS = ("top_account", "top_position")
@@ -222,31 +236,33 @@ def refresh_table(
     affect (derived_changes), or all of it when asked, when it does not exist yet, or when its
     SQL, settings or universe differ from the last build's."""
     settings = settings or AnalyticsSettings()
+    stored = derived_tables()[table].stored
     code = statements(table)
     bound = [(statement, parameters(statement, universe, settings)) for statement in code]
     fingerprint = _fingerprint(bound)
     with transaction(conn):
         # What a rebuild killed part-way left aside: nothing reads it, and a rebuild starts over.
-        _execute(conn, f"DROP TABLE IF EXISTS {_aside(table)}")
+        _execute(conn, f"DROP TABLE IF EXISTS {_aside(stored)}")
         latest = int(one_row(conn, "SELECT coalesce(max(id), 0) FROM derived_changes")[0])
         state = one_row(
             conn, "SELECT consumed_id, fingerprint FROM derived_state WHERE model = ?", [table]
         )
-        stale = not state or state[1] != fingerprint or not table_exists(conn, table)
+        built = table_exists(conn, table) and table_exists(conn, stored)
+        stale = not state or state[1] != fingerprint or not built
         window = None if full or stale else _window(conn, table, int(state[0]))
         if window is not None and EVERYTHING not in set(window["exchange"]):
             since = None if window.empty else window["since"].min().to_pydatetime()
             if since is not None:
-                _recompute(conn, table, bound, window)
+                _recompute(conn, stored, bound, window)
             return _finish(conn, table, (latest, fingerprint), window=window, since=since)
     try:
-        _rebuild(conn, table, bound)
+        _rebuild(conn, stored, bound)
     except BaseException:
         with suppress(duckdb.Error):  # the error that stopped the rebuild is the one to see
-            _execute(conn, f"DROP TABLE IF EXISTS {_aside(table)}")
+            _execute(conn, f"DROP TABLE IF EXISTS {_aside(stored)}")
         raise
     with transaction(conn):
-        _swap_in(conn, table, bound)
+        _swap_in(conn, table, stored, bound)
         return _finish(conn, table, (latest, fingerprint), window=None, since=BEGINNING)
 
 
@@ -402,13 +418,13 @@ def _aside(table: str) -> str:
 def _rebuild(
     conn: duckdb.DuckDBPyConnection, table: str, bound: list[tuple[str, dict[str, object]]]
 ) -> None:
-    """Compute the table from all history into its aside table, one slice of history per
+    """Compute the stored table from all history into its aside table, one slice of history per
     transaction: the first slice creates it, the others are inserted as a refresh inserts
     them. Committing each slice lets DuckDB write the rows out and free the memory they held
     (in one transaction a year's heatmap spills past the memory limit and takes twice as long),
     and readers keep the old table, whole, until _swap_in."""
     aside = _aside(table)
-    renamed = [(_renamed(s, table, aside), p) for s, p in bound if not _is_comment(s)]
+    renamed = [(_renamed(s, table, aside), p) for s, p in bound if not _is_catalogue(s)]
     first, *rest = _slices(table)
     with transaction(conn), _refresh_window(conn, first):
         for statement, params in renamed:
@@ -419,19 +435,40 @@ def _rebuild(
 
 
 def _swap_in(
-    conn: duckdb.DuckDBPyConnection, table: str, bound: list[tuple[str, dict[str, object]]]
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    stored: str,
+    bound: list[tuple[str, dict[str, object]]],
 ) -> None:
-    """Replace the table by its completed rebuild, with its comments (in the caller's
-    transaction: readers see the old table or the new one, never neither)."""
-    _execute(conn, f"DROP TABLE IF EXISTS {table}")
-    _execute(conn, f"ALTER TABLE {_aside(table)} RENAME TO {table}")
+    """Replace the stored table by its completed rebuild, then create the model's view and
+    comments (in the caller's transaction: readers see the old table or the new one, never
+    neither)."""
+    _drop_relation(conn, stored)
+    if stored != table:  # the view is made anew below; an older warehouse may hold a table
+        _drop_relation(conn, table)
+    _execute(conn, f"ALTER TABLE {_aside(stored)} RENAME TO {stored}")
     for statement, params in bound:
-        if _is_comment(statement):
+        if _is_catalogue(statement):
             _execute(conn, statement, params)
 
 
-def _is_comment(statement: str) -> bool:
-    return statement.upper().startswith("COMMENT ON")
+def _drop_relation(conn: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop the table or view `name`, if there is one (DROP TABLE refuses a view)."""
+    found = one_row(
+        conn,
+        "SELECT table_type FROM information_schema.tables "
+        "WHERE table_name = ? AND table_schema = current_schema()",
+        [name],
+    )
+    if found:
+        _execute(conn, f"DROP {'VIEW' if found[0] == 'VIEW' else 'TABLE'} {name}")
+
+
+def _is_catalogue(statement: str) -> bool:
+    """A statement that describes the stored rows rather than computing them: its view and
+    comments, run once a rebuild is swapped in."""
+    upper = statement.upper()
+    return upper.startswith("COMMENT ON") or upper.startswith("CREATE OR REPLACE VIEW")
 
 
 def _renamed(statement: str, table: str, name: str) -> str:
@@ -479,7 +516,7 @@ def _recompute(
     match = " AND ".join(f"w.{c} = t.{c}" for c in ("exchange", "period") if c in columns)
     with _refresh_window(conn, window):
         for statement, params in bound:
-            if _is_comment(statement):
+            if _is_catalogue(statement):
                 continue
             found = create.match(statement)
             if not found:

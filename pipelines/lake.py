@@ -667,8 +667,10 @@ def _utc(schema: pa.Schema) -> pa.Schema:
 
 def _comments(conn: duckdb.DuckDBPyConnection, table: str) -> tuple[str | None, dict[str, str]]:
     table_rows = conn.execute(
-        "SELECT comment FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
-        [table],
+        "SELECT comment FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = $name "
+        "UNION ALL "
+        "SELECT comment FROM duckdb_views() WHERE schema_name = 'main' AND view_name = $name",
+        {"name": table},
     ).fetchall()
     column_rows = conn.execute(
         "SELECT column_name, comment FROM duckdb_columns() "

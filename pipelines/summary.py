@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from pipelines.analytics import DERIVED_TABLES
-from pipelines.queries import one_row, transaction
+from pipelines.queries import one_row, table_names, transaction
 from pipelines.warehouse import claim_origin, connect
 
 TABLES = (
@@ -37,7 +37,7 @@ def describe_warehouse(path: Path, lake: Path | None = None) -> str:
     prints."""
     lines = [f"\nWarehouse: {path}"]
     with connect(path) as conn:
-        present = {r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        present = table_names(conn)
         for table in TABLES:
             if table in present:
                 count = one_row(conn, f"SELECT count(*) FROM {table}")

@@ -1408,11 +1408,10 @@ def test_asset_checks_pass_on_the_built_warehouse_and_catch_broken_rows(tmp_path
             "UPDATE alt_average SET n_coins = 99 WHERE ts = (SELECT min(ts) FROM alt_average)"
         )
         conn.execute(
-            "INSERT INTO divergence (scope, exchange, metric, period, coin, ts, account_zscore, "
-            "position_zscore, account_side, position_side, side_zscore_threshold, pattern, "
-            "pattern_since, pattern_buckets) VALUES ('coin', 'bybit', "
-            "'top_account/top_position', '1h', 'BTC', TIMESTAMP '2024-03-01', 2, -2, 'long', "
-            "'short', 1, 'cautious_whale', TIMESTAMP '2024-03-01', 1)"
+            "INSERT INTO divergence_rows (scope, exchange, metric, period, coin, ts, "
+            "first_zscore, second_zscore, side_zscore_threshold, pattern, pattern_since, "
+            "pattern_buckets) VALUES ('coin', 'bybit', 'top_account/top_position', '1h', 'BTC', "
+            "TIMESTAMP '2024-03-01', 2, -2, 1, 'cautious_whale', TIMESTAMP '2024-03-01', 1)"
         )
         conn.execute(
             "DELETE FROM whale_crowd_now WHERE coin = (SELECT min(coin) FROM whale_crowd_now)"

@@ -67,6 +67,30 @@ def test_a_model_that_does_not_say_what_it_holds_is_refused(
         analytics.derived_tables.cache_clear()
 
 
+def test_a_model_that_stores_its_rows_under_another_name_needs_a_view_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readers find a model by its file's name: rows stored under another name must be read
+    through a view of that name (as divergence reads divergence_rows)."""
+    comment = "COMMENT ON TABLE stray IS 'rows';\n"
+    (tmp_path / "stray.sql").write_text(
+        "CREATE OR REPLACE TABLE elsewhere AS SELECT 1 AS x;\n" + comment
+    )
+    monkeypatch.setattr(analytics, "SQL_DIR", tmp_path)
+    analytics.derived_tables.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"stray\.sql: one CREATE OR REPLACE TABLE"):
+            analytics.derived_tables()
+        view = "CREATE OR REPLACE VIEW stray AS SELECT x FROM elsewhere;\n"
+        (tmp_path / "stray.sql").write_text(
+            "CREATE OR REPLACE TABLE elsewhere AS SELECT 1 AS x;\n" + view + comment
+        )
+        analytics.derived_tables.cache_clear()
+        assert analytics.derived_tables()["stray"].stored == "elsewhere"
+    finally:
+        analytics.derived_tables.cache_clear()
+
+
 def test_ingestion_is_partitioned_by_day_and_all_six_exchanges() -> None:
     partitions = defs.resolve_asset_graph().get(AssetKey("ls_ratio")).partitions_def
     assert partitions is not None

@@ -207,3 +207,29 @@ def test_a_rebuild_that_fails_part_way_leaves_the_table_and_its_state_as_they_we
     with connect(copy) as conn:
         assert refresh_table(conn, "heatmap_matrix", UNIVERSE, SETTINGS, full=True).full
     same_rows(table(copy, "heatmap_matrix"), before, "heatmap_matrix")
+
+
+def test_a_warehouse_whose_divergence_is_a_table_gets_the_view_with_the_same_rows(
+    arrived: tuple[Path, list[dict[str, bool]]], tmp_path: Path
+) -> None:
+    """divergence used to be a table of all its columns; now a view reads divergence_rows. An
+    older warehouse's table gives way to the view at the next refresh (its SQL changed), and
+    readers see the same columns and rows."""
+    path, _ = arrived
+    copy = tmp_path / "older.duckdb"
+    shutil.copyfile(path, copy)
+    before = table(copy, "divergence")
+    with connect(copy) as conn, transaction(conn):
+        conn.execute("CREATE TABLE divergence_old AS SELECT * FROM divergence")
+        conn.execute("DROP VIEW divergence")
+        conn.execute("DROP TABLE divergence_rows")
+        conn.execute("ALTER TABLE divergence_old RENAME TO divergence")
+        conn.execute("UPDATE derived_state SET fingerprint = 'older' WHERE model = 'divergence'")
+    with connect(copy) as conn:
+        assert refresh_table(conn, "divergence", UNIVERSE, SETTINGS).full
+        kinds = dict(conn.sql("SELECT table_name, table_type FROM information_schema.tables "
+                              "WHERE table_name LIKE 'divergence%'").fetchall())  # fmt: skip
+    assert kinds == {"divergence": "VIEW", "divergence_rows": "BASE TABLE"}
+    after = table(copy, "divergence")
+    assert list(after.columns) == list(before.columns)
+    same_rows(after, before, "divergence")

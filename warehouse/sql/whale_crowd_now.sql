@@ -11,9 +11,9 @@
 -- latest bucket is more than two days older than the newest row of divergence (a feed that
 -- stopped) has no "now"; it also keeps this refresh to the last days of divergence, not all of it.
 --
--- A table, not a view: the Parquet exports and the run summary find tables through
--- duckdb_tables(), which lists no views. It is small, and rebuilt right after divergence in
--- every refresh (it reads divergence, so its asset depends on it).
+-- A table, not a view: it is small, and rebuilt right after divergence in every refresh (it reads
+-- divergence, so its asset depends on it), where a view would search divergence's last two days
+-- at every read.
 CREATE OR REPLACE TABLE whale_crowd_now AS
 WITH whale_crowd AS (
     SELECT *
