@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from pipelines.config import PERIOD_MS, SQL_DIR
 from pipelines.exchanges import CONNECTORS
-from pipelines.queries import one_row, table_exists, transaction
+from pipelines.queries import one_row, table_exists, table_type, transaction
 from pipelines.rolling import with_hull_momentum, with_trailing_sums
 from pipelines.universe import Universe
 from pipelines.warehouse import DDL_FILE
@@ -454,14 +454,9 @@ def _swap_in(
 
 def _drop_relation(conn: duckdb.DuckDBPyConnection, name: str) -> None:
     """Drop the table or view `name`, if there is one (DROP TABLE refuses a view)."""
-    found = one_row(
-        conn,
-        "SELECT table_type FROM information_schema.tables "
-        "WHERE table_name = ? AND table_schema = current_schema()",
-        [name],
-    )
-    if found:
-        _execute(conn, f"DROP {'VIEW' if found[0] == 'VIEW' else 'TABLE'} {name}")
+    kind = table_type(conn, name)
+    if kind is not None:
+        _execute(conn, f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} {name}")
 
 
 def _is_catalogue(statement: str) -> bool:

@@ -21,14 +21,20 @@ def one_row(
     return tuple(rows[0]) if rows else ()
 
 
-def table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
+def table_type(conn: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    """'BASE TABLE' or 'VIEW', or None when the schema holds nothing of that name."""
     row = one_row(
         conn,
-        "SELECT count(*) FROM information_schema.tables "
+        "SELECT table_type FROM information_schema.tables "
         "WHERE table_name = ? AND table_schema = current_schema()",
         [name],
     )
-    return bool(row and row[0])
+    return str(row[0]) if row else None
+
+
+def table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """A table or a view of that name."""
+    return table_type(conn, name) is not None
 
 
 def table_names(conn: duckdb.DuckDBPyConnection) -> frozenset[str]:
