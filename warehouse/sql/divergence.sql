@@ -1,5 +1,5 @@
 -- divergence: where two readings of the crowd disagree (or agree) strongly, and since when.
--- Three scopes in one table, told apart by `scope`.
+-- Three scopes in one view (over one stored table), told apart by `scope`.
 --
 -- Sides (scopes coin and whale_crowd) come from where each series stands against its OWN
 -- trailing history: the z-score of ln(ratio) in heatmap_matrix (same exchange, metric, period
@@ -56,7 +56,7 @@
 -- zscore_threshold outside btc_vs_alts, side_zscore_threshold in btc_vs_alts and coin in
 -- btc_vs_alts.
 --
--- Stored: divergence_rows, one row per bucket with only what cannot be derived cheaply: the keys,
+-- Stored: divergence_rows, a row per series and bucket with only what is not cheap to derive: keys,
 -- the two series compared (first = account, whale or BTC; second = position, crowd or alt
 -- average), the thresholds the row was computed with, the pattern and its run. `divergence` is a
 -- view over it that spreads the pair into the named columns of each scope and adds the sides and
