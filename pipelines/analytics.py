@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from pipelines.config import PERIOD_MS, SQL_DIR
 from pipelines.exchanges import CONNECTORS
-from pipelines.queries import one_row, table_exists, table_type, transaction
+from pipelines.queries import one_row, table_names, table_type, transaction
 from pipelines.rolling import with_hull_momentum, with_trailing_sums
 from pipelines.universe import Universe
 from pipelines.warehouse import DDL_FILE
@@ -247,7 +247,7 @@ def refresh_table(
         state = one_row(
             conn, "SELECT consumed_id, fingerprint FROM derived_state WHERE model = ?", [table]
         )
-        built = table_exists(conn, table) and table_exists(conn, stored)
+        built = {table, stored} <= table_names(conn)  # the view too, where there is one
         stale = not state or state[1] != fingerprint or not built
         window = None if full or stale else _window(conn, table, int(state[0]))
         if window is not None and EVERYTHING not in set(window["exchange"]):
