@@ -7,7 +7,10 @@ universe coin on the six exchanges (every kind each publishes).
   warehouses holding 1, 3 and 5 years (it should cost the hour, not the years);
 - rendering every default image from the one-year warehouse;
 - the Parquet lake of the one-year warehouse: written in full, then refreshed after the new hour
-  (the partitions of the hour's day only).
+  (the partitions of the hour's day only);
+- 5m configured on the one-year warehouse: 90 days of 5m history taken in, then the refresh
+  after one new hour and after twelve hours at once (the windows and look-backs of 5m hold
+  twelve times the rows of 1h: what a refresh reads of them shows here first).
 
 The years are generated in DuckDB SQL (random-walk-like shares, prices and open interest) in
 time order, as a warehouse fills hour after hour: fetching years through the simulator would
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from bench import render
@@ -38,8 +42,13 @@ from pipelines.queries import transaction
 from pipelines.universe import load_universe
 from pipelines.warehouse import LS_KEY, PRICE_KEY, connect, log_changes, upsert
 
-PERIOD_HOURS = {"1h": 1, "4h": 4, "1d": 24}
+PERIOD_MINUTES = {"1h": 60, "4h": 240, "1d": 1440}
 YEARS = (1, 3, 5)
+# Then 5m is configured (LSR_PERIODS) on the 1-year warehouse: this much 5m history arrives (the
+# z-scores' and the zones' look-back: every window full), then an hour, then half a day at once.
+FIVE_MINUTE_DAYS = 90
+HALF_DAY_HOURS = 12
+HOUR = timedelta(hours=1)
 # Every warehouse ends at the same hour, so the years differ only in how far back they reach.
 END = datetime(2026, 11, 30)
 
@@ -56,6 +65,7 @@ class DeriveFigures:
     render_all_defaults_seconds: float = 0.0
     images: int = 0
     lake: LakeFigures | None = None  # of the 1-year warehouse
+    five_minute: FiveMinuteFigures | None = None  # of the 1-year warehouse
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -67,6 +77,7 @@ class DeriveFigures:
             },
             "render_all_defaults_seconds": round(self.render_all_defaults_seconds, 2),
             **(self.lake.as_json() if self.lake else {}),
+            **(self.five_minute.as_json() if self.five_minute else {}),
         }
 
 
@@ -89,16 +100,36 @@ class LakeFigures:
         }
 
 
-def _series() -> pd.DataFrame:
+@dataclass
+class FiveMinuteFigures:
+    ls_rows: int = 0  # 5m rows in ls_ratio
+    taken_in_seconds: float = 0.0  # the refresh that takes in the FIVE_MINUTE_DAYS of history
+    hour_seconds: float = 0.0
+    hour_tables: dict[str, float] = field(default_factory=dict)
+    half_day_seconds: float = 0.0
+    half_day_tables: dict[str, float] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "five_minute_ls_rows": self.ls_rows,
+            "five_minute_taken_in_seconds": round(self.taken_in_seconds, 2),
+            "five_minute_incremental_seconds": {
+                "1h": round(self.hour_seconds, 3),
+                f"{HALF_DAY_HOURS}h": round(self.half_day_seconds, 3),
+            },
+        }
+
+
+def _series(periods: dict[str, int] = PERIOD_MINUTES) -> pd.DataFrame:
     """exchange x coin x metric x period to generate (only kinds the exchange publishes)."""
     return pd.DataFrame(
         [
             {"exchange": ex, "coin": coin, "metric": metric, "period": period,
-             "hours": hours, "seed": zlib.crc32(f"{ex}{coin}{metric}".encode()) % 1000}
+             "minutes": minutes, "seed": zlib.crc32(f"{ex}{coin}{metric}".encode()) % 1000}
             for ex, conn in CONNECTORS.items()
             for coin in load_universe().coins
             for metric in conn.METRICS
-            for period, hours in PERIOD_HOURS.items()
+            for period, minutes in periods.items()
         ]
     )  # fmt: skip
 
@@ -114,8 +145,8 @@ _LS_ROWS = """
                0.5 + 0.12 * sin(epoch(t.ts) / 86400 / (3 + s.seed % 7) + s.seed)
                    + 0.03 * (random() - 0.5) AS long_share
         FROM series AS s
-        JOIN (SELECT unnest(range($first, $end, INTERVAL 1 HOUR)) AS ts) AS t
-          ON epoch(t.ts)::BIGINT % (3600 * s.hours) = 0
+        JOIN (SELECT unnest(range($first, $end, $step)) AS ts) AS t
+          ON epoch(t.ts)::BIGINT % (60 * s.minutes) = 0
     )
     ORDER BY ts
 """
@@ -123,8 +154,8 @@ _PRICE_ROWS = """
     SELECT DISTINCT s.exchange, s.coin, s.coin || 'USDT' AS instrument, s.period, t.ts,
            100 * exp(0.2 * sin(epoch(t.ts) / 86400 / 11 + hash(s.coin) % 7)) AS close
     FROM series AS s
-    JOIN (SELECT unnest(range($first, $end, INTERVAL 1 HOUR)) AS ts) AS t
-      ON epoch(t.ts)::BIGINT % (3600 * s.hours) = 0
+    JOIN (SELECT unnest(range($first, $end, $step)) AS ts) AS t
+      ON epoch(t.ts)::BIGINT % (60 * s.minutes) = 0
 """
 _KLINE_ROWS = f"""
     SELECT exchange, coin, instrument, period, ts, close AS open, close * 1.01 AS high,
@@ -150,12 +181,8 @@ def build(path: Path, days: int) -> float:
     with connect(path) as conn:
         conn.execute("SET memory_limit = '4GB'")  # a generator, not the pipeline: no need to spill
         conn.register("series", _series())
-        month = END - timedelta(days=days)
-        while month < END:
-            span = {"first": month, "end": min(month + timedelta(days=30), END), "fetched_at": END}
-            for table, rows in _TABLES.items():
-                conn.execute(f"INSERT INTO {table} BY NAME {rows}", span).fetchall()
-            month = span["end"]
+        for first, end in _months(END - timedelta(days=days), END):
+            _insert_rows(conn, first, end, fetched_at=END, step=HOUR)
         conn.execute(
             """
             INSERT INTO instruments
@@ -167,17 +194,89 @@ def build(path: Path, days: int) -> float:
     return time.perf_counter() - start
 
 
+def _months(first: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """[first, end) in spans of 30 days, oldest first."""
+    starts = pd.date_range(first, end, freq="30D", inclusive="left").to_pydatetime()
+    return [(s, min(s + timedelta(days=30), end)) for s in starts]
+
+
+def _insert_rows(
+    conn: duckdb.DuckDBPyConnection,
+    first: datetime,
+    end: datetime,
+    *,
+    fetched_at: datetime,
+    step: timedelta,
+) -> None:
+    """The generated rows of the registered `series` in [first, end), inserted as they are: keys
+    no row holds yet, so no upsert is needed. `step` divides every period of the series."""
+    span = {"first": first, "end": end, "fetched_at": fetched_at, "step": step}
+    for table, rows in _TABLES.items():
+        conn.execute(f"INSERT INTO {table} BY NAME {rows}", span).fetchall()
+
+
 def add_hour(path: Path) -> None:
     """The hour after END, written as ingestion writes it: upserts and change notes at once."""
-    span = {"first": END, "end": END + timedelta(hours=1), "fetched_at": END + timedelta(hours=1)}
+    ingest(path, END, END + HOUR, PERIOD_MINUTES)
+
+
+def ingest(path: Path, first: datetime, end: datetime, periods: dict[str, int]) -> None:
+    """[first, end) of `periods` (minutes each), written as ingestion writes it: upserts and
+    change notes in one transaction."""
+    step = timedelta(minutes=min(periods.values()))
+    span = {"first": first, "end": end, "fetched_at": end, "step": step}
     keys = {"ls_ratio": LS_KEY, "klines": PRICE_KEY, "open_interest": PRICE_KEY}
     with connect(path) as conn:
-        conn.register("series", _series())
+        conn.register("series", _series(periods))
         frames = {table: conn.execute(rows, span).df() for table, rows in _TABLES.items()}
         with transaction(conn):
             for table, frame in frames.items():
                 upsert(conn, table, frame, keys[table])
                 log_changes(conn, table, frame)
+
+
+def refresh(path: Path) -> dict[str, float]:
+    """Bring every derived table up to date, as the refresh after an ingestion run does; return
+    the seconds each took."""
+    seconds = {}
+    universe = load_universe()  # read once, outside the tables' times
+    with connect(path) as conn:
+        for table in DERIVED_TABLES:
+            start = time.perf_counter()
+            refresh_table(conn, table, universe)
+            seconds[table] = time.perf_counter() - start
+    return seconds
+
+
+def five_minute(path: Path) -> FiveMinuteFigures:
+    """5m configured on the warehouse at `path` (1h/4h/1d up to END + 1 hour, derived tables up
+    to date): FIVE_MINUTE_DAYS of 5m history arrive and are taken in, then one new hour of every
+    period, then HALF_DAY_HOURS at once (as after the daemon was down: one refresh spans them)."""
+    figures = FiveMinuteFigures()
+    five = {"5m": 5}
+    history_end = END + HOUR
+    # Its own stamp: the notes must name the 5m rows, not the hour add_hour stamped END + 1 h.
+    stamp = history_end + timedelta(minutes=1)
+    with connect(path) as conn:
+        conn.execute("SET memory_limit = '4GB'")  # a generator, as in build
+        conn.register("series", _series(five))
+        for first, end in _months(history_end - timedelta(days=FIVE_MINUTE_DAYS), history_end):
+            with transaction(conn):
+                _insert_rows(conn, first, end, fetched_at=stamp, step=timedelta(minutes=5))
+                written = pd.DataFrame({"fetched_at": [stamp], "ts": [first]})
+                for table in _TABLES:
+                    log_changes(conn, table, pd.concat([written, written.assign(ts=end)]))
+        count = conn.execute("SELECT count(*) FROM ls_ratio WHERE period = '5m'").fetchall()
+        figures.ls_rows = int(count[0][0])
+    figures.taken_in_seconds = sum(refresh(path).values())
+    every = {**PERIOD_MINUTES, **five}
+    ingest(path, history_end, history_end + HOUR, every)
+    figures.hour_tables = refresh(path)
+    figures.hour_seconds = sum(figures.hour_tables.values())
+    ingest(path, history_end + HOUR, history_end + (1 + HALF_DAY_HOURS) * HOUR, every)
+    figures.half_day_tables = refresh(path)
+    figures.half_day_seconds = sum(figures.half_day_tables.values())
+    return figures
 
 
 def rebuild_in_child(path: Path, memory: str | None = None) -> dict[str, float]:
@@ -242,22 +341,18 @@ def run(folder: Path) -> DeriveFigures:
             figures.full_rebuild_peak_rss_mb = rss / 1024
             figures.lake = write_lake(path, folder / "lake")
         add_hour(path)
-        with connect(path) as conn:
+        with connect(path, read_only=True) as conn:
             figures.ls_rows[years] = int(
                 conn.execute("SELECT count(*) FROM ls_ratio").fetchall()[0][0]
             )
-            universe = load_universe()  # read once, outside the tables' times
-            start = time.perf_counter()
-            for table in DERIVED_TABLES:
-                begun = time.perf_counter()
-                refresh_table(conn, table, universe)
-                figures.incremental_tables[table] = time.perf_counter() - begun
-            figures.incremental_seconds[years] = time.perf_counter() - start
+        figures.incremental_tables = refresh(path)
+        figures.incremental_seconds[years] = sum(figures.incremental_tables.values())
         if figures.lake and years == 1:
             refresh_lake_after(path, folder / "lake", figures.lake)
         if years == 1:
             drawn = render.run(path)
             figures.render_all_defaults_seconds, figures.images = drawn.seconds, drawn.images
+            figures.five_minute = five_minute(path)
         for done in folder.glob(f"{years}y.duckdb*"):
             if years != YEARS[-1]:
                 done.unlink()
@@ -294,6 +389,17 @@ def report(figures: DeriveFigures) -> str:
             f"new hour {lake.incremental_seconds:.2f} s ({lake.incremental_partitions} "
             "partitions rewritten)"
         )
+    if figures.five_minute:
+        five = figures.five_minute
+        lines += [
+            f"  5m configured on the 1-year warehouse: {FIVE_MINUTE_DAYS} days of 5m "
+            f"({five.ls_rows:,} ls_ratio rows) taken in by one refresh in "
+            f"{five.taken_in_seconds:.1f} s; then",
+            f"    one new hour refreshed in {five.hour_seconds:.2f} s: "
+            + _slowest_first(five.hour_tables, 2),
+            f"    {HALF_DAY_HOURS} hours at once in {five.half_day_seconds:.2f} s: "
+            + _slowest_first(five.half_day_tables, 2),
+        ]
     return "\n".join(lines)
 
 
