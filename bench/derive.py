@@ -235,15 +235,16 @@ def ingest(path: Path, first: datetime, end: datetime, periods: dict[str, int]) 
                 log_changes(conn, table, frame)
 
 
-def refresh(path: Path) -> dict[str, float]:
-    """Bring every derived table up to date, as the refresh after an ingestion run does; return
-    the seconds each took."""
+def refresh(path: Path, *, full: bool = False) -> dict[str, float]:
+    """Bring every derived table of the warehouse at `path` up to date, in dependency order, as
+    the refresh after an ingestion run does (`full`: rebuild each, as `lsr rebuild` does);
+    return the seconds each took."""
     seconds = {}
     universe = load_universe()  # read once, outside the tables' times
     with connect(path) as conn:
         for table in DERIVED_TABLES:
             start = time.perf_counter()
-            refresh_table(conn, table, universe)
+            refresh_table(conn, table, universe, full=full)
             seconds[table] = time.perf_counter() - start
     return seconds
 
@@ -287,19 +288,6 @@ def rebuild_in_child(path: Path, memory: str | None = None) -> dict[str, float]:
     environment = {**os.environ, **({"LSR_DUCKDB_MEMORY": memory} if memory else {})}
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=environment)
     seconds: dict[str, float] = json.loads(out.stdout)
-    return seconds
-
-
-def rebuild(path: Path) -> dict[str, float]:
-    """Rebuild every derived table of the warehouse at `path`, in dependency order, as
-    `lsr rebuild` does; return the seconds each took."""
-    seconds = {}
-    universe = load_universe()  # read once, outside the tables' times
-    with connect(path) as conn:
-        for table in DERIVED_TABLES:
-            start = time.perf_counter()
-            refresh_table(conn, table, universe, full=True)
-            seconds[table] = time.perf_counter() - start
     return seconds
 
 
@@ -409,4 +397,4 @@ def _slowest_first(seconds: dict[str, float], decimals: int) -> str:
 
 
 if __name__ == "__main__":  # python -m bench.derive rebuild PATH (the child above)
-    print(json.dumps(rebuild(Path(sys.argv[2]))))
+    print(json.dumps(refresh(Path(sys.argv[2]), full=True)))
