@@ -43,7 +43,7 @@ logged AS (
 -- and while the joined rows stay few enough to hold: the quantiles keep every value joined
 -- until their bucket is done, and past DuckDB's memory limit they fail (they do not spill).
 -- With 90 days of 5m history a refresh of 14 hours joins about 157 M rows and ran out of 1 GB;
--- the window took 6.3 s and 0.68 GB. One hour of 5m joins about 11 M rows, in 0.6 s.
+-- the window took 6.3 to 7.0 s and 0.68 GB. One hour of 5m joins about 11 M rows: 0.7 to 0.9 s.
 road AS (
     SELECT sum(fresh) * 20 < sum(n) AND sum(fresh * n) <= 30000000 AS by_join
     FROM (
