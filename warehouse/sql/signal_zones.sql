@@ -44,10 +44,18 @@ logged AS (
 -- until their bucket is done, and past DuckDB's memory limit they fail (they do not spill).
 -- Both bands come from one quantile_cont, so each value is held once, not twice. With 90 days
 -- of 5m history at the 1 GB limit: one hour joins about 11 M rows (0.7 s), three hours 34 M
--- (2.2 s, 1.13 GB peak), four hours 45 M and ran out of memory; so 20 M at most, and past
--- that the window, which took 6.4 to 7.0 s and 0.68 GB for twelve hours (157 M to join).
+-- (2.2 s, 1.13 GB peak), four hours 45 M and ran out of memory; so one joined row per 40 bytes
+-- of the limit at most (25 M at 1 GB), and past that the window, which took 6.4 to 7.0 s and
+-- 0.68 GB for twelve hours (157 M to join).
+memory AS (  -- DuckDB's memory limit in bytes, from its setting ('953.6 MiB')
+    SELECT CAST(regexp_extract(v, '^[0-9.]+') AS DOUBLE) * CASE regexp_extract(v, '[KMGTP]iB$')
+               WHEN 'KiB' THEN 1024 WHEN 'MiB' THEN 1024 ^ 2 WHEN 'GiB' THEN 1024 ^ 3
+               WHEN 'TiB' THEN 1024 ^ 4 WHEN 'PiB' THEN 1024 ^ 5 ELSE 1
+           END AS bytes
+    FROM (SELECT current_setting('memory_limit') AS v)
+),
 road AS (
-    SELECT sum(fresh) * 20 < sum(n) AND sum(fresh * n) <= 20000000 AS by_join
+    SELECT sum(fresh) * 20 < sum(n) AND sum(fresh * n) <= (SELECT bytes / 40 FROM memory) AS by_join
     FROM (
         SELECT count(*) FILTER (WHERE ts >= since) AS fresh, count(*) AS n  -- joined <= fresh * n
         FROM logged
