@@ -499,7 +499,6 @@ def _recompute(
     window (the look-back its windows needed) are dropped here. A rebuild's slices do not
     overlap: there is nothing to delete, and the table is not empty within the transaction
     (see _serial_if_empty), so the insert runs on every thread."""
-    create = re.compile(rf"CREATE OR REPLACE TABLE {table} AS\s", re.IGNORECASE)
     empty = conn.execute(f"SELECT * FROM {table} LIMIT 0")
     columns = {d[0] for d in empty.description or []}
     empty.fetchall()
@@ -513,8 +512,8 @@ def _recompute(
         for statement, params in bound:
             if _is_catalogue(statement):
                 continue
-            found = create.match(statement)
-            if not found:
+            found = _STORED_TABLE.match(statement)
+            if not found or found[1] != table:
                 _run(conn, statement, params)
                 continue
             if not rebuilding:
