@@ -33,6 +33,8 @@ from pipelines.warehouse import connect
 
 # The job run on demand (after a manual repair, say) checks every row.
 CHECK_EVERYTHING_JOB = "check_warehouse"
+# A check's parameter that stands for the first bucket checked (BEGINNING for every row).
+CHECKED_FROM = object()
 
 
 def _violations(
@@ -58,7 +60,8 @@ def _violations(
             )
         since = None if _checks_everything(context) else _recomputed_since(conn, table)
         with _only_rows_since(conn, table, since):
-            rows = conn.execute(sql, params or []).fetchall()
+            bound = [since or BEGINNING if p is CHECKED_FROM else p for p in params or []]
+            rows = conn.execute(sql, bound).fetchall()
     values = rows[0] if rows else (0,) * (len(names) + 1)
     total_rows, counts = int(values[0] or 0), [int(v or 0) for v in values[1:]]
     found = dict(zip(names, counts, strict=True))
@@ -233,66 +236,124 @@ def signal_zones_consistent(
 @asset_check(
     asset=AssetKey("divergence"),
     description="Coin rows only on exchanges publishing both top_account and top_position, "
-    "whale_crowd rows only on those publishing top_position and global_account; every side "
-    "matches its z-score and threshold, every pattern its sides; pattern_since and "
-    "pattern_buckets exactly where there is a pattern, never after the bucket.",
+    "whale_crowd rows only on those publishing top_position and global_account; each row's "
+    "ratios and z-scores are those stored in heatmap_matrix (signal_zones for btc_vs_alts) for "
+    "its bucket, and each such bucket has its row; every pattern follows from its z-scores, "
+    "ratios and thresholds; pattern_since and pattern_buckets exactly where there is a pattern, "
+    "never after the bucket.",
 )
 def divergence_patterns_valid(
     context: AssetCheckExecutionContext, settings: PipelineSettings
 ) -> AssetCheckResult:
+    # Compared with its sources, not with itself: the sides are the view's reading of the
+    # stored z-scores, so only the stored pattern and copies can disagree with anything.
     return _violations(
         context,
         settings,
         "divergence",
         """
-        WITH expected AS (
+        WITH generic AS (
             SELECT
                 *,
-                CASE
-                    WHEN account_zscore > side_zscore_threshold THEN 'long'
-                    WHEN account_zscore < -side_zscore_threshold THEN 'short'
-                    WHEN account_zscore IS NOT NULL THEN 'neutral'
-                END AS a,
-                CASE
-                    WHEN position_zscore > side_zscore_threshold THEN 'long'
-                    WHEN position_zscore < -side_zscore_threshold THEN 'short'
-                    WHEN position_zscore IS NOT NULL THEN 'neutral'
-                END AS p,
-                CASE
-                    WHEN whale_zscore > side_zscore_threshold THEN 'long'
-                    WHEN whale_zscore < -side_zscore_threshold THEN 'short'
-                    WHEN whale_zscore IS NOT NULL THEN 'neutral'
-                END AS w,
-                CASE
-                    WHEN crowd_zscore > side_zscore_threshold THEN 'long'
-                    WHEN crowd_zscore < -side_zscore_threshold THEN 'short'
-                    WHEN crowd_zscore IS NOT NULL THEN 'neutral'
-                END AS c
+                CASE scope WHEN 'coin' THEN account_ratio WHEN 'whale_crowd' THEN whale_ratio
+                           ELSE btc_ratio END AS first_ratio,
+                CASE scope WHEN 'coin' THEN position_ratio WHEN 'whale_crowd' THEN crowd_ratio
+                           ELSE alt_ratio END AS second_ratio,
+                CASE scope WHEN 'coin' THEN account_zscore WHEN 'whale_crowd' THEN whale_zscore
+                           ELSE btc_zscore END AS first_zscore,
+                CASE scope WHEN 'coin' THEN position_zscore WHEN 'whale_crowd' THEN crowd_zscore
+                           ELSE alt_zscore END AS second_zscore,
+                CASE WHEN scope = 'btc_vs_alts' THEN metric ELSE coin END AS series_key
             FROM divergence
+        ),
+        -- What each row should hold, read again from where divergence read it: the two
+        -- series of each pair side by side per bucket (a bucket with either has a row).
+        kinds AS (
+            SELECT
+                exchange,
+                period,
+                coin AS series_key,
+                ts,
+                max(ratio)  FILTER (WHERE metric = 'top_account')    AS account_ratio,
+                max(ratio)  FILTER (WHERE metric = 'top_position')   AS position_ratio,
+                max(ratio)  FILTER (WHERE metric = 'global_account') AS crowd_ratio,
+                max(zscore) FILTER (WHERE metric = 'top_account')    AS account_zscore,
+                max(zscore) FILTER (WHERE metric = 'top_position')   AS position_zscore,
+                max(zscore) FILTER (WHERE metric = 'global_account') AS crowd_zscore,
+                bool_or(metric IN ('top_account', 'top_position'))   AS has_top,
+                bool_or(metric IN ('top_position', 'global_account')) AS has_whale_or_crowd
+            FROM heatmap_matrix
+            WHERE metric IN ('top_account', 'top_position', 'global_account') AND ts >= ?
+            GROUP BY ALL
+        ),
+        expected AS (
+            SELECT 'coin' AS scope, exchange, period, series_key, ts,
+                   account_ratio AS first_ratio, position_ratio AS second_ratio,
+                   account_zscore AS first_zscore, position_zscore AS second_zscore
+            FROM kinds
+            WHERE has_top AND list_contains(?, exchange)
+            UNION ALL
+            SELECT 'whale_crowd', exchange, period, series_key, ts,
+                   position_ratio, crowd_ratio, position_zscore, crowd_zscore
+            FROM kinds
+            WHERE has_whale_or_crowd AND list_contains(?, exchange)
+            UNION ALL
+            SELECT 'btc_vs_alts', exchange, period, metric, ts,
+                   max(value) FILTER (WHERE series = 'btc'),
+                   max(value) FILTER (WHERE series = 'alt_avg'),
+                   max(zscore) FILTER (WHERE series = 'btc'),
+                   max(zscore) FILTER (WHERE series = 'alt_avg')
+            FROM signal_zones
+            WHERE ts >= ?
+            GROUP BY ALL
+        ),
+        compared AS (
+            SELECT
+                d.*,
+                e.ts IS NULL AS sourceless,
+                d.ts IS NULL AS missing,
+                d.first_ratio IS DISTINCT FROM e.first_ratio
+                OR d.second_ratio IS DISTINCT FROM e.second_ratio
+                OR d.first_zscore IS DISTINCT FROM e.first_zscore
+                OR d.second_zscore IS DISTINCT FROM e.second_zscore AS copied_wrong,
+                CASE WHEN d.first_zscore > d.side_zscore_threshold THEN 'long'
+                     WHEN d.first_zscore < -d.side_zscore_threshold THEN 'short'
+                END AS first_side,
+                CASE WHEN d.second_zscore > d.side_zscore_threshold THEN 'long'
+                     WHEN d.second_zscore < -d.side_zscore_threshold THEN 'short'
+                END AS second_side
+            FROM generic AS d
+            FULL JOIN expected AS e
+                ON e.scope = d.scope AND e.exchange = d.exchange AND e.period = d.period
+               AND e.series_key = d.series_key AND e.ts = d.ts
         )
         SELECT
-            count(*),
+            count(ts),
             count(*) FILTER (WHERE scope = 'coin' AND NOT list_contains(?, exchange)),
             count(*) FILTER (WHERE scope = 'whale_crowd' AND NOT list_contains(?, exchange)),
-            count(*) FILTER (WHERE scope = 'coin' AND (
-                account_side IS DISTINCT FROM a OR position_side IS DISTINCT FROM p
-                OR pattern IS DISTINCT FROM CASE
-                    WHEN a = 'long' AND p = 'short' THEN 'cautious_whale'
-                    WHEN a = 'short' AND p = 'long' THEN 'whale_against_trend'
-                    WHEN a = 'long' AND p = 'long' THEN 'consensus_long'
-                    WHEN a = 'short' AND p = 'short' THEN 'consensus_short' END)),
-            count(*) FILTER (WHERE scope = 'whale_crowd' AND (
-                whale_side IS DISTINCT FROM w OR crowd_side IS DISTINCT FROM c
-                OR pattern IS DISTINCT FROM CASE
-                    WHEN w = 'long' AND c = 'short' THEN 'whales_long_crowd_short'
-                    WHEN w = 'short' AND c = 'long' THEN 'whales_short_crowd_long'
-                    WHEN w = 'long' AND c = 'long' THEN 'whales_and_crowd_long'
-                    WHEN w = 'short' AND c = 'short' THEN 'whales_and_crowd_short' END)),
-            count(*) FILTER (WHERE scope = 'btc_vs_alts' AND pattern IS NOT NULL
-                AND pattern NOT IN ('btc_long_alts_short', 'btc_short_alts_long',
-                                    'zscore_divergence')),
+            count(*) FILTER (WHERE NOT missing AND (sourceless OR copied_wrong)),
+            count(*) FILTER (WHERE missing),
+            count(*) FILTER (WHERE scope = 'coin' AND pattern IS DISTINCT FROM CASE
+                    first_side || '/' || second_side
+                    WHEN 'long/short' THEN 'cautious_whale'
+                    WHEN 'short/long' THEN 'whale_against_trend'
+                    WHEN 'long/long' THEN 'consensus_long'
+                    WHEN 'short/short' THEN 'consensus_short' END),
+            count(*) FILTER (WHERE scope = 'whale_crowd' AND pattern IS DISTINCT FROM CASE
+                    first_side || '/' || second_side
+                    WHEN 'long/short' THEN 'whales_long_crowd_short'
+                    WHEN 'short/long' THEN 'whales_short_crowd_long'
+                    WHEN 'long/long' THEN 'whales_and_crowd_long'
+                    WHEN 'short/short' THEN 'whales_and_crowd_short' END),
+            count(*) FILTER (WHERE scope = 'btc_vs_alts' AND pattern IS DISTINCT FROM CASE
+                    WHEN first_ratio > long_threshold AND second_ratio < short_threshold
+                        THEN 'btc_long_alts_short'
+                    WHEN first_ratio < short_threshold AND second_ratio > long_threshold
+                        THEN 'btc_short_alts_long'
+                    WHEN abs(first_zscore - second_zscore) > zscore_threshold
+                        THEN 'zscore_divergence' END),
             count(*) FILTER (WHERE scope NOT IN ('coin', 'whale_crowd', 'btc_vs_alts')),
-            count(*) FILTER (WHERE NOT coalesce(CASE scope
+            count(*) FILTER (WHERE NOT missing AND NOT coalesce(CASE scope
                 WHEN 'btc_vs_alts' THEN short_threshold <= 1 AND 1 <= long_threshold
                 ELSE side_zscore_threshold >= 0 END, false)),
             count(*) FILTER (WHERE (pattern IS NULL) <> (pattern_since IS NULL)
@@ -300,19 +361,28 @@ def divergence_patterns_valid(
                                 OR pattern_since > ts
                                 OR pattern_buckets < 1
                                 OR (pattern_buckets = 1) <> (pattern_since = ts))
-        FROM expected
+        FROM compared
         """,
         [
             "coin_rows_on_exchange_without_both_top_kinds",
             "whale_crowd_rows_on_exchange_without_both_kinds",
+            "values_unlike_their_sources",
+            "source_buckets_without_row",
             "coin_pattern_inconsistent",
             "whale_crowd_pattern_inconsistent",
-            "unknown_btc_vs_alts_pattern",
+            "btc_vs_alts_pattern_inconsistent",
             "unknown_scope",
             "thresholds_missing_or_out_of_order",
             "pattern_since_inconsistent",
         ],
-        [top_pair_exchanges(), whale_crowd_exchanges()],
+        [
+            CHECKED_FROM,
+            top_pair_exchanges(),
+            whale_crowd_exchanges(),
+            CHECKED_FROM,
+            top_pair_exchanges(),
+            whale_crowd_exchanges(),
+        ],
     )
 
 

@@ -22,7 +22,7 @@ import pytest
 from dagster import AssetCheckResult, DagsterInstance, build_asset_check_context, materialize
 
 from assets.analytics import DERIVED_ASSETS
-from assets.analytics_checks import ANALYTICS_CHECKS
+from assets.analytics_checks import ANALYTICS_CHECKS, divergence_patterns_valid
 from pipelines import analytics
 from pipelines.analytics import DERIVED_TABLES, AnalyticsSettings, refresh, refresh_all
 from pipelines.resources import PipelineSettings
@@ -1426,6 +1426,43 @@ def test_asset_checks_pass_on_the_built_warehouse_and_catch_broken_rows(tmp_path
         "whale_crowd_now_matches_divergence",
         "cross_exchange_counts_valid",
         "candle_flow_shares_valid",
+    }
+
+
+def test_divergence_check_compares_its_rows_with_heatmap_matrix_and_signal_zones(
+    tmp_path: Path,
+) -> None:
+    """Three faults an incremental refresh could leave, each counted under its own rule: a
+    z-score that changed in heatmap_matrix but not in divergence, a bucket with no row, and a
+    btc_vs_alts pattern its ratios and z-scores do not give."""
+    path = tmp_path / "divergence.duckdb"
+    build_warehouse(path, make_inputs(seed=5))
+    with connect(path) as conn:
+        conn.execute(
+            """UPDATE heatmap_matrix SET zscore = zscore + 0.01
+               WHERE (exchange, metric, period, coin, ts) = (SELECT (exchange, metric, period,
+                   coin, ts) FROM heatmap_matrix WHERE exchange = 'binance' AND coin = 'ETH'
+                   AND metric = 'global_account' AND zscore IS NOT NULL ORDER BY ts LIMIT 1)"""
+        )
+        conn.execute(
+            """DELETE FROM divergence_rows WHERE rowid = (SELECT min(rowid) FROM divergence_rows
+               WHERE scope = 'coin' AND exchange = 'htx')"""
+        )
+        conn.execute(
+            """UPDATE divergence_rows SET pattern = 'zscore_divergence', pattern_since = ts,
+                   pattern_buckets = 1
+               WHERE rowid = (SELECT min(rowid) FROM divergence_rows WHERE scope = 'btc_vs_alts'
+                   AND pattern IS NULL AND abs(first_zscore - second_zscore) < 1)"""
+        )
+    result = divergence_patterns_valid(  # type: ignore[call-arg]
+        build_asset_check_context(), settings=PipelineSettings(warehouse=str(path))
+    )
+    assert isinstance(result, AssetCheckResult) and not result.passed
+    found = {rule: n for rule, n in result.metadata["violations"].value.items() if n}  # type: ignore[union-attr]
+    assert found == {
+        "values_unlike_their_sources": 1,
+        "source_buckets_without_row": 1,
+        "btc_vs_alts_pattern_inconsistent": 1,
     }
 
 

@@ -233,8 +233,11 @@ def test_refresh_recomputes_what_an_ingestion_run_changed_and_rebuild_starts_ove
     incremental = _derived(copy_of)
     # Its checks examine the rows it wrote; check_warehouse, run after repairs, examines all.
     heatmap_check = "heatmap_matrix_cells_consistent"
-    written = _checks(refreshed)[heatmap_check]
-    assert written.passed and written.metadata["checked_from"] == f"{TODAY} 00:00:00"
+    checks = _checks(refreshed)
+    assert {n: c.passed for n, c in checks.items()} == dict.fromkeys(checks, True)
+    written = checks[heatmap_check]
+    assert written.metadata["checked_from"] == f"{TODAY} 00:00:00"
+    assert checks["divergence_patterns_valid"].metadata["checked_from"] == f"{TODAY} 00:00:00"
     everything = _checks(_run("check_warehouse"))[heatmap_check]
     assert everything.metadata["checked_from"] == "all rows"
     assert everything.metadata["rows_checked"] > written.metadata["rows_checked"] > 0
