@@ -113,8 +113,9 @@ def _only_rows_since(
 
 @asset_check(
     asset=AssetKey("heatmap_matrix"),
-    description="One row per exchange, metric, period, coin and bucket; ln_ratio = ln(ratio); "
-    "no z-score without history.",
+    description="One row per exchange, metric, period, coin and bucket, with the ratio of the "
+    "ls_ratio row of its instrument, and one for every coin and bucket in ls_ratio; "
+    "ln_ratio = ln(ratio); no z-score without history.",
 )
 def heatmap_matrix_cells_consistent(
     context: AssetCheckExecutionContext, settings: PipelineSettings
@@ -124,16 +125,43 @@ def heatmap_matrix_cells_consistent(
         settings,
         "heatmap_matrix",
         """
+        WITH source AS (
+            SELECT exchange, metric, period, coin, instrument, ts, ratio
+            FROM ls_ratio
+            WHERE ts >= ?
+        ),
+        compared AS (
+            SELECT
+                h.*,
+                l.ts IS NULL AS sourceless,
+                l.coin IS DISTINCT FROM h.coin OR l.ratio IS DISTINCT FROM h.ratio AS copied_wrong
+            FROM heatmap_matrix AS h
+            LEFT JOIN source AS l
+                ON l.exchange = h.exchange AND l.metric = h.metric AND l.period = h.period
+               AND l.instrument = h.instrument AND l.ts = h.ts
+        )
         SELECT
             count(*),
             count(*) - count(DISTINCT (exchange, metric, period, coin, ts)),
             count(*) FILTER (WHERE ratio <= 0 OR isinf(ratio)),
             count(*) FILTER (WHERE (ratio IS NULL) <> (ln_ratio IS NULL)
                                 OR abs(ln_ratio - ln(ratio)) > 1e-12),
-            count(*) FILTER (WHERE zscore IS NOT NULL AND zscore_history < 2)
-        FROM heatmap_matrix
+            count(*) FILTER (WHERE zscore IS NOT NULL AND zscore_history < 2),
+            count(*) FILTER (WHERE sourceless OR copied_wrong),
+            (SELECT count(*)
+             FROM (SELECT DISTINCT exchange, metric, period, coin, ts FROM source) AS l
+             ANTI JOIN heatmap_matrix AS h USING (exchange, metric, period, coin, ts))
+        FROM compared
         """,
-        ["duplicate_cells", "ratio_not_positive_finite", "ln_ratio_mismatch", "zscore_no_history"],
+        [
+            "duplicate_cells",
+            "ratio_not_positive_finite",
+            "ln_ratio_mismatch",
+            "zscore_no_history",
+            "cells_unlike_ls_ratio",
+            "ls_ratio_buckets_without_cell",
+        ],
+        [CHECKED_FROM],
     )
 
 

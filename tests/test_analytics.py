@@ -19,10 +19,20 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from dagster import AssetCheckResult, DagsterInstance, build_asset_check_context, materialize
+from dagster import (
+    AssetCheckResult,
+    AssetChecksDefinition,
+    DagsterInstance,
+    build_asset_check_context,
+    materialize,
+)
 
 from assets.analytics import DERIVED_ASSETS
-from assets.analytics_checks import ANALYTICS_CHECKS, divergence_patterns_valid
+from assets.analytics_checks import (
+    ANALYTICS_CHECKS,
+    divergence_patterns_valid,
+    heatmap_matrix_cells_consistent,
+)
 from pipelines import analytics
 from pipelines.analytics import DERIVED_TABLES, AnalyticsSettings, refresh, refresh_all
 from pipelines.resources import PipelineSettings
@@ -1429,20 +1439,32 @@ def test_asset_checks_pass_on_the_built_warehouse_and_catch_broken_rows(tmp_path
     }
 
 
-def test_divergence_check_compares_its_rows_with_heatmap_matrix_and_signal_zones(
+def _violations(check: AssetChecksDefinition, path: Path) -> dict[str, int]:
+    """The rules a check found broken, with their counts, as the UI shows them."""
+    result = check(build_asset_check_context(), settings=PipelineSettings(warehouse=str(path)))  # type: ignore[call-arg]
+    assert isinstance(result, AssetCheckResult)
+    counts = result.metadata["violations"].value
+    assert isinstance(counts, dict) and result.passed == (not any(counts.values()))
+    return {rule: n for rule, n in counts.items() if n}
+
+
+def test_checks_compare_heatmap_matrix_and_divergence_with_their_sources(
     tmp_path: Path,
 ) -> None:
-    """Three faults an incremental refresh could leave, each counted under its own rule: a
-    z-score that changed in heatmap_matrix but not in divergence, a bucket with no row, and a
-    btc_vs_alts pattern its ratios and z-scores do not give."""
-    path = tmp_path / "divergence.duckdb"
+    """Faults an incremental refresh could leave, each counted once under its own rule: an
+    ls_ratio correction and a heatmap_matrix z-score change that the tables reading them did not
+    follow, buckets left without a row, and a btc_vs_alts pattern its values do not give."""
+    path = tmp_path / "sources.duckdb"
     build_warehouse(path, make_inputs(seed=5))
+    first_cell = """(exchange, metric, period, coin, ts) = (SELECT (exchange, metric, period, coin,
+        ts) FROM heatmap_matrix WHERE exchange = ? AND coin = ? AND metric = 'global_account'
+        AND zscore IS NOT NULL ORDER BY ts LIMIT 1)"""
     with connect(path) as conn:
+        conn.execute(f"UPDATE ls_ratio SET ratio = ratio * 1.01 WHERE {first_cell}", ["okx", "BTC"])
+        conn.execute(f"DELETE FROM heatmap_matrix WHERE {first_cell}", ["bybit", "SOL"])
         conn.execute(
-            """UPDATE heatmap_matrix SET zscore = zscore + 0.01
-               WHERE (exchange, metric, period, coin, ts) = (SELECT (exchange, metric, period,
-                   coin, ts) FROM heatmap_matrix WHERE exchange = 'binance' AND coin = 'ETH'
-                   AND metric = 'global_account' AND zscore IS NOT NULL ORDER BY ts LIMIT 1)"""
+            f"UPDATE heatmap_matrix SET zscore = zscore + 0.01 WHERE {first_cell}",
+            ["binance", "ETH"],
         )
         conn.execute(
             """DELETE FROM divergence_rows WHERE rowid = (SELECT min(rowid) FROM divergence_rows
@@ -1454,12 +1476,11 @@ def test_divergence_check_compares_its_rows_with_heatmap_matrix_and_signal_zones
                WHERE rowid = (SELECT min(rowid) FROM divergence_rows WHERE scope = 'btc_vs_alts'
                    AND pattern IS NULL AND abs(first_zscore - second_zscore) < 1)"""
         )
-    result = divergence_patterns_valid(  # type: ignore[call-arg]
-        build_asset_check_context(), settings=PipelineSettings(warehouse=str(path))
-    )
-    assert isinstance(result, AssetCheckResult) and not result.passed
-    found = {rule: n for rule, n in result.metadata["violations"].value.items() if n}  # type: ignore[union-attr]
-    assert found == {
+    assert _violations(heatmap_matrix_cells_consistent, path) == {
+        "cells_unlike_ls_ratio": 1,
+        "ls_ratio_buckets_without_cell": 1,
+    }
+    assert _violations(divergence_patterns_valid, path) == {
         "values_unlike_their_sources": 1,
         "source_buckets_without_row": 1,
         "btc_vs_alts_pattern_inconsistent": 1,
