@@ -30,6 +30,7 @@ from dagster import (
 from assets.analytics import DERIVED_ASSETS
 from assets.analytics_checks import (
     ANALYTICS_CHECKS,
+    btc_ls_one_row_per_bucket,
     divergence_patterns_valid,
     heatmap_matrix_cells_consistent,
 )
@@ -1448,12 +1449,13 @@ def _violations(check: AssetChecksDefinition, path: Path) -> dict[str, int]:
     return {rule: n for rule, n in counts.items() if n}
 
 
-def test_checks_compare_heatmap_matrix_and_divergence_with_their_sources(
+def test_checks_compare_the_derived_tables_with_their_sources(
     tmp_path: Path,
 ) -> None:
     """Faults an incremental refresh could leave, each counted once under its own rule: an
     ls_ratio correction and a heatmap_matrix z-score change that the tables reading them did not
-    follow, buckets left without a row, and a btc_vs_alts pattern its values do not give."""
+    follow, buckets left without a row (a cell, a BTC row, a divergence row), and a btc_vs_alts
+    pattern its values do not give."""
     path = tmp_path / "sources.duckdb"
     build_warehouse(path, make_inputs(seed=5))
     first_cell = """(exchange, metric, period, coin, ts) = (SELECT (exchange, metric, period, coin,
@@ -1470,6 +1472,7 @@ def test_checks_compare_heatmap_matrix_and_divergence_with_their_sources(
             """DELETE FROM divergence_rows WHERE rowid = (SELECT min(rowid) FROM divergence_rows
                WHERE scope = 'coin' AND exchange = 'htx')"""
         )
+        conn.execute("DELETE FROM btc_ls WHERE rowid = (SELECT max(rowid) FROM btc_ls)")
         conn.execute(
             """UPDATE divergence_rows SET pattern = 'zscore_divergence', pattern_since = ts,
                    pattern_buckets = 1
@@ -1480,6 +1483,7 @@ def test_checks_compare_heatmap_matrix_and_divergence_with_their_sources(
         "cells_unlike_ls_ratio": 1,
         "ls_ratio_buckets_without_cell": 1,
     }
+    assert _violations(btc_ls_one_row_per_bucket, path) == {"btc_cells_without_row": 1}
     assert _violations(divergence_patterns_valid, path) == {
         "values_unlike_their_sources": 1,
         "source_buckets_without_row": 1,
