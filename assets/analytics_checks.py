@@ -238,7 +238,8 @@ def alt_average_counts_and_means(
 
 @asset_check(
     asset=AssetKey("signal_zones"),
-    description="Bands ordered (lower <= upper); zone = upper/lower exactly when the value is "
+    description="One row per btc_ls row (series btc) and alt_average row (alt_avg), with its "
+    "value; bands ordered (lower <= upper); zone = upper/lower exactly when the value is "
     "beyond a band, NULL without bands; market_wide only when BTC and alts share the zone.",
 )
 def signal_zones_consistent(
@@ -257,6 +258,25 @@ def signal_zones_consistent(
                 max(zone) OVER bucket AS max_zone
             FROM signal_zones
             WINDOW bucket AS (PARTITION BY exchange, metric, period, ts)
+        ),
+        sources AS (
+            SELECT exchange, metric, period, 'btc' AS series, ts, ratio AS value
+            FROM btc_ls
+            WHERE ts >= ?
+            UNION ALL
+            SELECT exchange, metric, period, 'alt_avg', ts, alt_mean_ratio
+            FROM alt_average
+            WHERE ts >= ?
+        ),
+        paired AS (
+            SELECT
+                count(*) FILTER (WHERE z.ts IS NOT NULL AND (s.ts IS NULL
+                                 OR z.value IS DISTINCT FROM s.value)) AS unlike,
+                count(*) FILTER (WHERE z.ts IS NULL) AS uncovered
+            FROM signal_zones AS z
+            FULL JOIN sources AS s
+                ON s.exchange = z.exchange AND s.metric = z.metric AND s.period = z.period
+               AND s.series = z.series AND s.ts = z.ts
         )
         SELECT
             count(*),
@@ -268,7 +288,9 @@ def signal_zones_consistent(
             count(*) FILTER (WHERE market_wide IS DISTINCT FROM coalesce(
                 zone IS NOT NULL AND zones_in_bucket = 2 AND min_zone = max_zone, false)),
             count(*) FILTER (WHERE series NOT IN ('btc', 'alt_avg')),
-            count(*) - count(DISTINCT (exchange, metric, period, series, ts))
+            count(*) - count(DISTINCT (exchange, metric, period, series, ts)),
+            (SELECT unlike FROM paired),
+            (SELECT uncovered FROM paired)
         FROM z
         """,
         [
@@ -278,7 +300,10 @@ def signal_zones_consistent(
             "market_wide_inconsistent",
             "unknown_series",
             "duplicates",
+            "values_unlike_btc_ls_or_alt_average",
+            "source_rows_without_row",
         ],
+        [CHECKED_FROM, CHECKED_FROM],
     )
 
 

@@ -33,6 +33,7 @@ from assets.analytics_checks import (
     btc_ls_one_row_per_bucket,
     divergence_patterns_valid,
     heatmap_matrix_cells_consistent,
+    signal_zones_consistent,
 )
 from pipelines import analytics
 from pipelines.analytics import DERIVED_TABLES, AnalyticsSettings, refresh, refresh_all
@@ -1474,6 +1475,10 @@ def test_checks_compare_the_derived_tables_with_their_sources(
         )
         conn.execute("DELETE FROM btc_ls WHERE rowid = (SELECT max(rowid) FROM btc_ls)")
         conn.execute(
+            """UPDATE alt_average SET alt_mean_ratio = alt_mean_ratio * 1.01
+               WHERE rowid = (SELECT min(rowid) FROM alt_average)"""
+        )
+        conn.execute(
             """UPDATE divergence_rows SET pattern = 'zscore_divergence', pattern_since = ts,
                    pattern_buckets = 1
                WHERE rowid = (SELECT min(rowid) FROM divergence_rows WHERE scope = 'btc_vs_alts'
@@ -1484,6 +1489,8 @@ def test_checks_compare_the_derived_tables_with_their_sources(
         "ls_ratio_buckets_without_cell": 1,
     }
     assert _violations(btc_ls_one_row_per_bucket, path) == {"btc_cells_without_row": 1}
+    # The deleted BTC row still has its zone; the alt average changed under its zone's feet.
+    assert _violations(signal_zones_consistent, path) == {"values_unlike_btc_ls_or_alt_average": 2}
     assert _violations(divergence_patterns_valid, path) == {
         "values_unlike_their_sources": 1,
         "source_buckets_without_row": 1,
