@@ -500,8 +500,10 @@ def whale_crowd_now_matches_divergence(
 
 @asset_check(
     asset=AssetKey("cross_exchange"),
-    description="n_exchanges at most the number of exchanges publishing the metric; OI and "
-    "z-score counts within n_exchanges; a weighted mean exactly where OI is known.",
+    description="One row per coin, metric, period and bucket of heatmap_matrix, counting its "
+    "exchanges with a ratio and with a z-score; n_exchanges at most the number of exchanges "
+    "publishing the metric; OI and z-score counts within n_exchanges; a weighted mean exactly "
+    "where OI is known.",
 )
 def cross_exchange_counts_valid(
     context: AssetCheckExecutionContext, settings: PipelineSettings
@@ -514,6 +516,23 @@ def cross_exchange_counts_valid(
         """
         WITH publishers AS (
             SELECT unnest(?::VARCHAR[]) AS metric, unnest(?::INTEGER[]) AS n_publishers
+        ),
+        counted AS (  -- what heatmap_matrix holds per coin, metric, period and bucket
+            SELECT coin, metric, period, ts, count(ln_ratio) AS ratios, count(zscore) AS zscores
+            FROM heatmap_matrix
+            WHERE ts >= ?
+            GROUP BY ALL
+        ),
+        paired AS (
+            SELECT
+                count(*) FILTER (WHERE c.ts IS NOT NULL AND (h.ts IS NULL
+                                 OR c.n_exchanges IS DISTINCT FROM h.ratios
+                                 OR c.n_exchanges_zscore IS DISTINCT FROM h.zscores)) AS unlike,
+                count(*) FILTER (WHERE c.ts IS NULL) AS uncovered
+            FROM cross_exchange AS c
+            FULL JOIN counted AS h
+                ON h.coin = c.coin AND h.metric = c.metric AND h.period = c.period
+               AND h.ts = c.ts
         )
         SELECT
             count(*),
@@ -521,7 +540,9 @@ def cross_exchange_counts_valid(
             count(*) FILTER (WHERE n_exchanges_with_oi > n_exchanges
                                 OR n_exchanges_zscore > n_exchanges),
             count(*) FILTER (WHERE (n_exchanges_with_oi > 0) <> (oi_weighted_ln_ratio IS NOT NULL)),
-            count(*) FILTER (WHERE (n_exchanges_zscore > 0) <> (mean_zscore IS NOT NULL))
+            count(*) FILTER (WHERE (n_exchanges_zscore > 0) <> (mean_zscore IS NOT NULL)),
+            (SELECT unlike FROM paired),
+            (SELECT uncovered FROM paired)
         FROM cross_exchange AS c
         LEFT JOIN publishers AS p USING (metric)
         """,
@@ -530,15 +551,19 @@ def cross_exchange_counts_valid(
             "sub_counts_above_n_exchanges",
             "oi_mean_inconsistent",
             "zscore_mean_inconsistent",
+            "counts_unlike_heatmap_matrix",
+            "heatmap_buckets_without_row",
         ],
-        [list(publishers), [len(v) for v in publishers.values()]],
+        [list(publishers), [len(v) for v in publishers.values()], CHECKED_FROM],
     )
 
 
 @asset_check(
     asset=AssetKey("candle_flow"),
-    description="buy_share within 0..1 and buy + sell = 1 where estimated; a method exactly "
-    "where there is an estimate; flow_ratio = buy / sell.",
+    description="One row per candle in klines (5m ones only with taker volume), with its "
+    "volume and, by the taker method, its taker buy share; buy_share within 0..1 and "
+    "buy + sell = 1 where estimated; a method exactly where there is an estimate; "
+    "flow_ratio = buy / sell.",
 )
 def candle_flow_shares_valid(
     context: AssetCheckExecutionContext, settings: PipelineSettings
@@ -548,6 +573,27 @@ def candle_flow_shares_valid(
         settings,
         "candle_flow",
         """
+        WITH candles AS (  -- those with a row: a 5m candle has one only with taker volume
+            SELECT exchange, coin, instrument, period, ts, volume, taker_buy_volume
+            FROM klines
+            WHERE ts >= ? AND (period <> '5m' OR taker_buy_volume IS NOT NULL)
+        ),
+        -- Joined on the coin: a coin with two instruments has one row per candle, and the
+        -- other instrument's candle there is no fault.
+        paired AS (
+            SELECT
+                count(*) FILTER (WHERE k.instrument = f.instrument) AS matched,
+                count(*) FILTER (WHERE k.instrument = f.instrument AND (
+                    f.volume IS DISTINCT FROM k.volume
+                    OR f.method = 'taker'
+                       AND abs(f.buy_share - k.taker_buy_volume / k.volume) > 1e-12
+                )) AS unlike,
+                count(*) FILTER (WHERE f.ts IS NULL) AS uncovered
+            FROM candle_flow AS f
+            FULL JOIN candles AS k
+                ON k.exchange = f.exchange AND k.coin = f.coin AND k.period = f.period
+               AND k.ts = f.ts
+        )
         SELECT
             count(*),
             count(*) FILTER (WHERE buy_share < 0 OR buy_share > 1),
@@ -556,7 +602,10 @@ def candle_flow_shares_valid(
                                 OR method NOT IN ('taker', 'up_candles')),
             count(*) FILTER (WHERE abs(flow_ratio - buy_share / sell_share) > 1e-9 * flow_ratio
                                 OR flow_ratio <= 0 OR isinf(flow_ratio)),
-            count(*) - count(DISTINCT (exchange, coin, period, ts))
+            count(*) - count(DISTINCT (exchange, coin, period, ts)),
+            -- rows without their instrument's candle, and rows unlike it
+            count(*) - (SELECT matched - unlike FROM paired),
+            (SELECT uncovered FROM paired)
         FROM candle_flow
         """,
         [
@@ -565,7 +614,10 @@ def candle_flow_shares_valid(
             "method_inconsistent",
             "flow_ratio_inconsistent",
             "duplicates",
+            "rows_unlike_klines",
+            "candles_without_row",
         ],
+        [CHECKED_FROM],
     )
 
 

@@ -31,6 +31,8 @@ from assets.analytics import DERIVED_ASSETS
 from assets.analytics_checks import (
     ANALYTICS_CHECKS,
     btc_ls_one_row_per_bucket,
+    candle_flow_shares_valid,
+    cross_exchange_counts_valid,
     divergence_patterns_valid,
     heatmap_matrix_cells_consistent,
     signal_zones_consistent,
@@ -1453,10 +1455,10 @@ def _violations(check: AssetChecksDefinition, path: Path) -> dict[str, int]:
 def test_checks_compare_the_derived_tables_with_their_sources(
     tmp_path: Path,
 ) -> None:
-    """Faults an incremental refresh could leave, each counted once under its own rule: an
-    ls_ratio correction and a heatmap_matrix z-score change that the tables reading them did not
-    follow, buckets left without a row (a cell, a BTC row, a divergence row), and a btc_vs_alts
-    pattern its values do not give."""
+    """Faults an incremental refresh could leave, each counted under its own rule: corrections
+    to ls_ratio, klines, heatmap_matrix and alt_average that the tables reading them did not
+    follow, rows left out (a cell, a BTC row, a candle's row, a divergence row), and a
+    btc_vs_alts pattern its values do not give."""
     path = tmp_path / "sources.duckdb"
     build_warehouse(path, make_inputs(seed=5))
     first_cell = """(exchange, metric, period, coin, ts) = (SELECT (exchange, metric, period, coin,
@@ -1475,6 +1477,12 @@ def test_checks_compare_the_derived_tables_with_their_sources(
         )
         conn.execute("DELETE FROM btc_ls WHERE rowid = (SELECT max(rowid) FROM btc_ls)")
         conn.execute(
+            """UPDATE klines SET taker_buy_volume = taker_buy_volume * 0.9
+               WHERE (exchange, instrument, period, ts) = (SELECT (exchange, instrument,
+                   period, ts) FROM candle_flow WHERE method = 'taker' ORDER BY ts LIMIT 1)"""
+        )
+        conn.execute("DELETE FROM candle_flow WHERE rowid = (SELECT max(rowid) FROM candle_flow)")
+        conn.execute(
             """UPDATE alt_average SET alt_mean_ratio = alt_mean_ratio * 1.01
                WHERE rowid = (SELECT min(rowid) FROM alt_average)"""
         )
@@ -1489,6 +1497,12 @@ def test_checks_compare_the_derived_tables_with_their_sources(
         "ls_ratio_buckets_without_cell": 1,
     }
     assert _violations(btc_ls_one_row_per_bucket, path) == {"btc_cells_without_row": 1}
+    assert _violations(candle_flow_shares_valid, path) == {
+        "rows_unlike_klines": 1,
+        "candles_without_row": 1,
+    }
+    # Bybit's SOL cell was one of its bucket's exchanges.
+    assert _violations(cross_exchange_counts_valid, path) == {"counts_unlike_heatmap_matrix": 1}
     # The deleted BTC row still has its zone; the alt average changed under its zone's feet.
     assert _violations(signal_zones_consistent, path) == {"values_unlike_btc_ls_or_alt_average": 2}
     assert _violations(divergence_patterns_valid, path) == {
