@@ -5,6 +5,8 @@ universe coin on the six exchanges (every kind each publishes).
   peak memory is its own;
 - the incremental refresh after one new hour is written the way ingestion writes it, on
   warehouses holding 1, 3 and 5 years (it should cost the hour, not the years);
+- the derived tables' asset checks over every row of the one-year warehouse, as the
+  `check_warehouse` job and the refresh after a rebuild run them;
 - rendering every default image from the one-year warehouse;
 - the Parquet lake of the one-year warehouse: written in full, then refreshed after the new hour
   (the partitions of the hour's day only);
@@ -33,12 +35,15 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+from dagster import build_asset_check_context
 
+from assets.analytics_checks import ANALYTICS_CHECKS
 from bench import render
 from pipelines.analytics import DERIVED_TABLES, refresh_table
 from pipelines.exchanges import CONNECTORS
 from pipelines.lake import PART_FILE, refresh_lake
 from pipelines.queries import transaction
+from pipelines.resources import PipelineSettings
 from pipelines.universe import load_universe
 from pipelines.warehouse import LS_KEY, PRICE_KEY, connect, log_changes, upsert
 
@@ -64,6 +69,7 @@ class DeriveFigures:
     incremental_tables: dict[str, float] = field(default_factory=dict)  # 5 years, per table
     render_all_defaults_seconds: float = 0.0
     images: int = 0
+    check_seconds: dict[str, float] = field(default_factory=dict)  # 1 year, every row
     lake: LakeFigures | None = None  # of the 1-year warehouse
     five_minute: FiveMinuteFigures | None = None  # of the 1-year warehouse
 
@@ -76,6 +82,7 @@ class DeriveFigures:
                 str(y): round(s, 3) for y, s in self.incremental_seconds.items()
             },
             "render_all_defaults_seconds": round(self.render_all_defaults_seconds, 2),
+            "checks_all_rows_seconds": round(sum(self.check_seconds.values()), 2),
             **(self.lake.as_json() if self.lake else {}),
             **(self.five_minute.as_json() if self.five_minute else {}),
         }
@@ -280,6 +287,22 @@ def five_minute(path: Path) -> FiveMinuteFigures:
     return figures
 
 
+def check_every_row(path: Path) -> dict[str, float]:
+    """Each derived table's asset check over all its rows (called outside a run, a check
+    examines every row, as in the check_warehouse job); the seconds each took. A check that
+    fails on the generated data is a fault of the code, not a figure."""
+    settings = PipelineSettings(warehouse=str(path))
+    seconds = {}
+    for check in ANALYTICS_CHECKS:
+        (key,) = check.check_keys
+        start = time.perf_counter()
+        result = check(build_asset_check_context(), settings=settings)  # type: ignore[call-arg]
+        seconds[key.name] = time.perf_counter() - start
+        if not getattr(result, "passed", False):
+            raise RuntimeError(f"{key.name} failed on the generated warehouse: {result}")
+    return seconds
+
+
 def rebuild_in_child(path: Path, memory: str | None = None) -> dict[str, float]:
     """`lsr rebuild`'s work in a fresh process; return each table's seconds, in rebuild order
     (its peak memory is the process's own, read by the caller). `memory` overrides DuckDB's
@@ -328,6 +351,7 @@ def run(folder: Path) -> DeriveFigures:
             rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             figures.full_rebuild_peak_rss_mb = rss / 1024
             figures.lake = write_lake(path, folder / "lake")
+            figures.check_seconds = check_every_row(path)
         add_hour(path)
         with connect(path, read_only=True) as conn:
             figures.ls_rows[years] = int(
@@ -364,6 +388,10 @@ def report(figures: DeriveFigures) -> str:
     lines.append(
         "  one new hour on the last warehouse, per table: "
         + _slowest_first(figures.incremental_tables, 2)
+    )
+    lines.append(
+        f"  asset checks over every row of the 1-year warehouse: "
+        f"{sum(figures.check_seconds.values()):.1f} s: " + _slowest_first(figures.check_seconds, 2)
     )
     lines.append(
         f"  rendering all {figures.images} default images of the 1-year warehouse: "
