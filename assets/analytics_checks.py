@@ -345,7 +345,9 @@ def divergence_patterns_valid(
             FROM divergence
         ),
         -- What each row should hold, read again from where divergence read it: the two
-        -- series of each pair side by side per bucket (a bucket with either has a row).
+        -- series of each pair side by side per bucket (a bucket with either has a row). The
+        -- pivot is divergence.sql's, written out again on purpose: a check that shared the
+        -- model's code could not catch its faults.
         kinds AS (
             SELECT
                 exchange,
