@@ -242,6 +242,19 @@ def test_refresh_recomputes_what_an_ingestion_run_changed_and_rebuild_starts_ove
     assert everything.metadata["checked_from"] == "all rows"
     assert everything.metadata["rows_checked"] > written.metadata["rows_checked"] > 0
 
+    # Cells of the refreshed window go missing behind the pipeline's back: the next refresh
+    # recomputes nothing, and its checks of that window, compared with ls_ratio, name them.
+    with duckdb.connect(str(copy_of)) as conn:
+        lost = conn.execute(
+            "DELETE FROM heatmap_matrix WHERE exchange = 'binance' AND coin = 'ETH' AND ts >= ?",
+            [TODAY],
+        ).fetchall()[0][0]
+    assert lost > 0
+    found = _checks(_run("refresh_outputs"))
+    assert found[heatmap_check].metadata["checked_from"] == f"{TODAY} 00:00:00"
+    assert found[heatmap_check].metadata["violations"]["ls_ratio_buckets_without_cell"] == lost
+    assert not found["divergence_patterns_valid"].passed  # its sources lost those buckets
+
     rebuilt = _run("rebuild_derived")
     assert rebuilt.success
     assert set(_recomputed(rebuilt).values()) == {"all history (rebuilt)"}
