@@ -213,30 +213,56 @@ def btc_ls_one_row_per_bucket(
 
 @asset_check(
     asset=AssetKey("alt_average"),
-    description="n_coins between 1 and the universe size minus BTC and exclusions; a mean and "
-    "median ratio wherever there are coins; one row per bucket.",
+    description="One row per bucket where an alt has a ratio in heatmap_matrix, n_coins "
+    "counting them (alts: the universe but BTC and the exclusions); a mean and median ratio "
+    "wherever there are coins; one row per bucket.",
 )
 def alt_average_counts_and_means(
     context: AssetCheckExecutionContext, settings: PipelineSettings
 ) -> AssetCheckResult:
-    max_coins = len(alt_universe(load_universe()))
+    alts = alt_universe(load_universe())  # the universe the refresh read (LSR_UNIVERSE)
     return _violations(
         context,
         settings,
         "alt_average",
         """
+        WITH counted AS (
+            SELECT exchange, metric, period, ts, count(*) AS alts_with_ratio
+            FROM heatmap_matrix
+            WHERE ts >= ? AND list_contains(?, coin) AND ratio > 0
+            GROUP BY ALL
+        ),
+        paired AS (
+            SELECT
+                count(*) FILTER (WHERE a.ts IS NOT NULL
+                                 AND a.n_coins IS DISTINCT FROM c.alts_with_ratio) AS unlike,
+                count(*) FILTER (WHERE a.ts IS NULL) AS uncovered
+            FROM alt_average AS a
+            FULL JOIN counted AS c
+                ON c.exchange = a.exchange AND c.metric = a.metric AND c.period = a.period
+               AND c.ts = a.ts
+        )
         SELECT
             count(*),
             count(*) FILTER (WHERE n_coins > ? OR n_coins < 1),
             count(*) FILTER (WHERE n_coins > 0
                                 AND (alt_mean_ratio IS NULL OR alt_median_ratio IS NULL)),
             count(*) FILTER (WHERE alt_mean_ratio <= 0 OR alt_median_ratio <= 0),
-            count(*) - count(DISTINCT (exchange, metric, period, ts))
+            count(*) - count(DISTINCT (exchange, metric, period, ts)),
+            (SELECT unlike FROM paired),
+            (SELECT uncovered FROM paired)
         FROM alt_average
         """,
-        ["n_coins_out_of_range", "null_mean_with_coins", "ratio_not_positive", "duplicates"],
-        [max_coins],
-        {"max_alt_coins": max_coins},
+        [
+            "n_coins_out_of_range",
+            "null_mean_with_coins",
+            "ratio_not_positive",
+            "duplicates",
+            "n_coins_unlike_heatmap_matrix",
+            "buckets_without_row",
+        ],
+        [CHECKED_FROM, alts, len(alts)],
+        {"max_alt_coins": len(alts)},
     )
 
 

@@ -30,6 +30,7 @@ from dagster import (
 from assets.analytics import DERIVED_ASSETS
 from assets.analytics_checks import (
     ANALYTICS_CHECKS,
+    alt_average_counts_and_means,
     btc_ls_one_row_per_bucket,
     candle_flow_shares_valid,
     cross_exchange_counts_valid,
@@ -1398,6 +1399,15 @@ def test_settings_are_validated() -> None:
         AnalyticsSettings(flow_extreme_share=0.5)  # every candle would be extreme
 
 
+@pytest.fixture
+def checks_universe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks read the universe the refresh read from LSR_UNIVERSE: here, UNIVERSE."""
+    universe = tmp_path / "universe.yaml"
+    coins, excluded = ", ".join(UNIVERSE.coins), ", ".join(UNIVERSE.alt_exclusions)
+    universe.write_text(f"coins: [{coins}]\nalt_exclusions: [{excluded}]\n")
+    monkeypatch.setenv("LSR_UNIVERSE", str(universe))
+
+
 def _run_checks(path: Path) -> dict[str, bool]:
     settings = PipelineSettings(warehouse=str(path))
     results = {}
@@ -1409,6 +1419,7 @@ def _run_checks(path: Path) -> dict[str, bool]:
     return results
 
 
+@pytest.mark.usefixtures("checks_universe")
 def test_asset_checks_pass_on_the_built_warehouse_and_catch_broken_rows(tmp_path: Path) -> None:
     path = tmp_path / "checks.duckdb"
     build_warehouse(path, make_inputs(seed=5))
@@ -1452,9 +1463,8 @@ def _violations(check: AssetChecksDefinition, path: Path) -> dict[str, int]:
     return {rule: n for rule, n in counts.items() if n}
 
 
-def test_checks_compare_the_derived_tables_with_their_sources(
-    tmp_path: Path,
-) -> None:
+@pytest.mark.usefixtures("checks_universe")
+def test_checks_compare_the_derived_tables_with_their_sources(tmp_path: Path) -> None:
     """Faults an incremental refresh could leave, each counted under its own rule: corrections
     to ls_ratio, klines, heatmap_matrix and alt_average that the tables reading them did not
     follow, rows left out (a cell, a BTC row, a candle's row, a divergence row), and a
@@ -1501,8 +1511,9 @@ def test_checks_compare_the_derived_tables_with_their_sources(
         "rows_unlike_klines": 1,
         "candles_without_row": 1,
     }
-    # Bybit's SOL cell was one of its bucket's exchanges.
+    # Bybit's SOL cell was one of its bucket's exchanges, and one of its bucket's alts.
     assert _violations(cross_exchange_counts_valid, path) == {"counts_unlike_heatmap_matrix": 1}
+    assert _violations(alt_average_counts_and_means, path) == {"n_coins_unlike_heatmap_matrix": 1}
     # The deleted BTC row still has its zone; the alt average changed under its zone's feet.
     assert _violations(signal_zones_consistent, path) == {"values_unlike_btc_ls_or_alt_average": 2}
     assert _violations(divergence_patterns_valid, path) == {
