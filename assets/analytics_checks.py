@@ -33,8 +33,6 @@ from pipelines.warehouse import connect
 
 # The job run on demand (after a manual repair, say) checks every row.
 CHECK_EVERYTHING_JOB = "check_warehouse"
-# A check's parameter that stands for the first bucket checked (see _violations).
-CHECKED_FROM = object()
 
 
 def _violations(
@@ -43,7 +41,7 @@ def _violations(
     table: str,
     sql: str,
     names: Sequence[str],
-    params: list[object] | None = None,
+    params: dict[str, object] | None = None,
     extra: dict[str, int] | None = None,
 ) -> AssetCheckResult:
     """Count each rule's violations among the rows the table's last refresh recomputed (every
@@ -53,8 +51,8 @@ def _violations(
     5.5 s over one generated year, a hundredth of a second over an hour's rows).
 
     Within `sql`, `table` names only the rows checked; other tables are whole, so a rule that
-    compares with them reads them from the parameter CHECKED_FROM on (the first bucket checked,
-    BEGINNING for every row)."""
+    compares with them reads them from $checked_from on (the first bucket checked, BEGINNING
+    for every row), bound here wherever `sql` names it; `params` binds the others by name."""
     with connect(settings.warehouse_file()) as conn:
         if not table_exists(conn, table):
             return AssetCheckResult(
@@ -64,7 +62,9 @@ def _violations(
             )
         since = None if _checks_everything(context) else _recomputed_since(conn, table)
         with _only_rows_since(conn, table, since):
-            bound = [since or BEGINNING if p is CHECKED_FROM else p for p in params or []]
+            bound = dict(params or {})
+            if "$checked_from" in sql:
+                bound["checked_from"] = since or BEGINNING
             rows = conn.execute(sql, bound).fetchall()
     values = rows[0] if rows else (0,) * (len(names) + 1)
     total_rows, counts = int(values[0] or 0), [int(v or 0) for v in values[1:]]
@@ -132,7 +132,7 @@ def heatmap_matrix_cells_consistent(
         WITH source AS (
             SELECT exchange, metric, period, coin, instrument, ts, ratio
             FROM ls_ratio
-            WHERE ts >= ?
+            WHERE ts >= $checked_from
         ),
         -- Joined on the coin, not the instrument: a coin with two instruments has one cell
         -- per bucket, and the other instrument's row there is no fault. (One join: under the
@@ -168,7 +168,6 @@ def heatmap_matrix_cells_consistent(
             "cells_unlike_ls_ratio",
             "ls_ratio_buckets_without_cell",
         ],
-        [CHECKED_FROM],
     )
 
 
@@ -189,7 +188,7 @@ def btc_ls_one_row_per_bucket(
             SELECT b.*, h.ts IS NULL AS sourceless, b.ts IS NULL AS missing,
                    b.ratio IS DISTINCT FROM h.ratio AS copied_wrong
             FROM btc_ls AS b
-            FULL JOIN (SELECT * FROM heatmap_matrix WHERE coin = 'BTC' AND ts >= ?) AS h
+            FULL JOIN (SELECT * FROM heatmap_matrix WHERE coin = 'BTC' AND ts >= $checked_from) AS h
                 ON h.exchange = b.exchange AND h.metric = b.metric AND h.period = b.period
                AND h.ts = b.ts
         )
@@ -207,7 +206,6 @@ def btc_ls_one_row_per_bucket(
             "rows_unlike_heatmap_matrix",
             "btc_cells_without_row",
         ],
-        [CHECKED_FROM],
     )
 
 
@@ -229,7 +227,7 @@ def alt_average_counts_and_means(
         WITH counted AS (
             SELECT exchange, metric, period, ts, count(*) AS alts_with_ratio
             FROM heatmap_matrix
-            WHERE ts >= ? AND list_contains(?, coin) AND ratio > 0
+            WHERE ts >= $checked_from AND list_contains($alts, coin) AND ratio > 0
             GROUP BY ALL
         ),
         paired AS (
@@ -244,7 +242,7 @@ def alt_average_counts_and_means(
         )
         SELECT
             count(*),
-            count(*) FILTER (WHERE n_coins > ? OR n_coins < 1),
+            count(*) FILTER (WHERE n_coins > len($alts) OR n_coins < 1),
             count(*) FILTER (WHERE n_coins > 0
                                 AND (alt_mean_ratio IS NULL OR alt_median_ratio IS NULL)),
             count(*) FILTER (WHERE alt_mean_ratio <= 0 OR alt_median_ratio <= 0),
@@ -261,7 +259,7 @@ def alt_average_counts_and_means(
             "n_coins_unlike_heatmap_matrix",
             "buckets_without_row",
         ],
-        [CHECKED_FROM, alts, len(alts)],
+        {"alts": alts},
         {"max_alt_coins": len(alts)},
     )
 
@@ -292,11 +290,11 @@ def signal_zones_consistent(
         sources AS (
             SELECT exchange, metric, period, 'btc' AS series, ts, ratio AS value
             FROM btc_ls
-            WHERE ts >= ?
+            WHERE ts >= $checked_from
             UNION ALL
             SELECT exchange, metric, period, 'alt_avg', ts, alt_mean_ratio
             FROM alt_average
-            WHERE ts >= ?
+            WHERE ts >= $checked_from
         ),
         paired AS (
             SELECT
@@ -333,7 +331,6 @@ def signal_zones_consistent(
             "values_unlike_btc_ls_or_alt_average",
             "source_rows_without_row",
         ],
-        [CHECKED_FROM, CHECKED_FROM],
     )
 
 
@@ -389,7 +386,8 @@ def divergence_patterns_valid(
                 bool_or(metric IN ('top_account', 'top_position'))   AS has_top,
                 bool_or(metric IN ('top_position', 'global_account')) AS has_whale_or_crowd
             FROM heatmap_matrix
-            WHERE metric IN ('top_account', 'top_position', 'global_account') AND ts >= ?
+            WHERE metric IN ('top_account', 'top_position', 'global_account')
+              AND ts >= $checked_from
             GROUP BY ALL
         ),
         expected AS (
@@ -397,12 +395,12 @@ def divergence_patterns_valid(
                    account_ratio AS first_ratio, position_ratio AS second_ratio,
                    account_zscore AS first_zscore, position_zscore AS second_zscore
             FROM kinds
-            WHERE has_top AND list_contains(?, exchange)
+            WHERE has_top AND list_contains($top_pair_exchanges, exchange)
             UNION ALL
             SELECT 'whale_crowd', exchange, period, series_key, ts,
                    position_ratio, crowd_ratio, position_zscore, crowd_zscore
             FROM kinds
-            WHERE has_whale_or_crowd AND list_contains(?, exchange)
+            WHERE has_whale_or_crowd AND list_contains($whale_crowd_exchanges, exchange)
             UNION ALL
             SELECT 'btc_vs_alts', exchange, period, metric, ts,
                    max(value) FILTER (WHERE series = 'btc'),
@@ -410,7 +408,7 @@ def divergence_patterns_valid(
                    max(zscore) FILTER (WHERE series = 'btc'),
                    max(zscore) FILTER (WHERE series = 'alt_avg')
             FROM signal_zones
-            WHERE ts >= ?
+            WHERE ts >= $checked_from
             GROUP BY ALL
         ),
         compared AS (
@@ -435,8 +433,10 @@ def divergence_patterns_valid(
         )
         SELECT
             count(ts),
-            count(*) FILTER (WHERE scope = 'coin' AND NOT list_contains(?, exchange)),
-            count(*) FILTER (WHERE scope = 'whale_crowd' AND NOT list_contains(?, exchange)),
+            count(*) FILTER (WHERE scope = 'coin'
+                                AND NOT list_contains($top_pair_exchanges, exchange)),
+            count(*) FILTER (WHERE scope = 'whale_crowd'
+                                AND NOT list_contains($whale_crowd_exchanges, exchange)),
             count(*) FILTER (WHERE NOT missing AND (sourceless OR copied_wrong)),
             count(*) FILTER (WHERE missing),
             count(*) FILTER (WHERE scope = 'coin' AND pattern IS DISTINCT FROM CASE
@@ -481,14 +481,10 @@ def divergence_patterns_valid(
             "thresholds_missing_or_out_of_order",
             "pattern_since_inconsistent",
         ],
-        [
-            CHECKED_FROM,
-            top_pair_exchanges(),
-            whale_crowd_exchanges(),
-            CHECKED_FROM,
-            top_pair_exchanges(),
-            whale_crowd_exchanges(),
-        ],
+        {
+            "top_pair_exchanges": top_pair_exchanges(),
+            "whale_crowd_exchanges": whale_crowd_exchanges(),
+        },
     )
 
 
@@ -547,12 +543,13 @@ def cross_exchange_counts_valid(
         "cross_exchange",
         """
         WITH publishers AS (
-            SELECT unnest(?::VARCHAR[]) AS metric, unnest(?::INTEGER[]) AS n_publishers
+            SELECT unnest($metrics::VARCHAR[]) AS metric,
+                   unnest($publishers::INTEGER[]) AS n_publishers
         ),
         counted AS (  -- what heatmap_matrix holds per coin, metric, period and bucket
             SELECT coin, metric, period, ts, count(ln_ratio) AS ratios, count(zscore) AS zscores
             FROM heatmap_matrix
-            WHERE ts >= ?
+            WHERE ts >= $checked_from
             GROUP BY ALL
         ),
         paired AS (
@@ -586,7 +583,7 @@ def cross_exchange_counts_valid(
             "counts_unlike_heatmap_matrix",
             "heatmap_buckets_without_row",
         ],
-        [list(publishers), [len(v) for v in publishers.values()], CHECKED_FROM],
+        {"metrics": list(publishers), "publishers": [len(v) for v in publishers.values()]},
     )
 
 
@@ -608,7 +605,7 @@ def candle_flow_shares_valid(
         WITH candles AS (  -- those with a row: a 5m candle has one only with taker volume
             SELECT exchange, coin, instrument, period, ts, volume, taker_buy_volume
             FROM klines
-            WHERE ts >= ? AND (period <> '5m' OR taker_buy_volume IS NOT NULL)
+            WHERE ts >= $checked_from AND (period <> '5m' OR taker_buy_volume IS NOT NULL)
         ),
         -- Joined on the coin: a coin with two instruments has one row per candle, and the
         -- other instrument's candle there is no fault.
@@ -649,7 +646,6 @@ def candle_flow_shares_valid(
             "rows_unlike_klines",
             "candles_without_row",
         ],
-        [CHECKED_FROM],
     )
 
 
