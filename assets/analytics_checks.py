@@ -4,6 +4,7 @@ Each check counts violations of a few rules in one query and fails (severity ERR
 count is non-zero; the counts are the check's metadata, so a failure says which rule broke.
 """
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -63,7 +64,7 @@ def _violations(
         since = None if _checks_everything(context) else _recomputed_since(conn, table)
         with _only_rows_since(conn, table, since):
             bound = dict(params or {})
-            if "$checked_from" in sql:
+            if re.search(r"\$checked_from\b", sql):  # as pipelines.analytics.parameters
                 bound["checked_from"] = since or BEGINNING
             rows = conn.execute(sql, bound).fetchall()
     values = rows[0] if rows else (0,) * (len(names) + 1)
@@ -213,7 +214,7 @@ def btc_ls_one_row_per_bucket(
     asset=AssetKey("alt_average"),
     description="One row per bucket where an alt has a ratio in heatmap_matrix, n_coins "
     "counting them (alts: the universe but BTC and the exclusions); a mean and median ratio "
-    "wherever there are coins; one row per bucket.",
+    "wherever there are coins; no bucket twice.",
 )
 def alt_average_counts_and_means(
     context: AssetCheckExecutionContext, settings: PipelineSettings
